@@ -1,0 +1,598 @@
+// This file owns the client side of the command line: deploy, activate,
+// rollback, retire and status, each a small HTTP/1.1 + JSON call to the admin
+// API of a running fpmux (see runClient).
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fpmux/fpmux/config"
+)
+
+// clientDefaultAdmin is where the client looks for the admin API when -admin
+// is not given; it matches the daemon's embedded default.
+const clientDefaultAdmin = "unix:/run/fpmux/admin.sock"
+
+// clientTimeout bounds every admin call except deploy, whose bound is its
+// -timeout plus clientDeploySlack.
+const (
+	clientTimeout     = 30 * time.Second
+	clientDeploySlack = 5 * time.Second
+)
+
+// clientRelease is one release as the admin API reports it. Fields the
+// server may leave out are pointers or zero values; nothing here is required.
+type clientRelease struct {
+	ID          string      `json:"id"`
+	Root        string      `json:"root"`
+	State       string      `json:"state"`
+	InFlight    *int64      `json:"in_flight,omitempty"`
+	Requests    *int64      `json:"requests,omitempty"`
+	CreatedAt   *time.Time  `json:"created_at,omitempty"`
+	ActivatedAt *time.Time  `json:"activated_at,omitempty"`
+	RetiredAt   *time.Time  `json:"retired_at,omitempty"`
+	ReadyMS     *int64      `json:"ready_ms,omitempty"`
+	Error       string      `json:"error,omitempty"`
+	Pool        *clientPool `json:"pool,omitempty"`
+}
+
+// clientPool holds a release's php-fpm figures, when the server has them.
+type clientPool struct {
+	PID                *int   `json:"pid,omitempty"`
+	Restarts           *int64 `json:"restarts,omitempty"`
+	Socket             string `json:"socket,omitempty"`
+	ActiveProcesses    *int64 `json:"active_processes,omitempty"`
+	IdleProcesses      *int64 `json:"idle_processes,omitempty"`
+	TotalProcesses     *int64 `json:"total_processes,omitempty"`
+	ListenQueue        *int64 `json:"listen_queue,omitempty"`
+	MaxChildrenReached *int64 `json:"max_children_reached,omitempty"`
+}
+
+// clientExitError carries the exit code a failed command ends with and the
+// one line printed for it.
+type clientExitError struct {
+	code int
+	msg  string
+}
+
+func (e *clientExitError) Error() string { return e.msg }
+
+// client talks to one fpmux admin listener for one subcommand.
+type client struct {
+	admin  string // the address as the user wrote it
+	http   *http.Client
+	stdout io.Writer
+	now    func() time.Time
+}
+
+// runClient runs the client subcommand name (deploy, activate, rollback,
+// retire or status) with its arguments and returns the process exit code:
+// 0 on success, 1 when fpmux refused or could not be reached, 2 for bad usage.
+// Results go to stdout; usage and errors, one line each, go to stderr.
+func runClient(name string, args []string, stdout, stderr io.Writer) int {
+	var err error
+	switch name {
+	case "deploy":
+		err = clientDeploy(args, stdout, stderr)
+	case "activate":
+		err = clientActivate(args, stdout, stderr)
+	case "rollback":
+		err = clientRollback(args, stdout, stderr)
+	case "retire":
+		err = clientRetire(args, stdout, stderr)
+	case "status":
+		err = clientStatus(args, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "fpmux: unknown command %q\n", name)
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	var ee *clientExitError
+	if !errors.As(err, &ee) {
+		ee = &clientExitError{code: 1, msg: err.Error()}
+	}
+	if ee.msg != "" {
+		fmt.Fprintf(stderr, "fpmux %s: %s\n", name, clientOneLine(ee.msg))
+	}
+	return ee.code
+}
+
+// clientFlags returns a flag set for subcommand name with -admin defined.
+func clientFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("fpmux "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	admin := fs.String("admin", clientDefaultAdmin, "admin API address: unix:/path or host:port")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: fpmux %s %s\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs, admin
+}
+
+// clientParse parses args, allowing flags after the positional arguments
+// too (fpmux activate r2 -admin ...). It returns the positional arguments.
+// -h is exit 0 with usage; any other parse error is exit 2 (flag has
+// already printed the problem and the usage).
+func clientParse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, &clientExitError{code: 0}
+			}
+			return nil, &clientExitError{code: 2}
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		// Parse stops at the first non-flag argument, or just after "--",
+		// which makes all the rest positional.
+		if i := len(args) - len(rest); i > 0 && args[i-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// clientUsage reports a usage problem: the reason and the usage, exit 2.
+func clientUsage(fs *flag.FlagSet, format string, a ...any) error {
+	fmt.Fprintf(fs.Output(), "%s: %s\n", fs.Name(), fmt.Sprintf(format, a...))
+	fs.Usage()
+	return &clientExitError{code: 2}
+}
+
+// newClient builds a client for the admin address; a bad address is a usage
+// error.
+func newClient(admin string, timeout time.Duration, stdout io.Writer) (*client, error) {
+	network, address, err := config.ParseAddr(admin)
+	if err != nil {
+		return nil, &clientExitError{code: 2, msg: fmt.Sprintf("-admin: %v", err)}
+	}
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, address)
+		},
+		DisableKeepAlives: true,
+		Proxy:             nil, // never send the admin API through HTTP_PROXY
+	}
+	return &client{
+		admin:  admin,
+		http:   &http.Client{Transport: tr, Timeout: timeout},
+		stdout: stdout,
+		now:    time.Now,
+	}, nil
+}
+
+// do sends one request and returns the body of a 2xx answer. Anything else
+// becomes an error fit for one line. Any 2xx counts as success: the admin API
+// documents which one each call answers (201, 200, 202), and a different 2xx
+// still means fpmux did what was asked.
+func (c *client) do(method, path string, body any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://fpmux"+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, c.transportError(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read answer from fpmux at %s: %w", c.admin, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, clientAPIError(resp.StatusCode, data)
+	}
+	return data, nil
+}
+
+// transportError turns a failed round trip into one line a person can act on.
+func (c *client) transportError(err error) error {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		reason := opErr.Err
+		var se *os.SyscallError
+		if errors.As(reason, &se) {
+			reason = se.Err
+		}
+		hint := ""
+		switch {
+		case errors.Is(reason, syscall.ENOENT):
+			hint = " (no such socket; is fpmux serve running?)"
+		case errors.Is(reason, syscall.ECONNREFUSED):
+			hint = " (connection refused; is fpmux serve running?)"
+		case errors.Is(reason, syscall.EACCES), errors.Is(reason, syscall.EPERM):
+			hint = " (permission denied; run as a user that may use the admin socket)"
+		default:
+			hint = ": " + reason.Error()
+		}
+		return fmt.Errorf("fpmux is not reachable at %s%s", c.admin, hint)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("no answer from fpmux at %s within %s", c.admin, c.http.Timeout)
+	}
+	return fmt.Errorf("talk to fpmux at %s: %w", c.admin, err)
+}
+
+// clientAPIError makes the error of a non-2xx answer: the server's
+// {"error": "..."} message, else the status and the start of the body.
+func clientAPIError(status int, body []byte) error {
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && strings.TrimSpace(e.Error) != "" {
+		return errors.New(e.Error)
+	}
+	text := strings.TrimSpace(string(body))
+	if len(text) > 200 {
+		text = text[:200] + "..."
+	}
+	if text == "" {
+		return fmt.Errorf("fpmux answered %d %s", status, http.StatusText(status))
+	}
+	return fmt.Errorf("fpmux answered %d %s: %s", status, http.StatusText(status), text)
+}
+
+// clientOneLine folds a message onto one line: php-fpm's own words often
+// span several.
+func clientOneLine(s string) string {
+	lines := strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' })
+	out := lines[:0]
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// clientDecodeRelease decodes one release; ok is false when the body is not
+// one (the caller then prints a plainer line).
+func clientDecodeRelease(data []byte) (clientRelease, bool) {
+	var r clientRelease
+	if err := json.Unmarshal(data, &r); err != nil || r.ID == "" {
+		return clientRelease{}, false
+	}
+	return r, true
+}
+
+func clientDeploy(args []string, stdout, stderr io.Writer) error {
+	fs, admin := clientFlags("deploy", "[-admin ADDR] -id ID -root DIR [-no-activate] [-timeout DUR]", stderr)
+	id := fs.String("id", "", "release id (required)")
+	root := fs.String("root", "", "release root directory, under one of allowed_roots (required)")
+	noActivate := fs.Bool("no-activate", false, "start and health-check the pool but leave traffic where it is")
+	timeout := fs.Duration("timeout", 60*time.Second, "how long fpmux may take to get the release ready")
+	pos, err := clientParse(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) > 0:
+		return clientUsage(fs, "unexpected argument %q", pos[0])
+	case *id == "":
+		return clientUsage(fs, "-id is required")
+	case *root == "":
+		return clientUsage(fs, "-root is required")
+	case *timeout <= 0:
+		return clientUsage(fs, "-timeout must be positive, not %s", *timeout)
+	}
+	absRoot, err := filepath.Abs(*root)
+	if err != nil {
+		return fmt.Errorf("resolve -root %q: %w", *root, err)
+	}
+	c, err := newClient(*admin, *timeout+clientDeploySlack, stdout)
+	if err != nil {
+		return err
+	}
+	body := struct {
+		ID       string `json:"id"`
+		Root     string `json:"root"`
+		Activate bool   `json:"activate"`
+		Timeout  string `json:"timeout"`
+	}{*id, absRoot, !*noActivate, clientFormatTimeout(*timeout)}
+	data, err := c.do(http.MethodPost, "/v1/releases", body)
+	if err != nil {
+		return err
+	}
+	r, ok := clientDecodeRelease(data)
+	if !ok {
+		r = clientRelease{ID: *id, Root: absRoot, State: "ready"}
+		if !*noActivate {
+			r.State = "active"
+		}
+	}
+	detail := "root " + r.Root
+	if r.ReadyMS != nil {
+		detail += fmt.Sprintf(", ready in %dms", *r.ReadyMS)
+	}
+	fmt.Fprintf(stdout, "release %s %s (%s)\n", r.ID, r.State, detail)
+	return nil
+}
+
+// clientFormatTimeout writes d in whole seconds when it is, as "60s" reads
+// better than "1m0s"; both parse with time.ParseDuration.
+func clientFormatTimeout(d time.Duration) string {
+	if d%time.Second == 0 {
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return d.String()
+}
+
+// clientOneID parses a subcommand that takes exactly one release id.
+func clientOneID(name string, args []string, stderr io.Writer) (id, admin string, err error) {
+	fs, adm := clientFlags(name, "[-admin ADDR] ID", stderr)
+	pos, err := clientParse(fs, args)
+	if err != nil {
+		return "", "", err
+	}
+	switch {
+	case len(pos) == 0:
+		return "", "", clientUsage(fs, "missing release ID")
+	case len(pos) > 1:
+		return "", "", clientUsage(fs, "unexpected argument %q", pos[1])
+	case pos[0] == "":
+		return "", "", clientUsage(fs, "empty release ID")
+	}
+	return pos[0], *adm, nil
+}
+
+func clientActivate(args []string, stdout, stderr io.Writer) error {
+	id, admin, err := clientOneID("activate", args, stderr)
+	if err != nil {
+		return err
+	}
+	c, err := newClient(admin, clientTimeout, stdout)
+	if err != nil {
+		return err
+	}
+	data, err := c.do(http.MethodPost, "/v1/releases/"+clientPathEscape(id)+"/activate", nil)
+	if err != nil {
+		return err
+	}
+	c.printRelease(data, id, "active")
+	return nil
+}
+
+func clientRollback(args []string, stdout, stderr io.Writer) error {
+	fs, admin := clientFlags("rollback", "[-admin ADDR]", stderr)
+	pos, err := clientParse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return clientUsage(fs, "unexpected argument %q", pos[0])
+	}
+	c, err := newClient(*admin, clientTimeout, stdout)
+	if err != nil {
+		return err
+	}
+	data, err := c.do(http.MethodPost, "/v1/rollback", nil)
+	if err != nil {
+		return err
+	}
+	if r, ok := clientDecodeRelease(data); ok {
+		fmt.Fprintf(stdout, "rolled back: release %s %s (root %s)\n", r.ID, r.State, r.Root)
+		return nil
+	}
+	fmt.Fprintln(stdout, "rolled back")
+	return nil
+}
+
+func clientRetire(args []string, stdout, stderr io.Writer) error {
+	id, admin, err := clientOneID("retire", args, stderr)
+	if err != nil {
+		return err
+	}
+	c, err := newClient(admin, clientTimeout, stdout)
+	if err != nil {
+		return err
+	}
+	data, err := c.do(http.MethodDelete, "/v1/releases/"+clientPathEscape(id), nil)
+	if err != nil {
+		return err
+	}
+	c.printRelease(data, id, "draining")
+	return nil
+}
+
+// printRelease prints "release ID STATE (root ROOT)" from an answer, or
+// with the given fallback state when the answer is not a release.
+func (c *client) printRelease(data []byte, id, fallback string) {
+	r, ok := clientDecodeRelease(data)
+	if !ok {
+		fmt.Fprintf(c.stdout, "release %s %s\n", id, fallback)
+		return
+	}
+	if r.State == "" {
+		r.State = fallback
+	}
+	if r.Root == "" {
+		fmt.Fprintf(c.stdout, "release %s %s\n", r.ID, r.State)
+		return
+	}
+	fmt.Fprintf(c.stdout, "release %s %s (root %s)\n", r.ID, r.State, r.Root)
+}
+
+// clientPathEscape escapes a release id for one path segment.
+func clientPathEscape(id string) string {
+	return url.PathEscape(id)
+}
+
+func clientStatus(args []string, stdout, stderr io.Writer) error {
+	fs, admin := clientFlags("status", "[-admin ADDR] [-json]", stderr)
+	asJSON := fs.Bool("json", false, "print the admin API's JSON instead of a table")
+	pos, err := clientParse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return clientUsage(fs, "unexpected argument %q", pos[0])
+	}
+	c, err := newClient(*admin, clientTimeout, stdout)
+	if err != nil {
+		return err
+	}
+	data, err := c.do(http.MethodGet, "/v1/releases", nil)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		var buf bytes.Buffer
+		if json.Indent(&buf, data, "", "  ") != nil {
+			buf.Reset()
+			buf.Write(bytes.TrimSpace(data))
+		}
+		buf.WriteByte('\n')
+		_, err := stdout.Write(buf.Bytes())
+		return err
+	}
+	var rs []clientRelease
+	if err := json.Unmarshal(data, &rs); err != nil {
+		return fmt.Errorf("decode release list from fpmux at %s: %w", c.admin, err)
+	}
+	return c.printTable(rs)
+}
+
+// printTable prints releases as an aligned table, then one line per release
+// with its pool figures or its error, when it has them.
+func (c *client) printTable(rs []clientRelease) error {
+	if len(rs) == 0 {
+		_, err := fmt.Fprintln(c.stdout, "no releases")
+		return err
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tIN-FLIGHT\tREQUESTS\tROOT\tAGE")
+	for _, r := range rs {
+		age := "-"
+		if r.CreatedAt != nil && !r.CreatedAt.IsZero() {
+			age = clientAge(c.now().Sub(*r.CreatedAt))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
+			r.ID, clientOr(r.State, "-"), clientInt(r.InFlight), clientInt(r.Requests), clientOr(r.Root, "-"), age)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var details []string
+	for _, r := range rs {
+		if r.Pool != nil {
+			if s := clientPoolLine(r.Pool); s != "" {
+				details = append(details, fmt.Sprintf("%s: pool %s", r.ID, s))
+			}
+		}
+		if r.Error != "" {
+			details = append(details, fmt.Sprintf("%s: error: %s", r.ID, clientOneLine(r.Error)))
+		}
+	}
+	if len(details) > 0 {
+		fmt.Fprintln(c.stdout)
+		for _, d := range details {
+			fmt.Fprintln(c.stdout, d)
+		}
+	}
+	return nil
+}
+
+// clientPoolLine describes the figures a pool reported, skipping absent ones.
+func clientPoolLine(p *clientPool) string {
+	var parts []string
+	if p.PID != nil {
+		parts = append(parts, fmt.Sprintf("pid %d", *p.PID))
+	}
+	if p.TotalProcesses != nil || p.ActiveProcesses != nil || p.IdleProcesses != nil {
+		parts = append(parts, fmt.Sprintf("processes %s (active %s, idle %s)",
+			clientInt(p.TotalProcesses), clientInt(p.ActiveProcesses), clientInt(p.IdleProcesses)))
+	}
+	if p.ListenQueue != nil {
+		parts = append(parts, fmt.Sprintf("listen queue %d", *p.ListenQueue))
+	}
+	if p.MaxChildrenReached != nil {
+		parts = append(parts, fmt.Sprintf("max children reached %d", *p.MaxChildrenReached))
+	}
+	if p.Restarts != nil {
+		parts = append(parts, fmt.Sprintf("restarts %d", *p.Restarts))
+	}
+	if p.Socket != "" {
+		parts = append(parts, "socket "+p.Socket)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func clientInt(p *int64) string {
+	if p == nil {
+		return "-"
+	}
+	return strconv.FormatInt(*p, 10)
+}
+
+func clientOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// clientAge renders a duration the way ps and kubectl do: two units at most.
+func clientAge(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		m, s := int(d/time.Minute), int(d%time.Minute/time.Second)
+		if s == 0 {
+			return fmt.Sprintf("%dm", m)
+		}
+		return fmt.Sprintf("%dm%ds", m, s)
+	case d < 48*time.Hour:
+		h, m := int(d/time.Hour), int(d%time.Hour/time.Minute)
+		if m == 0 {
+			return fmt.Sprintf("%dh", h)
+		}
+		return fmt.Sprintf("%dh%dm", h, m)
+	default:
+		days, h := int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour)
+		if h == 0 {
+			return fmt.Sprintf("%dd", days)
+		}
+		return fmt.Sprintf("%dd%dh", days, h)
+	}
+}
