@@ -1,0 +1,225 @@
+// This file owns the server side of the front: accepting connections from the
+// web server, reading their records, and the connection's lifecycle up to
+// shutdown. One goroutine owns each connection; a relay adds one more for the
+// response of the request in flight.
+
+package fcgimux
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ErrNoRelease is what a Router returns when no release is active; the web
+// server then gets a 503.
+var ErrNoRelease = errors.New("no active release")
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("fcgimux: server closed")
+
+// Router is what the server needs from outside: the release a new request
+// goes to. The supervisor implements it.
+type Router interface {
+	// Pin counts a request into the active release and returns how to
+	// reach it. It must not block.
+	Pin() (Pin, error)
+}
+
+// Pin is one request's claim on a release. Done must be called exactly once,
+// when the request's last byte has been written to the web server or the
+// request failed; until then the release's pool is not stopped.
+type Pin struct {
+	Release string
+	Root    string // the release's real root
+	Backend *Backend
+	Done    func(status int, d time.Duration)
+}
+
+// Options configures a Server. Zero values get the defaults named.
+type Options struct {
+	// Docroot is the path prefix the web server sends in DOCUMENT_ROOT and
+	// SCRIPT_FILENAME. Required, absolute.
+	Docroot string
+	// Router picks the release for each request. Required.
+	Router Router
+	// Logger gets one line per refused or failed request. Default slog.Default().
+	Logger *slog.Logger
+	// MaxParamsBytes bounds the params of one request. Default 1 MiB.
+	MaxParamsBytes int
+	// ReadTimeout bounds the wait for each record while a request is being
+	// read (its params and body), and for the first record on a new
+	// connection. Default 60s.
+	ReadTimeout time.Duration
+	// IdleTimeout closes a kept-alive connection that carries no request.
+	// Default 5m.
+	IdleTimeout time.Duration
+}
+
+// Server is the FastCGI front fpmux offers to the web server.
+type Server struct {
+	docroot    string
+	router     Router
+	log        *slog.Logger
+	maxParams  int
+	readTO     time.Duration
+	idleTO     time.Duration
+	inShutdown atomic.Bool
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup // one per connection goroutine
+}
+
+// NewServer checks o and returns a Server.
+func NewServer(o Options) (*Server, error) {
+	if o.Router == nil {
+		return nil, errors.New("fcgimux: Options.Router is required")
+	}
+	if !filepath.IsAbs(o.Docroot) || filepath.Clean(o.Docroot) == "/" {
+		return nil, fmt.Errorf("fcgimux: Options.Docroot %q must be an absolute path other than /", o.Docroot)
+	}
+	s := &Server{
+		docroot:   filepath.Clean(o.Docroot),
+		router:    o.Router,
+		log:       o.Logger,
+		maxParams: o.MaxParamsBytes,
+		readTO:    o.ReadTimeout,
+		idleTO:    o.IdleTimeout,
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*conn]struct{}{},
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.maxParams <= 0 {
+		s.maxParams = 1 << 20
+	}
+	if s.readTO <= 0 {
+		s.readTO = 60 * time.Second
+	}
+	if s.idleTO <= 0 {
+		s.idleTO = 5 * time.Minute
+	}
+	return s, nil
+}
+
+// Serve accepts connections on ln until Shutdown. It closes ln on return.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.inShutdown.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors or similar: wait and go on, as
+				// net/http does, rather than give up the listener.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+		}
+		backoff = 0
+		c := s.newConn(nc)
+		if c == nil {
+			nc.Close()
+			continue
+		}
+		go c.serve()
+	}
+}
+
+func (s *Server) newConn(nc net.Conn) *conn {
+	c := &conn{
+		s:  s,
+		nc: nc,
+		br: bufio.NewReaderSize(nc, 16<<10),
+		bw: bufio.NewWriterSize(nc, 64<<10),
+	}
+	c.rr = newRecordReader(c.br)
+	c.idleDeadline = time.Now().Add(s.readTO)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inShutdown.Load() {
+		return nil
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return c
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Shutdown stops accepting, closes connections that carry no request, and
+// waits for the requests in flight to end. When ctx ends first, it closes
+// every connection (cutting those requests) and still waits for their
+// goroutines, then returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.inShutdown.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.closeIfIdle()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// statusText gives the reason phrase for a status fpmux answers itself.
+func statusText(code int) string { return http.StatusText(code) }
