@@ -1,0 +1,454 @@
+package fcgimux
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/fcgi"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// testBackend is an in-process FastCGI application (net/http/fcgi) on a unix
+// socket, standing in for php-fpm in the unit tests. It counts requests and
+// connections so tests can see what reached it.
+type testBackend struct {
+	addr     string
+	requests atomic.Int64
+	conns    atomic.Int64
+	ln       net.Listener
+}
+
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+func startTestBackend(t *testing.T, h http.HandlerFunc) *testBackend {
+	t.Helper()
+	b := &testBackend{addr: filepath.Join(t.TempDir(), "php.sock")}
+	ln, err := net.Listen("unix", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.ln = ln
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fcgi.Serve(countingListener{ln, &b.conns}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b.requests.Add(1)
+			h(w, r)
+		}))
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return b
+}
+
+// testRouter pins every request to one release, or fails with err.
+type testRouter struct {
+	pin   Pin
+	err   error
+	mu    sync.Mutex
+	codes []int
+}
+
+func (r *testRouter) Pin() (Pin, error) {
+	if r.err != nil {
+		return Pin{}, r.err
+	}
+	p := r.pin
+	p.Done = func(status int, _ time.Duration) {
+		r.mu.Lock()
+		r.codes = append(r.codes, status)
+		r.mu.Unlock()
+	}
+	return p, nil
+}
+
+func (r *testRouter) doneCodes() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int(nil), r.codes...)
+}
+
+const testDocroot = "/var/www/app/current"
+
+// startServer runs a Server on a unix socket and shuts it down at cleanup.
+func startServer(t *testing.T, router Router) (*Server, string) {
+	t.Helper()
+	s, err := NewServer(Options{Docroot: testDocroot, Router: router, ReadTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := filepath.Join(t.TempDir(), "front.sock")
+	ln, err := net.Listen("unix", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("serve returned %v, want ErrServerClosed", err)
+		}
+	})
+	return s, addr
+}
+
+// rawClient speaks FastCGI the way a web server does, byte by byte, so
+// tests can also send what a web server never would.
+type rawClient struct {
+	t  *testing.T
+	nc net.Conn
+	rr *recordReader
+}
+
+func dialRaw(t *testing.T, addr string) *rawClient {
+	t.Helper()
+	nc, err := net.Dial("unix", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	t.Cleanup(func() { nc.Close() })
+	return &rawClient{t: t, nc: nc, rr: newRecordReader(nc)}
+}
+
+func (c *rawClient) send(b []byte) {
+	c.t.Helper()
+	if _, err := c.nc.Write(b); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// request builds a whole request: BEGIN, params, body.
+func request(id uint16, keep bool, body string, kv ...string) []byte {
+	var b bytes.Buffer
+	writeBeginRequest(&b, id, keep)
+	writeRecord(&b, typeParams, id, encodePairs(kv...))
+	writeRecord(&b, typeParams, id, nil)
+	writeStream(&b, typeStdin, id, []byte(body))
+	writeRecord(&b, typeStdin, id, nil)
+	return b.Bytes()
+}
+
+func phpParams(script string, extra ...string) []string {
+	return append([]string{"SCRIPT_FILENAME", testDocroot + script, "DOCUMENT_ROOT", testDocroot,
+		"REQUEST_METHOD", "POST", "REQUEST_URI", script, "SERVER_PROTOCOL", "HTTP/1.1",
+		"CONTENT_TYPE", "text/plain"}, extra...)
+}
+
+type response struct {
+	stdout, stderr string
+	appStatus      uint32
+	protocolStatus uint8
+}
+
+// read reads records for id until its END_REQUEST.
+func (c *rawClient) read(id uint16) response {
+	c.t.Helper()
+	var r response
+	var out, errb bytes.Buffer
+	for {
+		h, content, err := c.rr.next()
+		if err != nil {
+			c.t.Fatalf("reading response: %v (so far %q)", err, out.String())
+		}
+		if h.ID != id {
+			c.t.Fatalf("record for id %d, want %d", h.ID, id)
+		}
+		switch h.Type {
+		case typeStdout:
+			out.Write(content)
+		case typeStderr:
+			errb.Write(content)
+		case typeEndRequest:
+			er, err := parseEndRequest(content)
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			r.stdout, r.stderr, r.appStatus, r.protocolStatus = out.String(), errb.String(), er.AppStatus, er.ProtocolStatus
+			return r
+		default:
+			c.t.Fatalf("unexpected record type %d", h.Type)
+		}
+	}
+}
+
+func echoHandler(w http.ResponseWriter, r *http.Request) {
+	env := fcgi.ProcessEnv(r)
+	body, _ := io.ReadAll(r.Body)
+	fmt.Fprintf(w, "script=%s\nrelease=%s\ndocroot=%s\nbody=%s\n",
+		env["SCRIPT_FILENAME"], env["FPMUX_RELEASE"], env["DOCUMENT_ROOT"], body)
+}
+
+func newTestRouter(b *testBackend, maxIdle int) *testRouter {
+	return &testRouter{pin: Pin{Release: "r7", Root: "/srv/releases/r7", Backend: NewBackend("unix", b.addr, maxIdle)}}
+}
+
+func TestServerRelaysRequest(t *testing.T) {
+	b := startTestBackend(t, echoHandler)
+	router := newTestRouter(b, 4)
+	_, addr := startServer(t, router)
+	c := dialRaw(t, addr)
+	c.send(request(1, false, "hello body", phpParams("/index.php")...))
+	r := c.read(1)
+	for _, want := range []string{"script=/srv/releases/r7/index.php", "release=r7", "docroot=/srv/releases/r7", "body=hello body"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("response lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if r.appStatus != 0 || r.protocolStatus != statusRequestComplete {
+		t.Errorf("end request: app %d, protocol %d", r.appStatus, r.protocolStatus)
+	}
+	// Without FCGI_KEEP_CONN the front closes its side after the response.
+	if _, _, err := c.rr.next(); err != io.EOF {
+		t.Errorf("after a request without keep-conn: got %v, want EOF", err)
+	}
+	if got := router.doneCodes(); len(got) != 1 || got[0] != 200 {
+		t.Errorf("Done codes %v, want [200]", got)
+	}
+}
+
+func TestServerKeepConnReusesPoolConnection(t *testing.T) {
+	b := startTestBackend(t, echoHandler)
+	router := newTestRouter(b, 4)
+	_, addr := startServer(t, router)
+	c := dialRaw(t, addr)
+	const n = 5
+	for i := range n {
+		body := fmt.Sprintf("request %d", i)
+		c.send(request(1, true, body, phpParams("/index.php")...))
+		if r := c.read(1); !strings.Contains(r.stdout, "body="+body) {
+			t.Fatalf("request %d: %q", i, r.stdout)
+		}
+	}
+	if got := b.requests.Load(); got != n {
+		t.Errorf("backend saw %d requests, want %d", got, n)
+	}
+	if got := b.conns.Load(); got != 1 {
+		t.Errorf("backend saw %d connections for %d sequential requests, want 1", got, n)
+	}
+}
+
+func TestServerLargeBodyAndResponse(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 64<<10) // 1 MiB
+	b := startTestBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Write(body)
+		w.Write(body)
+	})
+	_, addr := startServer(t, newTestRouter(b, 1))
+	c := dialRaw(t, addr)
+	c.send(request(1, true, big, phpParams("/big.php")...))
+	r := c.read(1)
+	i := strings.Index(r.stdout, "\r\n\r\n")
+	if i < 0 || r.stdout[i+4:] != big+big {
+		t.Fatalf("response body of %d bytes, want %d", len(r.stdout)-i-4, 2*len(big))
+	}
+}
+
+func TestServerAnswersItself(t *testing.T) {
+	b := startTestBackend(t, echoHandler)
+	tests := []struct {
+		name   string
+		router *testRouter
+		params []string
+		want   string
+	}{
+		{"no active release", &testRouter{err: ErrNoRelease}, phpParams("/index.php"), "Status: 503"},
+		{"script outside docroot", newTestRouter(b, 1), phpParams("/../../etc/passwd"), "Status: 404"},
+		{"foreign script", newTestRouter(b, 1), []string{"SCRIPT_FILENAME", "/etc/passwd"}, "Status: 404"},
+		{"pool down", &testRouter{pin: Pin{Release: "r1", Root: "/r1", Backend: NewBackend("unix", "/nonexistent/fpm.sock", 1)}}, phpParams("/index.php"), "Status: 502"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := b.requests.Load()
+			_, addr := startServer(t, tt.router)
+			c := dialRaw(t, addr)
+			c.send(request(1, true, "", tt.params...))
+			r := c.read(1)
+			if !strings.HasPrefix(r.stdout, tt.want) || !strings.Contains(r.stdout, "fpmux: ") {
+				t.Fatalf("got %q, want %s with a body", r.stdout, tt.want)
+			}
+			if b.requests.Load() != before {
+				t.Fatal("the request reached the backend")
+			}
+			// The connection still serves the next request.
+			tt.router.err = nil
+			if tt.router.pin.Backend == nil || strings.Contains(tt.name, "pool down") {
+				return
+			}
+			c.send(request(1, true, "", phpParams("/index.php")...))
+			if r := c.read(1); !strings.Contains(r.stdout, "release=r7") {
+				t.Fatalf("next request: %q", r.stdout)
+			}
+		})
+	}
+}
+
+func TestServerManagementRecords(t *testing.T) {
+	_, addr := startServer(t, &testRouter{err: ErrNoRelease})
+	c := dialRaw(t, addr)
+	var b bytes.Buffer
+	writeRecord(&b, typeGetValues, 0, encodePairs("FCGI_MPXS_CONNS", "", "FCGI_MAX_REQS", "", "OTHER", ""))
+	writeRecord(&b, recType(42), 0, nil)
+	c.send(b.Bytes())
+	h, content, err := c.rr.next()
+	if err != nil || h.Type != typeGetValuesResult {
+		t.Fatalf("get values: %+v %v", h, err)
+	}
+	got := decodePairs(t, content)
+	if got["FCGI_MPXS_CONNS"] != "0" || got["FCGI_MAX_REQS"] == "" || len(got) != 2 {
+		t.Fatalf("get values result %v", got)
+	}
+	h, content, err = c.rr.next()
+	if err != nil || h.Type != typeUnknownType || content[0] != 42 {
+		t.Fatalf("unknown type: %+v % x %v", h, content, err)
+	}
+}
+
+func TestServerRefusesMultiplexing(t *testing.T) {
+	block := make(chan struct{})
+	b := startTestBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		<-block
+		io.WriteString(w, "slow done")
+	})
+	_, addr := startServer(t, newTestRouter(b, 1))
+	c := dialRaw(t, addr)
+	c.send(request(1, true, "", phpParams("/slow.php")...))
+	var second bytes.Buffer
+	writeBeginRequest(&second, 2, true)
+	c.send(second.Bytes())
+	r := c.read(2)
+	if r.protocolStatus != statusCantMpxConn {
+		t.Fatalf("second request: protocol status %d, want FCGI_CANT_MPX_CONN", r.protocolStatus)
+	}
+	close(block)
+	if r := c.read(1); !strings.Contains(r.stdout, "slow done") {
+		t.Fatalf("first request: %q", r.stdout)
+	}
+}
+
+func TestServerBackendDiesBeforeResponse(t *testing.T) {
+	// A backend that accepts and closes: a php-fpm child killed mid-request.
+	addr := filepath.Join(t.TempDir(), "dying.sock")
+	ln, err := net.Listen("unix", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.CopyN(io.Discard, c, 8)
+			c.Close()
+		}
+	}()
+	router := &testRouter{pin: Pin{Release: "r1", Root: "/r1", Backend: NewBackend("unix", addr, 1)}}
+	_, front := startServer(t, router)
+	c := dialRaw(t, front)
+	c.send(request(1, true, "", phpParams("/index.php")...))
+	if r := c.read(1); !strings.HasPrefix(r.stdout, "Status: 502") {
+		t.Fatalf("got %q, want a 502", r.stdout)
+	}
+	if got := router.doneCodes(); len(got) != 1 || got[0] != 502 {
+		t.Fatalf("Done codes %v, want [502]", got)
+	}
+}
+
+func TestServerAbortRequest(t *testing.T) {
+	started := make(chan struct{})
+	b := startTestBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-r.Context().Done()
+	})
+	router := newTestRouter(b, 1)
+	_, addr := startServer(t, router)
+	c := dialRaw(t, addr)
+	c.send(request(1, true, "", phpParams("/slow.php")...))
+	<-started
+	var abort bytes.Buffer
+	writeRecord(&abort, typeAbortRequest, 1, nil)
+	c.send(abort.Bytes())
+	r := c.read(1)
+	if r.protocolStatus != statusRequestComplete {
+		t.Fatalf("abort: protocol status %d", r.protocolStatus)
+	}
+	if got := router.doneCodes(); len(got) != 1 {
+		t.Fatalf("Done called %d times, want 1", len(got))
+	}
+}
+
+func TestShutdownWaitsForInFlight(t *testing.T) {
+	release := make(chan struct{})
+	b := startTestBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "finished")
+	})
+	s, err := NewServer(Options{Docroot: testDocroot, Router: newTestRouter(b, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := filepath.Join(t.TempDir(), "front.sock")
+	ln, err := net.Listen("unix", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	busy := dialRaw(t, addr)
+	idle := dialRaw(t, addr)
+	busy.send(request(1, true, "", phpParams("/slow.php")...))
+	for b.requests.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	// The idle connection is closed at once; the busy one gets its answer.
+	if _, _, err := idle.rr.next(); err == nil {
+		t.Fatal("idle connection still open during shutdown")
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("shutdown returned %v with a request in flight", err)
+	default:
+	}
+	close(release)
+	if r := busy.read(1); !strings.Contains(r.stdout, "finished") {
+		t.Fatalf("in-flight request: %q", r.stdout)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("serve: %v", err)
+	}
+}
