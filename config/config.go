@@ -1,0 +1,143 @@
+// Package config owns fpmux's YAML configuration: types, embedded defaults,
+// strict loading, validation.
+//
+// A configuration is built in three steps: the embedded defaults
+// (defaults.yaml, see Default), then the operator's file decoded on top of
+// them with unknown keys refused (see Load), then Validate, which reports
+// every problem at once, each naming its key and, for a file, its line.
+package config
+
+import (
+	_ "embed"
+	"strconv"
+	"strings"
+)
+
+// Config is fpmux's whole configuration. The zero value is not useful;
+// start from Default or Load.
+type Config struct {
+	// Listen is the FastCGI front the web server connects to:
+	// "unix:/run/fpmux/fpmux.sock" or "host:port". Required.
+	// Default: "127.0.0.1:9700".
+	Listen string `yaml:"listen"`
+
+	// Admin is the admin API listener (HTTP/1.1 + JSON), in the same
+	// form as Listen. Required. Default: "unix:/run/fpmux/admin.sock".
+	Admin string `yaml:"admin"`
+
+	// Metrics is the Prometheus listener (text format at /metrics), in the
+	// same form as Listen. Empty (or a YAML null) turns metrics off.
+	// Default: "127.0.0.1:9701".
+	Metrics string `yaml:"metrics"`
+
+	// StateDir holds generated pool configs, pool sockets and persisted
+	// state. Must be absolute; stored cleaned. Default: "/var/lib/fpmux".
+	StateDir string `yaml:"state_dir"`
+
+	// Docroot is the path prefix the web server sends in DOCUMENT_ROOT,
+	// SCRIPT_FILENAME and PATH_TRANSLATED; fpmux replaces it by the root
+	// of the release that serves the request. Must be absolute and not
+	// "/"; stored cleaned. Default: "/var/www/app/current".
+	Docroot string `yaml:"docroot"`
+
+	// AllowedRoots lists the directories a release root must lie under.
+	// At least one; each absolute; stored cleaned. A list in the file
+	// replaces the default list. Default: ["/var/www/app/releases"].
+	AllowedRoots []string `yaml:"allowed_roots"`
+
+	// DrainTimeout bounds how long a draining release waits for its
+	// in-flight requests before its pool is stopped by force. Must be
+	// positive. Default: 60s.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+
+	// PHPFPM configures the php-fpm master run for each release.
+	PHPFPM PHPFPM `yaml:"php_fpm"`
+
+	// lines maps a dotted key path ("listen", "allowed_roots",
+	// "allowed_roots[0]", "php_fpm.pool.pm.max_children") to the line of
+	// the file Load read it from. Nil for a Config not read from a file.
+	lines map[string]int
+}
+
+// PHPFPM configures the php-fpm master (one per release) and its pool.
+//
+// In Ini and Pool values, "{release_root}" and "{release_id}" are replaced
+// per release (see ForRelease); no other "{...}" placeholder is allowed.
+// Values are written inside double quotes into a generated php-fpm config,
+// so they may not contain control characters, '"', '\' or '$'.
+type PHPFPM struct {
+	// Binary is the php-fpm executable: an absolute path or a bare command
+	// name. Empty: the pool package finds php-fpm / php-fpmX.Y on PATH and
+	// in /usr/sbin. Default: "".
+	Binary string `yaml:"binary"`
+
+	// Ini holds php.ini settings applied to every pool (as
+	// php_admin_value). Keys match ^[A-Za-z0-9_.-]+$. A map in the file is
+	// merged key by key over the defaults; a key set to null removes it.
+	// Unquoted scalars (opcache.enable: 1) are read as strings.
+	// Default: {opcache.enable: "1", opcache.validate_timestamps: "0"}
+	// (a release directory never changes, so opcache never has to look).
+	Ini map[string]string `yaml:"ini"`
+
+	// Pool holds php-fpm pool directives (pm, pm.max_children, user,
+	// group, env[NAME], php_value[name], ...). Merged over the defaults
+	// like Ini. Directives fpmux sets itself (listen, listen.*, ping.*,
+	// pm.status_path, pid, error_log, daemonize, include, prefix) are
+	// refused. Default: {pm: dynamic, pm.max_children: "5",
+	// pm.start_servers: "2", pm.min_spare_servers: "1",
+	// pm.max_spare_servers: "3"}.
+	Pool map[string]string `yaml:"pool"`
+
+	// StartTimeout bounds spawning a release's php-fpm master and its
+	// health check. Must be positive. Default: 30s. (fpmux extension.)
+	StartTimeout Duration `yaml:"start_timeout"`
+
+	// StopTimeout bounds a graceful php-fpm stop (SIGQUIT) before the
+	// master is killed. Must be positive. Default: 10s. (fpmux extension.)
+	StopTimeout Duration `yaml:"stop_timeout"`
+}
+
+// defaultMaxChildren is php_fpm.pool's default pm.max_children, returned by
+// MaxChildren when the key is unset.
+const defaultMaxChildren = 5
+
+//go:embed defaults.yaml
+var defaultsYAML []byte
+
+// Default returns a fresh copy of the embedded defaults (defaults.yaml),
+// decoded by the same strict decoder as Load. It validates as it is.
+func Default() *Config {
+	c := &Config{}
+	if err := decodeStrict(defaultsYAML, c); err != nil {
+		panic("config: embedded defaults.yaml does not decode: " + err.Error())
+	}
+	return c
+}
+
+// ForRelease returns fresh copies of p.Ini and p.Pool with "{release_root}"
+// and "{release_id}" replaced by root and id. It does not check id or root:
+// the caller must make sure neither holds a character Validate refuses in a
+// value ('"', '\', '$', control characters).
+func (p PHPFPM) ForRelease(id, root string) (ini, pool map[string]string) {
+	r := strings.NewReplacer("{release_root}", root, "{release_id}", id)
+	ini = make(map[string]string, len(p.Ini))
+	for k, v := range p.Ini {
+		ini[k] = r.Replace(v)
+	}
+	pool = make(map[string]string, len(p.Pool))
+	for k, v := range p.Pool {
+		pool[k] = r.Replace(v)
+	}
+	return ini, pool
+}
+
+// MaxChildren returns php_fpm.pool's pm.max_children as an int: 5 when the
+// key is unset (or, in a Config that failed Validate, not a positive
+// integer).
+func (p PHPFPM) MaxChildren() int {
+	n, err := strconv.Atoi(p.Pool["pm.max_children"])
+	if err != nil || n <= 0 {
+		return defaultMaxChildren
+	}
+	return n
+}

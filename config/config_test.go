@@ -1,0 +1,429 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// withoutLines returns a copy of c without its line index, for comparing
+// a loaded Config with one built in the test.
+func withoutLines(c *Config) Config {
+	cc := *c
+	cc.lines = nil
+	return cc
+}
+
+func TestDefault(t *testing.T) {
+	want := Config{
+		Listen:       "127.0.0.1:9700",
+		Admin:        "unix:/run/fpmux/admin.sock",
+		Metrics:      "127.0.0.1:9701",
+		StateDir:     "/var/lib/fpmux",
+		Docroot:      "/var/www/app/current",
+		AllowedRoots: []string{"/var/www/app/releases"},
+		DrainTimeout: Duration(60 * time.Second),
+		PHPFPM: PHPFPM{
+			Binary:       "",
+			StartTimeout: Duration(30 * time.Second),
+			StopTimeout:  Duration(10 * time.Second),
+			Ini:          map[string]string{"opcache.enable": "1", "opcache.validate_timestamps": "0"},
+			Pool: map[string]string{
+				"pm": "dynamic", "pm.max_children": "5", "pm.start_servers": "2",
+				"pm.min_spare_servers": "1", "pm.max_spare_servers": "3",
+			},
+		},
+	}
+	c := Default()
+	if got := withoutLines(c); !reflect.DeepEqual(got, want) {
+		t.Errorf("Default() = %+v\nwant %+v", got, want)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Default().Validate() = %v", err)
+	}
+	if c.lines != nil {
+		t.Errorf("Default() has lines %v; lines are for the operator's file only", c.lines)
+	}
+}
+
+func TestDefaultIsFresh(t *testing.T) {
+	a := Default()
+	a.PHPFPM.Ini["memory_limit"] = "1G"
+	a.PHPFPM.Pool["pm"] = "static"
+	a.AllowedRoots[0] = "/elsewhere"
+	b := Default()
+	if _, ok := b.PHPFPM.Ini["memory_limit"]; ok || b.PHPFPM.Pool["pm"] != "dynamic" || b.AllowedRoots[0] != "/var/www/app/releases" {
+		t.Errorf("changing one Default() changed the next: %+v", b)
+	}
+}
+
+func TestLoadGood(t *testing.T) {
+	full := Default()
+	full.Listen = "unix:/run/fpmux/fpmux.sock"
+	full.Admin = "127.0.0.1:9800"
+	full.Metrics = "[::1]:9801"
+	full.StateDir = "/srv/fpmux/state"
+	full.Docroot = "/srv/app/current"
+	full.AllowedRoots = []string{"/srv/app/releases", "/srv/app/hotfix"}
+	full.DrainTimeout = Duration(90 * time.Second)
+	full.PHPFPM.Binary = "/usr/sbin/php-fpm8.2"
+	full.PHPFPM.StartTimeout = Duration(45 * time.Second)
+	full.PHPFPM.StopTimeout = Duration(5 * time.Second)
+	maps.Copy(full.PHPFPM.Ini, map[string]string{
+		"memory_limit": "256M", "include_path": ".:{release_root}/lib", "opcache.enable": "1",
+	})
+	maps.Copy(full.PHPFPM.Pool, map[string]string{
+		"pm": "static", "pm.max_children": "16", "user": "www-data", "group": "www-data",
+		"env[APP_ROOT]": "{release_root}", "env[APP_RELEASE]": "{release_id}",
+		"php_value[error_reporting]": "E_ALL & ~E_DEPRECATED",
+	})
+
+	minimal := Default()
+	minimal.Listen = "unix:/run/fpmux/fpmux.sock"
+
+	// A map in the file merges over the defaults; a list replaces.
+	merged := Default()
+	merged.AllowedRoots = []string{"/srv/releases"}
+	merged.PHPFPM.Ini["memory_limit"] = "512M"
+	merged.PHPFPM.Pool["pm.max_children"] = "8"
+	merged.PHPFPM.Pool["pm.max_spare_servers"] = "4"
+
+	// Null empties a scalar, keeps a map's defaults, removes a map key.
+	nulls := Default()
+	nulls.Metrics = ""
+	delete(nulls.PHPFPM.Pool, "pm.start_servers")
+
+	tests := []struct {
+		path string
+		want *Config
+	}{
+		{"", Default()},
+		{"testdata/empty.yaml", Default()},
+		{"testdata/good-full.yaml", full},
+		{"testdata/good-minimal.yaml", minimal},
+		{"testdata/merge.yaml", merged},
+		{"testdata/nulls.yaml", nulls},
+		{"examples/fpmux.yaml", Default()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			c, err := Load(tt.path)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if got, want := withoutLines(c), withoutLines(tt.want); !reflect.DeepEqual(got, want) {
+				t.Errorf("Load(%q) =\n%+v\nwant\n%+v", tt.path, got, want)
+			}
+		})
+	}
+}
+
+func TestLoadLines(t *testing.T) {
+	c, err := Load("testdata/good-full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		key  string
+		line int
+	}{
+		{"listen", 2},
+		{"docroot", 6},
+		{"allowed_roots", 7},
+		{"allowed_roots[0]", 8},
+		{"allowed_roots[1]", 9},
+		{"drain_timeout", 10},
+		{"php_fpm", 11},
+		{"php_fpm.stop_timeout", 14},
+		{"php_fpm.ini.opcache.enable", 18},
+		{"php_fpm.pool.pm.max_children", 21},
+		{"php_fpm.pool.env[APP_ROOT]", 24},
+		{"php_fpm.pool.pm.start_servers", 0}, // a default, not in the file
+	}
+	for _, tt := range tests {
+		if got := c.lines[tt.key]; got != tt.line {
+			t.Errorf("line of %s = %d, want %d", tt.key, got, tt.line)
+		}
+	}
+}
+
+func TestLoadBad(t *testing.T) {
+	inject := "would let a value inject php-fpm directives"
+	tests := []struct {
+		path string
+		want []string // one per problem, in order; each must name key and line
+	}{
+		{"testdata/bad-unknown-top.yaml", []string{
+			"lisen (line 3): unknown key (known keys here: admin, allowed_roots,",
+		}},
+		{"testdata/bad-unknown-nested.yaml", []string{
+			"php_fpm.start_timout (line 3): unknown key (known keys here: binary, ini, pool, start_timeout, stop_timeout)",
+		}},
+		{"testdata/bad-duration.yaml", []string{
+			`drain_timeout (line 2): cannot parse "60" as a duration`,
+			`php_fpm.stop_timeout (line 4): cannot parse "soon" as a duration`,
+		}},
+		{"testdata/bad-many.yaml", []string{
+			`listen (line 1): parse address "127.0.0.1"`,
+			"admin (line 2): parse address \"unix:run/admin.sock\": unix socket path must be absolute",
+			`state_dir (line 4): "var/lib/fpmux" is not an absolute path`,
+			`docroot (line 5): must not be "/"`,
+			"allowed_roots (line 6): must list at least one",
+			"drain_timeout (line 7): must be positive",
+			"php_fpm.start_timeout (line 9): must be positive",
+			"php_fpm.ini.bad key (line 11): bad php.ini setting name",
+			`php_fpm.pool.pm (line 13): "sometimes": want static, dynamic or ondemand`,
+			`php_fpm.pool.pm.max_children (line 14): "many": want a positive integer`,
+			"php_fpm.pool.pid (line 15): fpmux sets this pool directive itself",
+		}},
+		{"testdata/bad-reserved.yaml", []string{
+			"php_fpm.pool.listen (line 3): fpmux sets this pool directive itself",
+			"php_fpm.pool.listen.mode (line 4): fpmux sets",
+			"php_fpm.pool.ping.path (line 5): fpmux sets",
+			"php_fpm.pool.pm.status_path (line 6): fpmux sets",
+			"php_fpm.pool.daemonize (line 7): fpmux sets",
+			"php_fpm.pool.include (line 8): fpmux sets",
+		}},
+		{"testdata/bad-injection.yaml", []string{
+			`php_fpm.ini.memory_limit (line 3): value must not contain '"'`,
+			`php_fpm.ini.error_reporting (line 4): value must not contain '\\'`,
+			`php_fpm.pool.env[HOME] (line 6): value must not contain '$'`,
+			`php_fpm.pool.env[PATH] (line 7): value must not contain '\n'`,
+			`php_fpm.pool.user (line 8): value must not contain '\a'`,
+		}},
+		{"testdata/bad-placeholder.yaml", []string{
+			"php_fpm.ini.include_path (line 3): unknown placeholder {releases_root}",
+			"php_fpm.pool.env[APP_ROOT] (line 5): unknown placeholder {root}",
+		}},
+		{"testdata/bad-relative.yaml", []string{
+			`state_dir (line 1): "state" is not an absolute path`,
+			`docroot (line 2): "./current" is not an absolute path`,
+			`allowed_roots[1] (line 5): "releases" is not an absolute path`,
+			`php_fpm.binary (line 7): "bin/php-fpm" is a relative path`,
+		}},
+		{"testdata/bad-addr.yaml", []string{
+			`listen (line 1): parse address "localhost": want unix:/path or host:port`,
+			`admin (line 2): parse address "unix:admin.sock": unix socket path must be absolute`,
+			`metrics (line 3): parse address "9701"`,
+		}},
+		{"testdata/bad-clash.yaml", []string{
+			"metrics (line 2): same address as listen",
+		}},
+		{"testdata/bad-types.yaml", []string{
+			"listen (line 2): want a string, got a list",
+			"allowed_roots (line 3): want a list of strings, got a single value",
+			"php_fpm.ini.opcache (line 7): want a string, got a mapping",
+		}},
+		{"testdata/bad-syntax.yaml", []string{
+			"yaml: line 2: mapping values are not allowed",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			c, err := Load(tt.path)
+			if err == nil {
+				t.Fatalf("Load(%q) = %+v, want an error", tt.path, c)
+			}
+			got := strings.Split(err.Error(), "\n")
+			if len(got) != len(tt.want) {
+				t.Errorf("got %d problems, want %d:\n%v", len(got), len(tt.want), err)
+			}
+			prefix := "load config " + tt.path + ": "
+			for i, line := range got {
+				if !strings.HasPrefix(line, prefix) {
+					t.Errorf("problem %d does not name the file: %q", i, line)
+				}
+				if i < len(tt.want) && !strings.HasPrefix(strings.TrimPrefix(line, prefix), tt.want[i]) {
+					t.Errorf("problem %d = %q\nwant it to start %q", i, line, prefix+tt.want[i])
+				}
+				if strings.Contains(tt.path, "injection") && !strings.Contains(line, inject) {
+					t.Errorf("problem %d does not say why: %q", i, line)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadFileProblems(t *testing.T) {
+	dir := t.TempDir()
+	multi := filepath.Join(dir, "multi.yaml")
+	if err := os.WriteFile(multi, []byte("listen: 127.0.0.1:9700\n---\nadmin: 127.0.0.1:9800\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.yaml")
+
+	_, err := Load(missing)
+	if !errors.Is(err, fs.ErrNotExist) || !strings.HasPrefix(err.Error(), "load config "+missing+": ") {
+		t.Errorf("Load(missing) = %v, want a not-exist error naming the file", err)
+	}
+	_, err = Load(multi)
+	if err == nil || err.Error() != "load config "+multi+": the file holds more than one YAML document" {
+		t.Errorf("Load(multi) = %v, want the more-than-one-document error", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	// Without a file there are no lines: each problem is "key: why".
+	tests := []struct {
+		name   string
+		change func(c *Config)
+		want   []string
+	}{
+		{"no listen", func(c *Config) { c.Listen = "" }, []string{"listen: required"}},
+		{"no admin", func(c *Config) { c.Admin = "" }, []string{"admin: required"}},
+		{"no metrics is fine", func(c *Config) { c.Metrics = "" }, nil},
+		{"listen is admin", func(c *Config) { c.Admin = "unix:/run/fpmux//x/../admin.sock"; c.Listen = c.Admin },
+			[]string{"admin: same address as listen"}},
+		{"long socket path", func(c *Config) { c.Listen = "unix:/" + strings.Repeat("s", 120) },
+			[]string{"listen: unix socket path is 121 bytes long, the limit is 107"}},
+		{"no state_dir", func(c *Config) { c.StateDir = "" }, []string{"state_dir: required: want an absolute path"}},
+		{"docroot slashes", func(c *Config) { c.Docroot = "//" }, []string{`docroot: must not be "/"`}},
+		{"no roots", func(c *Config) { c.AllowedRoots = nil }, []string{"allowed_roots: must list at least one"}},
+		{"stop timeout", func(c *Config) { c.PHPFPM.StopTimeout = 0 }, []string{"php_fpm.stop_timeout: must be positive"}},
+		{"binary by name", func(c *Config) { c.PHPFPM.Binary = "php-fpm8.3" }, nil},
+		{"ini key", func(c *Config) { c.PHPFPM.Ini["a=b"] = "1" }, []string{"php_fpm.ini.a=b: bad php.ini setting name"}},
+		{"ini value with DEL", func(c *Config) { c.PHPFPM.Ini["x"] = "a\x7fb" }, []string{`php_fpm.ini.x: value must not contain '\x7f'`}},
+		{"pool keys that are fine", func(c *Config) {
+			c.PHPFPM.Pool["env[APP_ROOT]"] = "{release_root}"
+			c.PHPFPM.Pool["php_value[memory_limit]"] = "64M"
+			c.PHPFPM.Pool["listen.backlog"] = "511"
+			c.PHPFPM.Pool["request_terminate_timeout"] = "30s"
+		}, nil},
+		{"pool key shape", func(c *Config) { c.PHPFPM.Pool["Env[x y]"] = "1" },
+			[]string{"php_fpm.pool.Env[x y]: bad pool directive name"}},
+		{"pool key with two closing brackets", func(c *Config) { c.PHPFPM.Pool["env[A]]"] = "1" },
+			[]string{"php_fpm.pool.env[A]]: bad pool directive name"}},
+		{"reserved acl", func(c *Config) { c.PHPFPM.Pool["listen.acl_users"] = "nginx" },
+			[]string{"php_fpm.pool.listen.acl_users: fpmux sets this pool directive itself"}},
+		{"both placeholders", func(c *Config) { c.PHPFPM.Ini["x"] = "{release_root}/{release_id}" }, nil},
+		{"empty braces are not a placeholder", func(c *Config) { c.PHPFPM.Ini["x"] = "{}" }, nil},
+		{"wrong-case placeholder", func(c *Config) { c.PHPFPM.Ini["x"] = "{Release_Root}" },
+			[]string{"php_fpm.ini.x: unknown placeholder {Release_Root}"}},
+		{"max_children zero", func(c *Config) { c.PHPFPM.Pool["pm.max_children"] = "0" },
+			[]string{`php_fpm.pool.pm.max_children: "0": want a positive integer`}},
+		{"spare above max", func(c *Config) { c.PHPFPM.Pool["pm.max_children"] = "2" },
+			[]string{"php_fpm.pool.pm.max_spare_servers: pm.max_spare_servers (3) is greater than pm.max_children (2)"}},
+		{"spare above max is fine when static", func(c *Config) {
+			c.PHPFPM.Pool["pm"] = "static"
+			c.PHPFPM.Pool["pm.max_children"] = "2"
+		}, nil},
+		{"start outside spares", func(c *Config) { c.PHPFPM.Pool["pm.start_servers"] = "4" },
+			[]string{"php_fpm.pool.pm.start_servers: pm.start_servers (4) is greater than pm.max_spare_servers (3)"}},
+		{"spares crossed", func(c *Config) {
+			c.PHPFPM.Pool["pm.min_spare_servers"] = "3"
+			c.PHPFPM.Pool["pm.max_spare_servers"] = "2"
+		},
+			[]string{
+				"php_fpm.pool.pm.max_spare_servers: pm.max_spare_servers (2) is less than pm.min_spare_servers (3)",
+				"php_fpm.pool.pm.start_servers: pm.start_servers (2) is less than pm.min_spare_servers (3)",
+			}},
+		{"spare not a number", func(c *Config) { c.PHPFPM.Pool["pm.min_spare_servers"] = "-1" },
+			[]string{`php_fpm.pool.pm.min_spare_servers: "-1": want a non-negative integer`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.change(c)
+			err := c.Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want %q", tt.want)
+			}
+			got := strings.Split(err.Error(), "\n")
+			if len(got) != len(tt.want) {
+				t.Fatalf("Validate() gave %d problems, want %d:\n%v", len(got), len(tt.want), err)
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], tt.want[i]) {
+					t.Errorf("problem %d = %q, want it to start %q", i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestValidateCleansPaths(t *testing.T) {
+	c := Default()
+	c.StateDir = "/var/lib//fpmux/"
+	c.Docroot = "/var/www/app/./current/"
+	c.AllowedRoots = []string{"/a/b/../c/", "/d//e"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.StateDir != "/var/lib/fpmux" || c.Docroot != "/var/www/app/current" ||
+		!reflect.DeepEqual(c.AllowedRoots, []string{"/a/c", "/d/e"}) {
+		t.Errorf("not cleaned: state_dir %q docroot %q allowed_roots %q", c.StateDir, c.Docroot, c.AllowedRoots)
+	}
+}
+
+// A default pool value that conflicts with a key set in the file is
+// reported at the key the file set.
+func TestValidateNamesTheKeyTheFileSet(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fpmux.yaml")
+	if err := os.WriteFile(path, []byte("php_fpm:\n  pool:\n    pm.max_children: 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	want := "load config " + path + ": php_fpm.pool.pm.max_children (line 3): pm.max_spare_servers (3) is greater than pm.max_children (2)"
+	if err == nil || err.Error() != want {
+		t.Errorf("Load = %v\nwant %s", err, want)
+	}
+}
+
+func TestForRelease(t *testing.T) {
+	p := PHPFPM{
+		Ini: map[string]string{"include_path": ".:{release_root}/lib", "memory_limit": "128M"},
+		Pool: map[string]string{
+			"env[APP_ROOT]":    "{release_root}",
+			"env[APP_RELEASE]": "{release_id}",
+			"slowlog":          "/var/log/php/{release_id}-{release_id}.slow",
+		},
+	}
+	ini, pool := p.ForRelease("r42", "/srv/releases/r42")
+	wantIni := map[string]string{"include_path": ".:/srv/releases/r42/lib", "memory_limit": "128M"}
+	wantPool := map[string]string{
+		"env[APP_ROOT]":    "/srv/releases/r42",
+		"env[APP_RELEASE]": "r42",
+		"slowlog":          "/var/log/php/r42-r42.slow",
+	}
+	if !reflect.DeepEqual(ini, wantIni) || !reflect.DeepEqual(pool, wantPool) {
+		t.Errorf("ForRelease = %v, %v\nwant %v, %v", ini, pool, wantIni, wantPool)
+	}
+	ini["memory_limit"] = "1G"
+	pool["env[APP_ROOT]"] = "/elsewhere"
+	if p.Ini["memory_limit"] != "128M" || p.Pool["env[APP_ROOT]"] != "{release_root}" {
+		t.Errorf("ForRelease returned maps shared with the config: %v %v", p.Ini, p.Pool)
+	}
+}
+
+func TestMaxChildren(t *testing.T) {
+	tests := []struct {
+		pool map[string]string
+		want int
+	}{
+		{nil, 5},
+		{map[string]string{"pm": "static"}, 5},
+		{map[string]string{"pm.max_children": "12"}, 12},
+		{map[string]string{"pm.max_children": "0"}, 5},
+		{map[string]string{"pm.max_children": "x"}, 5},
+	}
+	for _, tt := range tests {
+		if got := (PHPFPM{Pool: tt.pool}).MaxChildren(); got != tt.want {
+			t.Errorf("MaxChildren() with %v = %d, want %d", tt.pool, got, tt.want)
+		}
+	}
+	if got := Default().PHPFPM.MaxChildren(); got != 5 {
+		t.Errorf("default MaxChildren() = %d, want 5", got)
+	}
+}

@@ -1,0 +1,240 @@
+package config
+
+// This file owns Validate: every rule a configuration must meet before
+// fpmux starts with it.
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+var (
+	reIniKey      = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	rePoolKey     = regexp.MustCompile(`^[a-z][a-z0-9_.]*(\[[A-Za-z0-9_.-]+\])?$`)
+	rePlaceholder = regexp.MustCompile(`\{[^{}\s]+\}`)
+)
+
+// reservedPoolKeys are the pool directives fpmux writes itself into every
+// generated pool config; an operator's value would break supervision.
+var reservedPoolKeys = []string{
+	"listen", "listen.owner", "listen.group", "listen.mode",
+	"listen.acl_users", "listen.acl_groups", "listen.allowed_clients",
+	"ping.path", "ping.response", "pm.status_path",
+	"pid", "error_log", "daemonize", "include", "prefix",
+}
+
+// placeholders are the only "{...}" forms allowed in ini and pool values.
+var placeholders = []string{"{release_root}", "{release_id}"}
+
+// maxUnixPath is the longest unix socket path Linux takes (sun_path is 108
+// bytes with the terminating NUL).
+const maxUnixPath = 107
+
+// Validate checks c and returns every problem at once (errors.Join), each
+// naming its key, and its line when c came from a file through Load
+// ("drain_timeout (line 7): must be positive"). It stores Docroot,
+// StateDir and AllowedRoots cleaned (filepath.Clean).
+//
+// Lines refer to the file Load read: a caller that changes a field after
+// Load (a command-line flag) and validates again gets that key's file line
+// in a message about the new value.
+func (c *Config) Validate() error {
+	v := &validator{lines: c.lines}
+
+	addrs := map[string]string{} // network+address → key, to catch a clash
+	checkAddr := func(key, s string, required bool) {
+		if s == "" {
+			if required {
+				v.add(key, "required: want unix:/path or host:port")
+			}
+			return
+		}
+		network, address, err := ParseAddr(s)
+		if err != nil {
+			v.add(key, "%v", err)
+			return
+		}
+		if network == "unix" && len(address) > maxUnixPath {
+			v.add(key, "unix socket path is %d bytes long, the limit is %d", len(address), maxUnixPath)
+		}
+		if other, ok := addrs[network+" "+address]; ok {
+			v.add(key, "same address as %s (%s)", other, s)
+		}
+		addrs[network+" "+address] = key
+	}
+	checkAddr("listen", c.Listen, true)
+	checkAddr("admin", c.Admin, true)
+	checkAddr("metrics", c.Metrics, false)
+
+	if v.absolute("state_dir", c.StateDir) {
+		c.StateDir = filepath.Clean(c.StateDir)
+	}
+	if v.absolute("docroot", c.Docroot) {
+		c.Docroot = filepath.Clean(c.Docroot)
+		if c.Docroot == "/" {
+			v.add("docroot", `must not be "/": it is the prefix replaced by a release root`)
+		}
+	}
+	if len(c.AllowedRoots) == 0 {
+		v.add("allowed_roots", "must list at least one directory that release roots lie under")
+	}
+	for i, r := range c.AllowedRoots {
+		if v.absolute(fmt.Sprintf("allowed_roots[%d]", i), r) {
+			c.AllowedRoots[i] = filepath.Clean(r)
+		}
+	}
+
+	v.positive("drain_timeout", c.DrainTimeout)
+	v.positive("php_fpm.start_timeout", c.PHPFPM.StartTimeout)
+	v.positive("php_fpm.stop_timeout", c.PHPFPM.StopTimeout)
+
+	if b := c.PHPFPM.Binary; b != "" && !filepath.IsAbs(b) && strings.ContainsRune(b, '/') {
+		v.add("php_fpm.binary", "%q is a relative path: want an absolute path, a command name looked up on PATH, or empty", b)
+	}
+
+	for _, k := range sortedKeys(c.PHPFPM.Ini) {
+		key := "php_fpm.ini." + k
+		if !reIniKey.MatchString(k) {
+			v.add(key, "bad php.ini setting name: want letters, digits, '_', '.' and '-' only")
+		}
+		v.value(key, c.PHPFPM.Ini[k])
+	}
+	for _, k := range sortedKeys(c.PHPFPM.Pool) {
+		key := "php_fpm.pool." + k
+		switch {
+		case slices.Contains(reservedPoolKeys, k):
+			v.add(key, "fpmux sets this pool directive itself; remove it")
+		case !rePoolKey.MatchString(k):
+			v.add(key, "bad pool directive name: want e.g. pm.max_children, env[NAME] or php_value[name]")
+		}
+		v.value(key, c.PHPFPM.Pool[k])
+	}
+	v.pm(c.PHPFPM.Pool)
+
+	return joinSorted(v.errs)
+}
+
+// validator collects problems, attaching the line each key came from.
+type validator struct {
+	lines map[string]int
+	errs  []error
+}
+
+func (v *validator) add(key, format string, args ...any) {
+	line := v.lines[key]
+	if line == 0 && strings.HasSuffix(key, "]") && strings.HasPrefix(key, "allowed_roots[") {
+		line = v.lines["allowed_roots"]
+	}
+	v.errs = append(v.errs, &problem{key: key, line: line, msg: fmt.Sprintf(format, args...)})
+}
+
+// addEither reports a problem between two keys under the first, unless
+// only the second was set in the file: then under the second, since the
+// first still holds its default and the second is what changed.
+func (v *validator) addEither(key, other, format string, args ...any) {
+	if v.lines[key] == 0 && v.lines[other] != 0 {
+		key = other
+	}
+	v.add(key, format, args...)
+}
+
+func (v *validator) absolute(key, p string) bool {
+	switch {
+	case p == "":
+		v.add(key, "required: want an absolute path")
+		return false
+	case !filepath.IsAbs(p):
+		v.add(key, "%q is not an absolute path", p)
+		return false
+	}
+	return true
+}
+
+func (v *validator) positive(key string, d Duration) {
+	if d <= 0 {
+		v.add(key, "must be positive, like 30s (got %s)", d)
+	}
+}
+
+// value checks an ini or pool value, which the pool package writes inside
+// double quotes into a php-fpm config.
+func (v *validator) value(key, s string) {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' || r == '$' {
+			v.add(key, "value must not contain %q: values are written in double quotes into the php-fpm config, "+
+				"and control characters, '\"', '\\' and '$' would let a value inject php-fpm directives", r)
+			break
+		}
+	}
+	for _, ph := range rePlaceholder.FindAllString(s, -1) {
+		if !slices.Contains(placeholders, ph) {
+			v.add(key, "unknown placeholder %s: only {release_root} and {release_id} are replaced", ph)
+		}
+	}
+}
+
+// pm checks the process manager directives as php-fpm would when a pool
+// starts, so a bad combination fails at load, not at the first deploy.
+func (v *validator) pm(pool map[string]string) {
+	const prefix = "php_fpm.pool."
+	if pm, ok := pool["pm"]; ok && pm != "static" && pm != "dynamic" && pm != "ondemand" {
+		v.add(prefix+"pm", "%q: want static, dynamic or ondemand", pm)
+	}
+	ints := map[string]int{}
+	for _, k := range []string{"pm.max_children", "pm.start_servers", "pm.min_spare_servers", "pm.max_spare_servers"} {
+		s, ok := pool[k]
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		switch {
+		case k == "pm.max_children" && (err != nil || n <= 0):
+			v.add(prefix+k, "%q: want a positive integer", s)
+		case err != nil || n < 0:
+			v.add(prefix+k, "%q: want a non-negative integer", s)
+		default:
+			ints[k] = n
+		}
+	}
+	if pool["pm"] != "dynamic" {
+		return
+	}
+	maxChildren, hasMax := ints["pm.max_children"]
+	minSpare, hasMin := ints["pm.min_spare_servers"]
+	maxSpare, hasMaxSpare := ints["pm.max_spare_servers"]
+	for _, k := range []string{"pm.min_spare_servers", "pm.max_spare_servers"} {
+		if n, ok := ints[k]; ok && n == 0 {
+			v.add(prefix+k, "must be positive when pm is dynamic")
+		}
+		if n, ok := ints[k]; ok && hasMax && n > maxChildren {
+			v.addEither(prefix+k, prefix+"pm.max_children", "%s (%d) is greater than pm.max_children (%d)", k, n, maxChildren)
+		}
+	}
+	if hasMin && hasMaxSpare && maxSpare < minSpare {
+		v.addEither(prefix+"pm.max_spare_servers", prefix+"pm.min_spare_servers",
+			"pm.max_spare_servers (%d) is less than pm.min_spare_servers (%d)", maxSpare, minSpare)
+	}
+	if start, ok := ints["pm.start_servers"]; ok && start > 0 {
+		if hasMin && start < minSpare {
+			v.addEither(prefix+"pm.start_servers", prefix+"pm.min_spare_servers",
+				"pm.start_servers (%d) is less than pm.min_spare_servers (%d)", start, minSpare)
+		}
+		if hasMaxSpare && start > maxSpare {
+			v.addEither(prefix+"pm.start_servers", prefix+"pm.max_spare_servers",
+				"pm.start_servers (%d) is greater than pm.max_spare_servers (%d)", start, maxSpare)
+		}
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
