@@ -1,0 +1,3 @@
+<?php
+// Which release this tree is. Every release ships its own copy.
+const RELEASE_ID = 'demo-2';
