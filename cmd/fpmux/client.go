@@ -63,6 +63,7 @@ type clientPool struct {
 	TotalProcesses     *int64 `json:"total_processes,omitempty"`
 	ListenQueue        *int64 `json:"listen_queue,omitempty"`
 	MaxChildrenReached *int64 `json:"max_children_reached,omitempty"`
+	StatusError        string `json:"status_error,omitempty"` // why the figures are missing
 }
 
 // clientExitError carries the exit code a failed command ends with and the
@@ -550,6 +551,9 @@ func clientPoolLine(p *clientPool) string {
 	}
 	if p.Socket != "" {
 		parts = append(parts, "socket "+p.Socket)
+	}
+	if p.StatusError != "" {
+		parts = append(parts, "status page: "+clientOneLine(p.StatusError))
 	}
 	return strings.Join(parts, ", ")
 }

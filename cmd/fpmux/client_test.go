@@ -380,19 +380,22 @@ func TestClientStatusTable(t *testing.T) {
 	  "pool":{"pid":1234,"restarts":0,"socket":"/var/lib/fpmux/pools/r2/fpm.sock","active_processes":1,"idle_processes":1,
 	          "total_processes":2,"listen_queue":0,"max_children_reached":0}},
 	 {"id":"release-10","root":"/var/www/app/releases/release-10","state":"failed","created_at":"`+created+`",
-	  "error":"php-fpm exited:\nERROR: bad pool"}
+	  "error":"php-fpm exited:\nERROR: bad pool"},
+	 {"id":"r3","state":"starting","pool":{"pid":99,"status_error":"GET /status: connection refused"}}
 	]`)
 	code, stdout, stderr := runClientTest("status", []string{"-admin", srv.admin})
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 	want := "" +
-		"ID          STATE   IN-FLIGHT  REQUESTS  ROOT                              AGE\n" +
-		"r2          active  3          1200      /var/www/app/releases/r2          3d\n" +
-		"release-10  failed  -          -         /var/www/app/releases/release-10  3d\n" +
+		"ID          STATE     IN-FLIGHT  REQUESTS  ROOT                              AGE\n" +
+		"r2          active    3          1200      /var/www/app/releases/r2          3d\n" +
+		"release-10  failed    -          -         /var/www/app/releases/release-10  3d\n" +
+		"r3          starting  -          -         -                                 -\n" +
 		"\n" +
 		"r2: pool pid 1234, processes 2 (active 1, idle 1), listen queue 0, max children reached 0, restarts 0, socket /var/lib/fpmux/pools/r2/fpm.sock\n" +
-		"release-10: error: php-fpm exited:; ERROR: bad pool\n"
+		"release-10: error: php-fpm exited:; ERROR: bad pool\n" +
+		"r3: pool pid 99, status page: GET /status: connection refused\n"
 	if stdout != want {
 		t.Errorf("status table:\n%s\nwant:\n%s", stdout, want)
 	}
