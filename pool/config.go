@@ -1,0 +1,406 @@
+// config.go owns Options: defaults, validation (again, after the caller's:
+// every value ends up inside a php-fpm config file) and the generated
+// php-fpm.conf and command line.
+
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options configures one release's php-fpm. Zero values get the defaults
+// documented on each field.
+type Options struct {
+	// ID is the release id: ^[A-Za-z0-9._-]{1,64}$, not "." or "..".
+	// It names the php-fpm pool and is exported to scripts as FPMUX_RELEASE.
+	ID string
+	// Root is the release root, an absolute real path (no symlink in it).
+	// Workers chdir to it.
+	Root string
+	// Dir holds the pool's own files (php-fpm.conf, fpm.sock, php-fpm.pid).
+	// It is created 0700 and removed when the pool stops. Dir + "/fpm.sock"
+	// must fit a unix socket path (107 bytes).
+	Dir string
+	// Binary is the php-fpm executable. Empty: FindBinary().
+	Binary string
+	// Ini holds php.ini settings, already substituted by the caller. Each is
+	// passed as -d on the master's command line (so settings read only at
+	// startup, like opcache.memory_consumption, apply) and as
+	// php_admin_value in the pool (so scripts cannot override them).
+	Ini map[string]string
+	// Directives holds pool directives (pm, pm.max_children, user, env[X],
+	// php_value[...], ...), already substituted by the caller. Directives
+	// fpmux owns (listen*, ping.*, pm.status_path, chdir, ...) are refused.
+	Directives map[string]string
+	// StartTimeout bounds spawning php-fpm plus its first answered ping.
+	// Default 30s.
+	StartTimeout time.Duration
+	// StopTimeout bounds a graceful stop (SIGQUIT) before SIGTERM; it is
+	// also php-fpm's process_control_timeout. Default 10s.
+	StopTimeout time.Duration
+	// Logger receives php-fpm's output and the pool's own events, each line
+	// with release=<ID>. Default slog.Default().
+	Logger *slog.Logger
+	// OnRestart, when set, is called each time the master is restarted
+	// after dying unexpectedly. It runs on the pool's supervising goroutine
+	// and must return quickly.
+	OnRestart func()
+}
+
+const (
+	defaultStartTimeout = 30 * time.Second
+	defaultStopTimeout  = 10 * time.Second
+	defaultMaxChildren  = 5 // php-fpm's own default for pm.max_children
+
+	// File names inside Options.Dir.
+	confName   = "php-fpm.conf"
+	socketName = "fpm.sock"
+	pidName    = "php-fpm.pid"
+
+	// Paths php-fpm answers itself, without running PHP.
+	pingPath   = "/fpmux-ping"
+	pingAnswer = "pong"
+	statusPath = "/fpmux-status"
+
+	maxSocketPath = 107 // sizeof(sockaddr_un.sun_path) - 1 on Linux
+)
+
+var (
+	idRe           = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	directiveKeyRe = regexp.MustCompile(`^[a-z][a-z0-9_.]*(\[[A-Za-z0-9_.-]+\])?$`)
+	iniKeyRe       = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+)
+
+// reservedDirectives are pool or global directives fpmux writes itself or
+// that would let a pool escape its setup. Compared case-insensitively.
+var reservedDirectives = map[string]bool{
+	"listen":                  true,
+	"listen.owner":            true,
+	"listen.group":            true,
+	"listen.mode":             true,
+	"listen.acl_users":        true,
+	"listen.acl_groups":       true,
+	"listen.allowed_clients":  true,
+	"ping.path":               true,
+	"ping.response":           true,
+	"pm.status_path":          true,
+	"pm.status_listen":        true,
+	"pid":                     true,
+	"error_log":               true,
+	"daemonize":               true,
+	"include":                 true,
+	"prefix":                  true,
+	"chdir":                   true,
+	"catch_workers_output":    true,
+	"decorate_workers_output": true,
+	"env[FPMUX_RELEASE]":      true,
+}
+
+// ValidateID reports whether id can name a release: 1 to 64 characters from
+// [A-Za-z0-9._-], and not "." or "..".
+func ValidateID(id string) error {
+	if !idRe.MatchString(id) {
+		return fmt.Errorf("release id %q: want 1 to 64 characters from A-Z a-z 0-9 . _ -", id)
+	}
+	if id == "." || id == ".." {
+		return fmt.Errorf("release id %q: not allowed", id)
+	}
+	return nil
+}
+
+// checkQuotable reports why s cannot be written inside double quotes in a
+// php-fpm config (INI) file: control characters would end the line, and
+// `"`, `\` and `$` are interpreted inside quotes.
+func checkQuotable(s string) error {
+	for _, r := range s {
+		switch {
+		case r < 0x20 || r == 0x7f:
+			return fmt.Errorf("control character %U not allowed", r)
+		case r == '"' || r == '\\' || r == '$':
+			return fmt.Errorf("character %q not allowed", r)
+		}
+	}
+	return nil
+}
+
+func checkPath(field, p string) error {
+	if p == "" {
+		return fmt.Errorf("%s: required", field)
+	}
+	if err := checkQuotable(p); err != nil {
+		return fmt.Errorf("%s %q: %w", field, p, err)
+	}
+	if !filepath.IsAbs(p) {
+		return fmt.Errorf("%s %q: not an absolute path", field, p)
+	}
+	if filepath.Clean(p) != p {
+		return fmt.Errorf("%s %q: not a clean path (want %q)", field, p, filepath.Clean(p))
+	}
+	return nil
+}
+
+// validate checks o without touching the file system and returns every
+// problem at once, each naming its field.
+func (o *Options) validate() error {
+	var errs []error
+	if err := ValidateID(o.ID); err != nil {
+		errs = append(errs, fmt.Errorf("ID: %w", err))
+	}
+	if err := checkPath("Root", o.Root); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkPath("Dir", o.Dir); err != nil {
+		errs = append(errs, err)
+	} else if sock := filepath.Join(o.Dir, socketName); len(sock) > maxSocketPath {
+		errs = append(errs, fmt.Errorf("Dir %q: socket path %q is %d bytes, unix sockets allow %d", o.Dir, sock, len(sock), maxSocketPath))
+	}
+	if o.StartTimeout < 0 {
+		errs = append(errs, fmt.Errorf("StartTimeout: %v is negative", o.StartTimeout))
+	}
+	if o.StopTimeout < 0 {
+		errs = append(errs, fmt.Errorf("StopTimeout: %v is negative", o.StopTimeout))
+	}
+	for _, k := range sortedKeys(o.Directives) {
+		v := o.Directives[k]
+		switch {
+		case !directiveKeyRe.MatchString(k):
+			errs = append(errs, fmt.Errorf("Directives[%q]: not a pool directive name", k))
+		case reservedDirectives[strings.ToLower(k)] || reservedDirectives[k]:
+			errs = append(errs, fmt.Errorf("Directives[%q]: set by fpmux, not configurable", k))
+		}
+		if err := checkQuotable(v); err != nil {
+			errs = append(errs, fmt.Errorf("Directives[%q] = %q: %w", k, v, err))
+		}
+	}
+	if v, ok := o.Directives["pm.max_children"]; ok {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 {
+			errs = append(errs, fmt.Errorf("Directives[\"pm.max_children\"] = %q: want a positive integer", v))
+		}
+	}
+	for _, k := range sortedKeys(o.Ini) {
+		v := o.Ini[k]
+		if !iniKeyRe.MatchString(k) {
+			errs = append(errs, fmt.Errorf("Ini[%q]: not an ini setting name", k))
+		}
+		if err := checkQuotable(v); err != nil {
+			errs = append(errs, fmt.Errorf("Ini[%q] = %q: %w", k, v, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults returns o with zero values replaced by their defaults.
+func (o Options) withDefaults() Options {
+	if o.StartTimeout == 0 {
+		o.StartTimeout = defaultStartTimeout
+	}
+	if o.StopTimeout == 0 {
+		o.StopTimeout = defaultStopTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// maxChildren returns pm.max_children from o, php-fpm's default when unset.
+// o must have been validated.
+func (o *Options) maxChildren() int {
+	if v, ok := o.Directives["pm.max_children"]; ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return defaultMaxChildren
+}
+
+// workerIdentity returns the user and group the workers must run as when
+// fpmux is root and the caller set no user: php-fpm refuses to run workers
+// as root. Empty strings mean "write nothing".
+func workerIdentity(euid int, directives map[string]string) (usr, group string) {
+	if euid != 0 {
+		return "", ""
+	}
+	if _, ok := directives["user"]; ok {
+		return "", ""
+	}
+	usr, group = "nobody", "nogroup"
+	if _, err := user.Lookup("www-data"); err == nil {
+		usr, group = "www-data", "www-data"
+		if _, err := user.LookupGroup("www-data"); err != nil {
+			group = ""
+		}
+	} else if _, err := user.LookupGroup("nogroup"); err != nil {
+		group = "" // php-fpm then uses nobody's primary group
+	}
+	if _, ok := directives["group"]; ok {
+		group = ""
+	}
+	return usr, group
+}
+
+// startupOnlyIni are ini settings passed only with -d: set again in a
+// worker they fail (opcache.enable=1 warns "Zend OPcache can't be temporary
+// enabled" at every worker start).
+var startupOnlyIni = map[string]bool{
+	"opcache.enable": true,
+}
+
+// withPMDefaults returns directives with the process manager settings
+// php-fpm insists on filled in where missing: it has no default pm, and
+// "dynamic" wants max_children and both spare bounds. Defaults follow
+// Debian's www.conf (dynamic, 5 children, 1 to 3 spare), clamped so they
+// agree with what the caller did set.
+func withPMDefaults(d map[string]string) map[string]string {
+	out := make(map[string]string, len(d)+4)
+	for k, v := range d {
+		out[k] = v
+	}
+	if _, ok := out["pm"]; !ok {
+		out["pm"] = "dynamic"
+	}
+	if _, ok := out["pm.max_children"]; !ok {
+		out["pm.max_children"] = strconv.Itoa(defaultMaxChildren)
+	}
+	if out["pm"] != "dynamic" {
+		return out
+	}
+	maxC, err := strconv.Atoi(out["pm.max_children"])
+	if err != nil || maxC < 1 {
+		return out // validate refuses it; php-fpm would too
+	}
+	minS, minSet := atoiKey(out, "pm.min_spare_servers")
+	maxS, maxSet := atoiKey(out, "pm.max_spare_servers")
+	switch {
+	case !minSet && !maxSet:
+		minS, maxS = 1, min(3, maxC)
+	case !minSet:
+		minS = min(1, maxS)
+	case !maxSet:
+		maxS = min(maxC, max(minS, 3))
+	}
+	if !minSet {
+		out["pm.min_spare_servers"] = strconv.Itoa(minS)
+	}
+	if !maxSet {
+		out["pm.max_spare_servers"] = strconv.Itoa(maxS)
+	}
+	return out
+}
+
+func atoiKey(m map[string]string, k string) (int, bool) {
+	v, ok := m[k]
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, true // set but not a number: leave it to php-fpm
+	}
+	return n, true
+}
+
+// confParams is everything renderConfig needs; kept apart from Options so
+// the rendering is pure and golden-testable.
+type confParams struct {
+	ID, Root, Dir string
+	StopTimeout   time.Duration
+	User, Group   string // written when not empty
+	Directives    map[string]string
+	Ini           map[string]string
+}
+
+// renderConfig returns the php-fpm.conf text. The inputs must have passed
+// validate: every value is written between double quotes.
+func renderConfig(c confParams) []byte {
+	var b strings.Builder
+	line := func(k, v string) { fmt.Fprintf(&b, "%s = \"%s\"\n", k, v) }
+	pct := int64(math.Ceil(c.StopTimeout.Seconds()))
+	if pct < 1 {
+		pct = 1
+	}
+	b.WriteString("; generated by fpmux for release " + c.ID + "; do not edit\n")
+	b.WriteString("[global]\n")
+	line("pid", filepath.Join(c.Dir, pidName))
+	line("error_log", "/proc/self/fd/2")
+	line("log_level", "notice")
+	line("daemonize", "no")
+	line("process_control_timeout", strconv.FormatInt(pct, 10)+"s")
+	b.WriteString("\n[" + c.ID + "]\n")
+	line("listen", filepath.Join(c.Dir, socketName))
+	line("listen.mode", "0600")
+	line("ping.path", pingPath)
+	line("ping.response", pingAnswer)
+	line("pm.status_path", statusPath)
+	line("catch_workers_output", "yes")
+	line("decorate_workers_output", "no")
+	line("chdir", c.Root)
+	line("env[FPMUX_RELEASE]", c.ID)
+	if c.User != "" {
+		line("user", c.User)
+	}
+	if c.Group != "" {
+		line("group", c.Group)
+	}
+	directives := withPMDefaults(c.Directives)
+	for _, k := range sortedKeys(directives) {
+		line(k, directives[k])
+	}
+	for _, k := range sortedKeys(c.Ini) {
+		if startupOnlyIni[k] {
+			continue
+		}
+		line("php_admin_value["+k+"]", c.Ini[k])
+	}
+	return []byte(b.String())
+}
+
+// commandArgs returns php-fpm's arguments (without argv[0]).
+func commandArgs(conf string, ini map[string]string) []string {
+	args := []string{"--nodaemonize", "--force-stderr", "--fpm-config", conf}
+	for _, k := range sortedKeys(ini) {
+		// Quoted, so the INI scanner takes the value literally.
+		args = append(args, "-d", k+"=\""+ini[k]+"\"")
+	}
+	return args
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// checkRoot checks Root on the file system: an existing directory whose path
+// has no symlink in it.
+func checkRoot(root string) error {
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return fmt.Errorf("Root: %w", err)
+	}
+	if real != root {
+		return fmt.Errorf("Root %q: not a real path (resolves to %q)", root, real)
+	}
+	fi, err := os.Stat(root)
+	if err != nil {
+		return fmt.Errorf("Root: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("Root %q: not a directory", root)
+	}
+	return nil
+}

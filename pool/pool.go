@@ -1,0 +1,341 @@
+// pool.go owns the Pool: Start (validate, write config, spawn, wait for the
+// first pong), the supervising goroutine that restarts a crashed master, and
+// Stop.
+
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+const (
+	minBackoff   = 100 * time.Millisecond
+	maxBackoff   = 5 * time.Second
+	healthyAfter = 30 * time.Second // a master that ran this long resets the backoff
+	termGrace    = 2 * time.Second  // between SIGTERM and SIGKILL
+	killWait     = 5 * time.Second  // bound on the group vanishing after SIGKILL
+	pollInterval = 15 * time.Millisecond
+	probeTimeout = 5 * time.Second // Ping/Status bound when ctx has no deadline
+)
+
+// Pool is one release's running php-fpm master. Its methods are safe for
+// concurrent use.
+type Pool struct {
+	o           Options
+	log         *slog.Logger
+	binary      string
+	args        []string
+	sock        string
+	maxChildren int
+
+	gate     *gate
+	pid      atomic.Int64
+	restarts atomic.Int64
+
+	stopOnce  sync.Once
+	stopCh    chan struct{} // closed by the first Stop
+	forceOnce sync.Once
+	forceCh   chan struct{} // closed by a Stop(true)
+	done      chan struct{} // closed by supervise when the pool is gone
+	stopErr   error         // written by supervise before done is closed
+}
+
+// Start validates o, writes the pool's config into o.Dir, spawns php-fpm and
+// waits until it answers a ping, for at most o.StartTimeout or until ctx is
+// done. On any failure nothing is left running, o.Dir is removed, and the
+// error quotes php-fpm's last output lines.
+func Start(ctx context.Context, o Options) (*Pool, error) {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, fmt.Errorf("start pool %q: %w", o.ID, err)
+	}
+	if err := checkRoot(o.Root); err != nil {
+		return nil, fmt.Errorf("start pool %s: %w", o.ID, err)
+	}
+	binary := o.Binary
+	if binary == "" {
+		b, err := FindBinary()
+		if err != nil {
+			return nil, fmt.Errorf("start pool %s: %w", o.ID, err)
+		}
+		binary = b
+	}
+	usr, grp := workerIdentity(os.Geteuid(), o.Directives)
+	conf := renderConfig(confParams{
+		ID: o.ID, Root: o.Root, Dir: o.Dir, StopTimeout: o.StopTimeout,
+		User: usr, Group: grp, Directives: o.Directives, Ini: o.Ini,
+	})
+	p := &Pool{
+		o:           o,
+		log:         o.Logger.With("release", o.ID),
+		binary:      binary,
+		args:        commandArgs(filepath.Join(o.Dir, confName), o.Ini),
+		sock:        filepath.Join(o.Dir, socketName),
+		maxChildren: o.maxChildren(),
+		gate:        newGate(),
+		stopCh:      make(chan struct{}),
+		forceCh:     make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	if err := p.writeDir(conf); err != nil {
+		_ = os.RemoveAll(o.Dir)
+		return nil, fmt.Errorf("start pool %s: %w", o.ID, err)
+	}
+	m, err := p.spawn()
+	if err != nil {
+		_ = os.RemoveAll(o.Dir)
+		return nil, fmt.Errorf("start pool %s: %w", o.ID, err)
+	}
+	if err := p.waitReady(ctx, m); err != nil {
+		if kerr := m.kill(); kerr != nil {
+			err = errors.Join(err, kerr)
+		}
+		_ = os.RemoveAll(o.Dir)
+		p.log.Error("pool did not start", "err", err)
+		return nil, err
+	}
+	p.pid.Store(int64(m.pid))
+	p.log.Info("pool ready", "pid", m.pid, "socket", p.sock, "startup", time.Since(m.started).Round(time.Millisecond))
+	go p.supervise(m)
+	return p, nil
+}
+
+// writeDir creates Dir (0700) and writes the config into it.
+func (p *Pool) writeDir(conf []byte) error {
+	if err := os.MkdirAll(p.o.Dir, 0o700); err != nil {
+		return fmt.Errorf("Dir: %w", err)
+	}
+	if err := os.Chmod(p.o.Dir, 0o700); err != nil {
+		return fmt.Errorf("Dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(p.o.Dir, confName), conf, 0o600); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	return nil
+}
+
+// spawn starts a master after removing what a dead one may have left.
+func (p *Pool) spawn() (*master, error) {
+	for _, name := range []string{socketName, pidName} {
+		if err := os.Remove(filepath.Join(p.o.Dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("remove stale %s: %w", name, err)
+		}
+	}
+	m, err := spawn(p.binary, p.args, p.o.Dir, p.log)
+	if err != nil {
+		return nil, fmt.Errorf("spawn %s: %w", p.binary, err)
+	}
+	p.log.Info("php-fpm spawned", "pid", m.pid, "binary", p.binary)
+	return m, nil
+}
+
+// waitReady polls Ping until it answers, the master exits, StartTimeout
+// passes or ctx is done.
+func (p *Pool) waitReady(parent context.Context, m *master) error {
+	ctx, cancel := context.WithTimeout(parent, p.o.StartTimeout)
+	defer cancel()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	var lastErr error
+	for {
+		if m.isExited() {
+			return p.exitedErr(m)
+		}
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		err := p.Ping(pctx)
+		pcancel()
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		select {
+		case <-m.exited:
+			return p.exitedErr(m)
+		case <-ctx.Done():
+			said := ""
+			if s := m.tail.String(); s != "" {
+				said = "; php-fpm said: " + s
+			}
+			if perr := parent.Err(); perr != nil {
+				return fmt.Errorf("start pool %s: %w (last health check: %v%s)", p.o.ID, perr, lastErr, said)
+			}
+			return fmt.Errorf("start pool %s: health check: no pong on %s within %v: %v%s", p.o.ID, p.sock, p.o.StartTimeout, lastErr, said)
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *Pool) exitedErr(m *master) error {
+	select { // the last words come after the exit
+	case <-m.logDone:
+	case <-time.After(logDrainMax):
+	}
+	said := m.tail.String()
+	if said == "" {
+		said = "(no output)"
+	}
+	return fmt.Errorf("start pool %s: php-fpm exited (%s): %s", p.o.ID, m.exitDesc(), said)
+}
+
+// supervise owns the running master: it restarts it with backoff when it
+// dies unexpectedly and stops it when Stop asks. It closes p.done last.
+func (p *Pool) supervise(m *master) {
+	defer close(p.done)
+	backoff := minBackoff
+	for {
+		select {
+		case <-p.stopCh:
+			p.finish(m)
+			return
+		case <-m.exited:
+		}
+		// The master died on its own; wait() has SIGKILLed its group.
+		p.pid.Store(0)
+		if time.Since(m.started) >= healthyAfter {
+			backoff = minBackoff
+		}
+		p.log.Error("php-fpm master died", "pid", m.pid, "exit", m.exitDesc(), "last_output", m.tail.String(), "restart_in", backoff)
+		// No new master while the old workers still hold the socket.
+		if err := waitGroupGone(m.pid, killWait); err != nil {
+			p.log.Error("old php-fpm group", "err", err)
+		}
+		for {
+			t := time.NewTimer(backoff)
+			select {
+			case <-p.stopCh:
+				t.Stop()
+				p.finish(m)
+				return
+			case <-t.C:
+			}
+			backoff = min(backoff*2, maxBackoff)
+			nm, err := p.spawn()
+			if err != nil {
+				p.log.Error("restart php-fpm", "err", err, "retry_in", backoff)
+				continue
+			}
+			m = nm
+			break
+		}
+		n := p.restarts.Add(1)
+		p.pid.Store(int64(m.pid))
+		p.log.Warn("php-fpm master restarted", "pid", m.pid, "restarts", n)
+		if p.o.OnRestart != nil {
+			p.o.OnRestart()
+		}
+	}
+}
+
+// finish stops m (if still running), removes Dir and records the result.
+func (p *Pool) finish(m *master) {
+	err := p.stopMaster(m)
+	p.pid.Store(0)
+	if rerr := os.RemoveAll(p.o.Dir); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("remove Dir: %w", rerr))
+	}
+	if err != nil {
+		p.stopErr = fmt.Errorf("stop pool %s: %w", p.o.ID, err)
+		p.log.Error("pool stopped", "err", err)
+		return
+	}
+	p.log.Info("pool stopped")
+}
+
+// stopMaster: unless forced, SIGQUIT to the master (graceful: workers finish
+// their request) and up to StopTimeout; then SIGTERM to the group and up to
+// termGrace; then SIGKILL to the group. A Stop(true) arriving meanwhile
+// skips the graceful wait.
+func (p *Pool) stopMaster(m *master) error {
+	if !m.isExited() && !isDone(p.forceCh) {
+		p.log.Info("stopping php-fpm gracefully", "pid", m.pid, "timeout", p.o.StopTimeout)
+		m.signal(syscall.SIGQUIT)
+		t := time.NewTimer(p.o.StopTimeout)
+		select {
+		case <-m.exited:
+		case <-p.forceCh:
+		case <-t.C:
+			p.log.Warn("php-fpm did not stop in time", "pid", m.pid, "timeout", p.o.StopTimeout)
+		}
+		t.Stop()
+	}
+	if !m.isExited() {
+		p.log.Info("terminating php-fpm", "pid", m.pid)
+		m.signalGroup(syscall.SIGTERM)
+		t := time.NewTimer(termGrace)
+		select {
+		case <-m.exited:
+		case <-t.C:
+			p.log.Warn("php-fpm ignored SIGTERM; killing", "pid", m.pid)
+		}
+		t.Stop()
+	}
+	return m.kill()
+}
+
+// ID returns the release id.
+func (p *Pool) ID() string { return p.o.ID }
+
+// Socket returns the unix socket php-fpm listens on.
+func (p *Pool) Socket() string { return p.sock }
+
+// MaxChildren returns pm.max_children (php-fpm's default 5 when unset).
+func (p *Pool) MaxChildren() int { return p.maxChildren }
+
+// Pid returns the current master's pid, 0 while none is running.
+func (p *Pool) Pid() int { return int(p.pid.Load()) }
+
+// Restarts returns how many times the master was restarted after dying
+// unexpectedly.
+func (p *Pool) Restarts() int { return int(p.restarts.Load()) }
+
+// Acquire counts a request in. It returns ok=false once the pool is
+// draining. Call release exactly once when the request is over (further
+// calls do nothing).
+func (p *Pool) Acquire() (release func(), ok bool) { return p.gate.acquire() }
+
+// InFlight returns the number of acquired, unreleased requests.
+func (p *Pool) InFlight() int64 { return p.gate.inFlight() }
+
+// Drain makes every later Acquire fail. It is idempotent; an Acquire racing
+// with Drain either succeeds before Drain returns or fails.
+func (p *Pool) Drain() { p.gate.drain() }
+
+// Idle is closed once the pool is draining and no request is in flight.
+func (p *Pool) Idle() <-chan struct{} { return p.gate.idle }
+
+// Done is closed when the pool has stopped for good.
+func (p *Pool) Done() <-chan struct{} { return p.done }
+
+// Stop drains the pool and stops php-fpm: force=false sends SIGQUIT to the
+// master and waits up to StopTimeout, then SIGTERM to the group, 2s, then
+// SIGKILL; force=true starts at SIGTERM. It returns once the master and
+// every process of its group are gone and Dir is removed. Stop is safe to
+// call twice and concurrently: later calls wait for the first (a forced call
+// cuts short a graceful one in progress) and return the same result.
+func (p *Pool) Stop(force bool) error {
+	p.Drain()
+	if force {
+		p.forceOnce.Do(func() { close(p.forceCh) })
+	}
+	p.stopOnce.Do(func() { close(p.stopCh) })
+	<-p.done
+	return p.stopErr
+}
+
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,290 @@
+// process.go owns one php-fpm master process: spawning it in its own process
+// group with an explicit environment, reading its output, waiting for it
+// (one goroutine), signalling its group and making sure the group is gone.
+
+package pool
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// childPath is the whole environment php-fpm gets: nothing of fpmux's own
+// (no NOTIFY_SOCKET, no LISTEN_FDS) leaks into the master.
+const childPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+const (
+	tailLines   = 20   // php-fpm output lines kept for error messages
+	maxLineLen  = 8192 // longer output lines are cut
+	logDrainMax = 2 * time.Second
+)
+
+// master is one php-fpm master process. Exactly one goroutine (wait) calls
+// cmd.Wait; it kills what is left of the process group and then closes
+// exited.
+type master struct {
+	pid     int // also the process group id (Setpgid)
+	started time.Time
+	cmd     *exec.Cmd
+	tail    *tail
+
+	exited  chan struct{} // closed once the master is reaped and its group SIGKILLed
+	waitErr error         // cmd.Wait's result; read only after exited is closed
+	logDone chan struct{} // closed when the output reader reached EOF
+}
+
+// spawn starts binary with args in its own process group. Its stdout and
+// stderr go to a pipe read line by line into logger (and the tail).
+func spawn(binary string, args []string, dir string, logger *slog.Logger) (*master, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("output pipe: %w", err)
+	}
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
+	cmd.Env = []string{childPath}
+	cmd.Stdout = w
+	cmd.Stderr = w
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid: true,
+		// If fpmux dies, the master gets SIGTERM and stops its workers.
+		// Pdeathsig follows the spawning OS thread; Go only retires
+		// threads that a goroutine locked and never unlocked, which this
+		// package never does.
+		Pdeathsig: syscall.SIGTERM,
+	}
+	err = cmd.Start()
+	w.Close() // the child holds its own copies
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	m := &master{
+		pid:     cmd.Process.Pid,
+		started: time.Now(),
+		cmd:     cmd,
+		tail:    &tail{},
+		exited:  make(chan struct{}),
+		logDone: make(chan struct{}),
+	}
+	go m.readOutput(r, logger.With("pid", m.pid))
+	go m.wait()
+	return m, nil
+}
+
+// wait is the one goroutine that calls cmd.Wait.
+func (m *master) wait() {
+	err := m.cmd.Wait()
+	// Orphaned workers would keep the listening socket and never exit.
+	_ = syscall.Kill(-m.pid, syscall.SIGKILL)
+	m.waitErr = err
+	close(m.exited)
+}
+
+// exitDesc describes how the master ended; call after exited is closed.
+func (m *master) exitDesc() string {
+	if m.waitErr == nil {
+		return "exit status 0"
+	}
+	return m.waitErr.Error()
+}
+
+// signal sends sig to the master only.
+func (m *master) signal(sig syscall.Signal) {
+	_ = syscall.Kill(m.pid, sig)
+}
+
+// signalGroup sends sig to every process of the master's group.
+func (m *master) signalGroup(sig syscall.Signal) {
+	_ = syscall.Kill(-m.pid, sig)
+}
+
+// isExited reports whether the master has been reaped.
+func (m *master) isExited() bool {
+	select {
+	case <-m.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill SIGKILLs the group and waits until the master is reaped, the group
+// is gone and the output is read (each bounded).
+func (m *master) kill() error {
+	m.signalGroup(syscall.SIGKILL)
+	return m.waitGone(5 * time.Second)
+}
+
+// waitGone waits up to d for the master to be reaped and every process of
+// its group to be gone, then up to logDrainMax for the output reader.
+func (m *master) waitGone(d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-m.exited:
+	case <-t.C:
+		return fmt.Errorf("php-fpm master %d still running after SIGKILL", m.pid)
+	}
+	if err := waitGroupGone(m.pid, d); err != nil {
+		return err
+	}
+	select {
+	case <-m.logDone:
+	case <-time.After(logDrainMax):
+	}
+	return nil
+}
+
+// readOutput logs each line php-fpm writes, keeps the last ones, and ends
+// at EOF (when the master and all its workers have closed the pipe).
+func (m *master) readOutput(r *os.File, logger *slog.Logger) {
+	defer close(m.logDone)
+	defer r.Close()
+	br := bufio.NewReaderSize(r, maxLineLen)
+	for {
+		line, err := readLine(br)
+		if line != "" {
+			level, text := parseFPMLine(line)
+			m.tail.add(text)
+			logger.Log(context.Background(), level, text, "source", "php-fpm")
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// readLine returns the next line without its newline, cut at maxLineLen;
+// the rest of an over-long line is discarded so the pipe never stalls.
+func readLine(br *bufio.Reader) (string, error) {
+	b, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		s := string(b)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			_, err = br.ReadSlice('\n')
+		}
+		if err == nil || err == io.EOF {
+			return s + " [cut]", err
+		}
+		return s, err
+	}
+	return strings.TrimRight(string(b), "\r\n"), err
+}
+
+// parseFPMLine strips php-fpm's "[22-Nov-2026 20:16:16] " timestamp (slog
+// has its own) and maps its level to slog's. Lines without a level (worker
+// output with decorate_workers_output = no) are logged at Info.
+func parseFPMLine(line string) (slog.Level, string) {
+	text := line
+	if strings.HasPrefix(text, "[") {
+		if i := strings.Index(text, "] "); i > 0 && i < 32 {
+			text = text[i+2:]
+		}
+	}
+	switch {
+	case strings.HasPrefix(text, "DEBUG: "):
+		return slog.LevelDebug, text
+	case strings.HasPrefix(text, "NOTICE: "):
+		return slog.LevelInfo, text
+	case strings.HasPrefix(text, "WARNING: "):
+		return slog.LevelWarn, text
+	case strings.HasPrefix(text, "ERROR: "), strings.HasPrefix(text, "ALERT: "):
+		return slog.LevelError, text
+	}
+	return slog.LevelInfo, text
+}
+
+// tail keeps the last tailLines lines.
+type tail struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (t *tail) add(s string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.lines) == tailLines {
+		copy(t.lines, t.lines[1:])
+		t.lines = t.lines[:tailLines-1]
+	}
+	t.lines = append(t.lines, s)
+}
+
+// String returns the kept lines joined by "; ".
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.Join(t.lines, "; ")
+}
+
+// groupAlive reports whether any process of group pgid is still alive.
+// Zombies do not count: they hold no socket or memory, and reaping them is
+// up to their new parent (pid 1), which may be slow in a container.
+func groupAlive(pgid int) bool {
+	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return true // cannot tell; kill(2) said something is there
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		state, pg, ok := procStat(pid)
+		if ok && pg == pgid && state != 'Z' && state != 'X' {
+			return true
+		}
+	}
+	return false
+}
+
+// procStat returns a process's state letter and process group from
+// /proc/<pid>/stat.
+func procStat(pid int) (state byte, pgrp int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	// pid (comm) state ppid pgrp ...; comm may hold spaces and parens.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 3 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	pg, err := strconv.Atoi(f[2])
+	if err != nil {
+		return 0, 0, false
+	}
+	return f[0][0], pg, true
+}
+
+// waitGroupGone polls until no live process is left in group pgid, for at
+// most d.
+func waitGroupGone(pgid int, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for groupAlive(pgid) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes of group %d still alive after %v", pgid, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
