@@ -216,3 +216,5 @@ func atoiT(t *testing.T, s string) int {
 	}
 	return n
 }
+
+func newGroupAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
