@@ -108,12 +108,13 @@ var reservedDirectives = map[string]bool{
 }
 
 // ValidateID reports whether id can name a release: 1 to 64 characters from
-// [A-Za-z0-9._-], and not "." or "..".
+// [A-Za-z0-9._-], and not ".", ".." or "global" in any case (php-fpm would
+// read a pool section named [global] as its global section).
 func ValidateID(id string) error {
 	if !idRe.MatchString(id) {
 		return fmt.Errorf("release id %q: want 1 to 64 characters from A-Z a-z 0-9 . _ -", id)
 	}
-	if id == "." || id == ".." {
+	if id == "." || id == ".." || strings.EqualFold(id, "global") {
 		return fmt.Errorf("release id %q: not allowed", id)
 	}
 	return nil
