@@ -51,8 +51,13 @@ type Pool struct {
 
 // Start validates o, writes the pool's config into o.Dir, spawns php-fpm and
 // waits until it answers a ping, for at most o.StartTimeout or until ctx is
-// done. On any failure nothing is left running, o.Dir is removed, and the
-// error quotes php-fpm's last output lines.
+// done. ctx bounds the start only, not the pool's life. On any failure
+// nothing is left running, o.Dir is removed, and the error quotes php-fpm's
+// last output lines.
+//
+// After Start, a master that dies unexpectedly is restarted with backoff
+// (100ms doubling to 5s, back to 100ms once a master has run 30s); Restarts
+// and OnRestart count the respawns, not their readiness.
 func Start(ctx context.Context, o Options) (*Pool, error) {
 	o = o.withDefaults()
 	if err := o.validate(); err != nil {
@@ -317,8 +322,10 @@ func (p *Pool) Done() <-chan struct{} { return p.done }
 
 // Stop drains the pool and stops php-fpm: force=false sends SIGQUIT to the
 // master and waits up to StopTimeout, then SIGTERM to the group, 2s, then
-// SIGKILL; force=true starts at SIGTERM. It returns once the master and
-// every process of its group are gone and Dir is removed. Stop is safe to
+// SIGKILL; force=true starts at SIGTERM. It returns once the master is
+// reaped, no live process is left in its group (zombies of orphaned workers
+// waiting for pid 1 to reap them do not count: they hold no socket) and Dir
+// is removed. Stop is safe to
 // call twice and concurrently: later calls wait for the first (a forced call
 // cuts short a graceful one in progress) and return the same result.
 func (p *Pool) Stop(force bool) error {

@@ -343,8 +343,9 @@ func TestStartCanceledByContext(t *testing.T) {
 	pidFile := filepath.Join(tmp, "pid")
 	wrapper := writeScript(t, tmp, "php-fpm", "echo $$ > "+pidFile+"\nexec sleep 600\n")
 	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
 	go func() {
-		for {
+		for ctx.Err() == nil {
 			if _, err := os.Stat(pidFile); err == nil {
 				cancel()
 				return

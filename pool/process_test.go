@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -98,7 +99,10 @@ func TestGroupAliveIgnoresZombies(t *testing.T) {
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	t.Cleanup(func() {
+		_ = syscall.Kill(-sleeper.Process.Pid, syscall.SIGKILL) // sh and its sleep
+		_ = sleeper.Wait()
+	})
 	if !groupAlive(sleeper.Process.Pid) {
 		t.Error("a running group counts as gone")
 	}
