@@ -10,19 +10,24 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// Backend is the way to one php-fpm pool. It keeps up to MaxIdle idle
-// connections for reuse: a php-fpm child serves one connection at a time and
-// a kept connection pins its child, so keeping more than pm.max_children
-// would only starve new connections. Close drops the idle ones and makes
-// every connection handed back later close too, which is what a draining
-// pool needs.
+// Backend is the way to one php-fpm pool. It keeps up to maxIdle idle
+// connections for reuse. A php-fpm child serves one connection at a time and
+// a kept connection pins its child, so reuse must never starve a new
+// connection waiting in php-fpm's accept queue: a connection is dialed only
+// when no idle one is left (every open one is busy), and while such a new
+// connection has not been answered yet, each busy connection that finishes
+// is closed instead of kept, which frees its child for the waiting one.
+// Close drops the idle ones and makes every connection handed back later
+// close too, which is what a draining pool needs.
 type Backend struct {
 	network, addr string
 	maxIdle       int
 	dialTimeout   time.Duration
+	unanswered    atomic.Int64 // dialed connections php-fpm has not answered on yet
 
 	mu     sync.Mutex
 	idle   []*backendConn
@@ -30,7 +35,9 @@ type Backend struct {
 }
 
 // NewBackend returns a Backend for the pool listening at network/addr
-// ("unix", "/var/lib/fpmux/pools/42/fpm.sock"). maxIdle <= 0 keeps none.
+// ("unix", "/var/lib/fpmux/pools/42/fpm.sock"). maxIdle <= 0 keeps none; a
+// caller passes fewer than pm.max_children so that one child stays free for
+// the pool's ping and status pages.
 func NewBackend(network, addr string, maxIdle int) *Backend {
 	return &Backend{network: network, addr: addr, maxIdle: max(maxIdle, 0), dialTimeout: 5 * time.Second}
 }
@@ -45,6 +52,22 @@ type backendConn struct {
 	bw     *bufio.Writer
 	reused bool
 	recs   *recordReader
+	b      *Backend
+	// waiting is true from dial until php-fpm's first answer on it.
+	waiting atomic.Bool
+}
+
+// answered notes php-fpm's first answer on a connection: a child took it.
+func (bc *backendConn) answered() {
+	if bc.waiting.CompareAndSwap(true, false) {
+		bc.b.unanswered.Add(-1)
+	}
+}
+
+// Close closes the connection, and stops counting it as waiting.
+func (bc *backendConn) Close() error {
+	bc.answered()
+	return bc.Conn.Close()
 }
 
 // rr returns the connection's record reader, made on first use and kept
@@ -83,7 +106,10 @@ func (b *Backend) dial() (*backendConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial php-fpm %s: %w", b.addr, err)
 	}
-	return &backendConn{Conn: nc, br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 16<<10)}, nil
+	b.unanswered.Add(1)
+	bc := &backendConn{Conn: nc, br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 16<<10), b: b}
+	bc.waiting.Store(true)
+	return bc, nil
 }
 
 // alive tells whether php-fpm still holds the idle connection open: a child
@@ -101,8 +127,9 @@ func (bc *backendConn) alive() bool {
 
 // put hands back a connection whose last request ended cleanly.
 func (b *Backend) put(bc *backendConn) {
+	bc.answered()
 	b.mu.Lock()
-	if b.closed || len(b.idle) >= b.maxIdle {
+	if b.closed || len(b.idle) >= b.maxIdle || b.unanswered.Load() > 0 {
 		b.mu.Unlock()
 		bc.Close()
 		return

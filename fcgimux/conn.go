@@ -244,7 +244,7 @@ func (c *conn) startRelay() {
 		}
 		return
 	}
-	p := pinnedPaths{docroot: c.s.docroot, root: pin.Root, release: pin.Release}
+	p := pinnedPaths{docroot: c.s.docroot, root: pin.Root, release: pin.Release, reserved: c.s.reserved}
 	c.out, c.ends, err = rewriteParams(c.out[:0], c.ends[:0], c.params, p)
 	if err != nil {
 		status, msg := 400, "malformed params"

@@ -77,6 +77,9 @@ type pinnedPaths struct {
 	docroot string // the prefix the web server sends, cleaned, e.g. /var/www/app/current
 	root    string // the release's real root, e.g. /var/www/app/releases/42
 	release string // the release id, passed to PHP as FPMUX_RELEASE
+	// reserved are SCRIPT_NAMEs php-fpm answers itself (ping, status):
+	// refused, so the pool's internals are not public.
+	reserved []string
 }
 
 // rejectError is a request fpmux answers itself, without PHP.
@@ -107,6 +110,13 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 				return err
 			}
 			dst = appendPair(dst, "SCRIPT_FILENAME", mapped)
+		case "SCRIPT_NAME":
+			for _, r := range p.reserved {
+				if string(value) == r {
+					return &rejectError{404, fmt.Sprintf("SCRIPT_NAME %s is php-fpm's own page", r)}
+				}
+			}
+			dst = appendPair(dst, "SCRIPT_NAME", string(value))
 		case "DOCUMENT_ROOT", "PATH_TRANSLATED":
 			// Informational for PHP: rewritten when under the docroot,
 			// passed as sent otherwise.

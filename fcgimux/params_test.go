@@ -71,7 +71,7 @@ func TestEachPairMalformed(t *testing.T) {
 }
 
 func TestRewriteParams(t *testing.T) {
-	p := pinnedPaths{docroot: "/var/www/app/current", root: "/srv/releases/42", release: "42"}
+	p := pinnedPaths{docroot: "/var/www/app/current", root: "/srv/releases/42", release: "42", reserved: []string{"/fpmux-ping"}}
 	tests := []struct {
 		name       string
 		in         []string
@@ -116,6 +116,7 @@ func TestRewriteParams(t *testing.T) {
 		{name: "prefix without a slash", in: []string{"SCRIPT_FILENAME", "/var/www/app/current-old/index.php"}, wantStatus: 404},
 		{name: "relative path", in: []string{"SCRIPT_FILENAME", "index.php"}, wantStatus: 404},
 		{name: "NUL byte", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php\x00.jpg"}, wantStatus: 404},
+		{name: "php-fpm's own ping page", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/fpmux-ping", "SCRIPT_NAME", "/fpmux-ping"}, wantStatus: 404},
 		{name: "no script", in: []string{"REQUEST_URI", "/"}, wantStatus: 404},
 		{name: "apache proxy form without a path", in: []string{"SCRIPT_FILENAME", "proxy:fcgi://127.0.0.1:9700"}, wantStatus: 404},
 	}

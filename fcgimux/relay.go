@@ -113,6 +113,7 @@ func (r *relay) run() {
 			}
 		}
 		h, content, err := rr.next()
+		r.bc.answered()
 		if err == nil && h.ID != r.id {
 			err = errors.New("php-fpm answered for another request id")
 		}

@@ -63,6 +63,9 @@ type Options struct {
 	// IdleTimeout closes a kept-alive connection that carries no request.
 	// Default 5m.
 	IdleTimeout time.Duration
+	// ReservedScriptNames are SCRIPT_NAMEs answered 404 without reaching
+	// PHP: the ping and status pages php-fpm serves itself.
+	ReservedScriptNames []string
 }
 
 // Server is the FastCGI front fpmux offers to the web server.
@@ -73,6 +76,7 @@ type Server struct {
 	maxParams  int
 	readTO     time.Duration
 	idleTO     time.Duration
+	reserved   []string
 	inShutdown atomic.Bool
 
 	mu        sync.Mutex
@@ -96,6 +100,7 @@ func NewServer(o Options) (*Server, error) {
 		maxParams: o.MaxParamsBytes,
 		readTO:    o.ReadTimeout,
 		idleTO:    o.IdleTimeout,
+		reserved:  o.ReservedScriptNames,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
 	}

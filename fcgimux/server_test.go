@@ -452,3 +452,94 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 		t.Fatalf("serve: %v", err)
 	}
 }
+
+// childLimitedListener models php-fpm's children: at most n connections are
+// served at a time, each until it closes; the rest wait in the backlog.
+type childLimitedListener struct {
+	net.Listener
+	slots  chan struct{}
+	closed chan struct{}
+}
+
+func (l *childLimitedListener) Close() error {
+	close(l.closed)
+	return l.Listener.Close()
+}
+
+type slotConn struct {
+	net.Conn
+	once  sync.Once
+	slots chan struct{}
+}
+
+func (c *slotConn) Close() error {
+	c.once.Do(func() { <-c.slots })
+	return c.Conn.Close()
+}
+
+func (l *childLimitedListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}: // a free child
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &slotConn{Conn: c, slots: l.slots}, nil
+}
+
+func TestKeptConnectionsDoNotStarveNewOnes(t *testing.T) {
+	addr := filepath.Join(t.TempDir(), "children.sock")
+	ln, err := net.Listen("unix", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const children = 2
+	cl := &childLimitedListener{Listener: ln, slots: make(chan struct{}, children), closed: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fcgi.Serve(cl, http.HandlerFunc(echoHandler))
+	}()
+	t.Cleanup(func() {
+		cl.Close()
+		<-done
+	})
+	// As many idle connections as children: the case where reuse could pin
+	// every child while a new connection waits in the backlog.
+	router := &testRouter{pin: Pin{Release: "r1", Root: "/r1", Backend: NewBackend("unix", addr, children)}}
+	t.Cleanup(router.pin.Backend.Close)
+	_, front := startServer(t, router)
+	var wg sync.WaitGroup
+	errs := make(chan string, 6)
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dialRaw(t, front)
+			for j := range 20 {
+				body := fmt.Sprintf("client %d request %d", i, j)
+				c.send(request(1, true, body, phpParams("/index.php")...))
+				h, _, err := c.rr.next()
+				for err == nil && h.Type != typeEndRequest {
+					h, _, err = c.rr.next()
+				}
+				if err != nil {
+					errs <- fmt.Sprintf("%s: %v", body, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if n := len(router.doneCodes()); n != 120 {
+		t.Errorf("%d requests ended, want 120", n)
+	}
+}
