@@ -1,0 +1,72 @@
+// reap.go owns clean-up after an fpmux that was killed before it could stop
+// its pools: a pool directory it left behind, with possibly a live master.
+
+package pool
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// PingPath and StatusPath are the SCRIPT_NAMEs php-fpm answers itself in
+// every pool fpmux runs. The web server must never reach them: fcgimux
+// refuses requests for them.
+const (
+	PingPath   = pingPath
+	StatusPath = statusPath
+)
+
+// Reap stops what a previous fpmux left in a pool directory: if its pid
+// file names a live php-fpm master whose config is this directory's, that
+// master's whole process group is killed. Then the directory is removed.
+// It returns the pid it killed, or 0. Parent-death signals make this rare
+// (a master follows a killed fpmux), but a master that ignored it, or a
+// state_dir from before a reboot, must not keep a stale socket around.
+func Reap(dir string) (int, error) {
+	killed := 0
+	b, err := os.ReadFile(filepath.Join(dir, pidName))
+	if err == nil {
+		pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
+		if perr == nil && pid > 1 && isOurMaster(pid, dir) {
+			_, pgrp, ok := procStat(pid)
+			if ok && pgrp == pid {
+				syscall.Kill(-pid, syscall.SIGKILL)
+				if err := waitGroupGone(pid, killWait); err != nil {
+					return pid, fmt.Errorf("reap pool %s: %w", dir, err)
+				}
+			} else {
+				syscall.Kill(pid, syscall.SIGKILL)
+				deadline := time.Now().Add(killWait)
+				for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			killed = pid
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("reap pool %s: %w", dir, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return killed, fmt.Errorf("reap pool %s: %w", dir, err)
+	}
+	return killed, nil
+}
+
+// isOurMaster tells whether pid is a php-fpm master running the config in
+// dir: php-fpm titles its master "php-fpm: master process (<config>)", so a
+// recycled pid of another program is never killed.
+func isOurMaster(pid int, dir string) bool {
+	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return false
+	}
+	cmdline = bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})
+	return bytes.Contains(cmdline, []byte("php-fpm")) && bytes.Contains(cmdline, []byte(filepath.Join(dir, confName)))
+}
