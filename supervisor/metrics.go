@@ -1,0 +1,150 @@
+// This file owns fpmux's Prometheus metrics. Per-request figures are
+// counted as requests end; per-release gauges are read at scrape time by a
+// collector, so a release that leaves the registry leaves the metrics too.
+
+package supervisor
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	s            *Supervisor
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	drainSeconds prometheus.Histogram
+	drainsForced prometheus.Counter
+	restarts     *prometheus.CounterVec
+	deploys      *prometheus.CounterVec
+
+	codesMu sync.Mutex
+	codes   map[int]string // status code -> label, so requests do not format it each time
+
+	inFlight    *prometheus.Desc
+	state       *prometheus.Desc
+	activeInfo  *prometheus.Desc
+	poolProcs   *prometheus.Desc
+	listenQueue *prometheus.Desc
+	maxReached  *prometheus.Desc
+}
+
+func newMetrics(s *Supervisor) *metrics {
+	rel := []string{"release"}
+	return &metrics{
+		s: s,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fpmux_requests_total", Help: "Requests relayed, by release and HTTP status.",
+		}, []string{"release", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "fpmux_request_duration_seconds", Help: "Time from a request's params to its last byte, by release.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, rel),
+		drainSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "fpmux_drain_duration_seconds", Help: "Time from a release's switch-away to its pool's stop.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}),
+		drainsForced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fpmux_drains_forced_total", Help: "Drains cut at drain_timeout with requests still in flight.",
+		}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fpmux_pool_restarts_total", Help: "php-fpm masters restarted after dying, by release.",
+		}, rel),
+		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fpmux_deploys_total", Help: "Deploys by outcome: ok, refused (bad id or root), failed (pool did not start or pass its health check).",
+		}, []string{"outcome"}),
+		codes:       map[int]string{},
+		inFlight:    prometheus.NewDesc("fpmux_requests_in_flight", "Requests pinned to a release and not yet ended.", rel, nil),
+		state:       prometheus.NewDesc("fpmux_release_state", "1 for the state a release is in, 0 for the others.", []string{"release", "state"}, nil),
+		activeInfo:  prometheus.NewDesc("fpmux_active_release_info", "The release new requests go to (value 1).", rel, nil),
+		poolProcs:   prometheus.NewDesc("fpmux_pool_processes", "php-fpm worker processes of a live release's pool, by state (active, idle).", []string{"release", "state"}, nil),
+		listenQueue: prometheus.NewDesc("fpmux_pool_listen_queue", "Connections waiting in a pool's accept queue.", rel, nil),
+		maxReached:  prometheus.NewDesc("fpmux_pool_max_children_reached", "Times a pool hit pm.max_children since it started.", rel, nil),
+	}
+}
+
+func (m *metrics) register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.deploys, m} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *metrics) codeLabel(code int) string {
+	m.codesMu.Lock()
+	defer m.codesMu.Unlock()
+	l, ok := m.codes[code]
+	if !ok {
+		l = strconv.Itoa(code)
+		m.codes[code] = l
+	}
+	return l
+}
+
+// observe counts one ended request.
+func (m *metrics) observe(release string, code int, d time.Duration) {
+	m.requests.WithLabelValues(release, m.codeLabel(code)).Inc()
+	m.duration.WithLabelValues(release).Observe(d.Seconds())
+}
+
+// forget drops the series of a release that left the registry.
+func (m *metrics) forget(release string) {
+	m.requests.DeletePartialMatch(prometheus.Labels{"release": release})
+	m.duration.DeleteLabelValues(release)
+	m.restarts.DeleteLabelValues(release)
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.inFlight, m.state, m.activeInfo, m.poolProcs, m.listenQueue, m.maxReached} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: the per-release gauges, read now.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	s := m.s
+	s.mu.Lock()
+	var lives []*release
+	for _, r := range s.releases {
+		for _, st := range allStates {
+			v := 0.0
+			if r.state == st {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(m.state, prometheus.GaugeValue, v, r.id, string(st))
+		}
+		if r.pool != nil && r.state.live() {
+			ch <- prometheus.MustNewConstMetric(m.inFlight, prometheus.GaugeValue, float64(r.pool.InFlight()), r.id)
+			lives = append(lives, r)
+		}
+	}
+	s.mu.Unlock()
+	if a := s.active.Load(); a != nil {
+		ch <- prometheus.MustNewConstMetric(m.activeInfo, prometheus.GaugeValue, 1, a.id)
+	}
+	var wg sync.WaitGroup
+	for _, r := range lives {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+			defer cancel()
+			st, err := r.pool.Status(ctx)
+			if err != nil {
+				return
+			}
+			ch <- prometheus.MustNewConstMetric(m.poolProcs, prometheus.GaugeValue, float64(st.ActiveProcesses), r.id, "active")
+			ch <- prometheus.MustNewConstMetric(m.poolProcs, prometheus.GaugeValue, float64(st.IdleProcesses), r.id, "idle")
+			ch <- prometheus.MustNewConstMetric(m.listenQueue, prometheus.GaugeValue, float64(st.ListenQueue), r.id)
+			ch <- prometheus.MustNewConstMetric(m.maxReached, prometheus.GaugeValue, float64(st.MaxChildrenReached), r.id)
+		}()
+	}
+	wg.Wait()
+}

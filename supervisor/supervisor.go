@@ -1,0 +1,536 @@
+// Package supervisor owns the release registry: which releases exist, which
+// one is active, and the state machine each goes through (starting -> ready
+// -> active -> draining -> retired, or failed). It starts and stops their
+// php-fpm pools, pins each new request to the active release (it is the
+// fcgimux Router), persists what must survive a restart, and serves the
+// admin API.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fpmux/fpmux/config"
+	"github.com/fpmux/fpmux/fcgimux"
+	"github.com/fpmux/fpmux/pool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// State is where a release is in its life.
+type State string
+
+const (
+	StateStarting State = "starting"
+	StateReady    State = "ready"
+	StateActive   State = "active"
+	StateDraining State = "draining"
+	StateRetired  State = "retired"
+	StateFailed   State = "failed"
+)
+
+var allStates = []State{StateStarting, StateReady, StateActive, StateDraining, StateRetired, StateFailed}
+
+// live tells whether a release in state s holds (or is about to hold) a pool.
+func (s State) live() bool {
+	return s == StateStarting || s == StateReady || s == StateActive || s == StateDraining
+}
+
+// keepGone is how many retired or failed releases stay listed in status.
+const keepGone = 20
+
+// Error is a failure with the HTTP status the admin API answers it with.
+type Error struct {
+	Status int
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func errorf(status int, format string, args ...any) error {
+	return &Error{Status: status, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Options configures a Supervisor.
+type Options struct {
+	// Config is fpmux's validated configuration. Required.
+	Config *config.Config
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer gets fpmux's metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// Supervisor is the release registry. Its methods are safe for concurrent use.
+type Supervisor struct {
+	cfg *config.Config
+	log *slog.Logger
+	m   *metrics
+
+	active atomic.Pointer[release] // read on every request, without s.mu
+
+	mu       sync.Mutex // guards everything below and each release's mutable fields
+	releases map[string]*release
+	history  []histEntry // releases active before the current one, oldest first
+	stopping bool
+	drains   sync.WaitGroup
+	stopCh   chan struct{} // closed by Close: drains stop waiting
+}
+
+type histEntry struct {
+	ID   string `json:"id"`
+	Root string `json:"root"`
+}
+
+// release is one deployed release. Fields after mu-guarded note are written
+// only under Supervisor.mu.
+type release struct {
+	id, root  string
+	createdAt time.Time
+	requests  atomic.Int64
+
+	// guarded by Supervisor.mu
+	state       State
+	activatedAt time.Time
+	drainedAt   time.Time
+	retiredAt   time.Time
+	readyIn     time.Duration
+	err         string
+	pool        *pool.Pool
+	backend     *fcgimux.Backend
+	gone        chan struct{} // closed when retired or failed
+}
+
+// New returns a Supervisor with no release. Call Restore to bring back the
+// release that was active before a restart.
+func New(o Options) (*Supervisor, error) {
+	if o.Config == nil {
+		return nil, errors.New("supervisor: Options.Config is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &Supervisor{
+		cfg:      o.Config,
+		log:      o.Logger,
+		releases: map[string]*release{},
+		stopCh:   make(chan struct{}),
+	}
+	s.m = newMetrics(s)
+	if o.Registerer != nil {
+		if err := s.m.register(o.Registerer); err != nil {
+			return nil, fmt.Errorf("supervisor: register metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Pin implements fcgimux.Router: it counts a request into the active
+// release. A pool refuses new requests atomically once it drains, and the
+// active pointer moves before the old pool drains, so a refused Acquire
+// means a switch just happened and the next load sees the new release.
+func (s *Supervisor) Pin() (fcgimux.Pin, error) {
+	for range 100 {
+		r := s.active.Load()
+		if r == nil {
+			return fcgimux.Pin{}, fcgimux.ErrNoRelease
+		}
+		release, ok := r.pool.Acquire()
+		if !ok {
+			continue
+		}
+		r.requests.Add(1)
+		return fcgimux.Pin{
+			Release: r.id,
+			Root:    r.root,
+			Backend: r.backend,
+			Done: func(status int, d time.Duration) {
+				release()
+				s.m.observe(r.id, status, d)
+			},
+		}, nil
+	}
+	return fcgimux.Pin{}, errors.New("releases are switching too fast to pin a request")
+}
+
+// DeployRequest is what a deploy asks for.
+type DeployRequest struct {
+	ID       string
+	Root     string
+	Activate bool
+}
+
+// Deploy registers a release, starts its pool, waits until it is healthy
+// and, if asked, makes it active. The active release keeps serving whatever
+// happens to the new one.
+func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, error) {
+	if err := pool.ValidateID(req.ID); err != nil {
+		return Release{}, errorf(400, "release id %q: %v", req.ID, err)
+	}
+	root, err := s.checkRoot(req.Root)
+	if err != nil {
+		s.m.deploys.WithLabelValues("refused").Inc()
+		return Release{}, err
+	}
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return Release{}, errorf(503, "fpmux is shutting down")
+	}
+	if old, ok := s.releases[req.ID]; ok && old.state.live() {
+		s.mu.Unlock()
+		return Release{}, errorf(409, "release %s is already known (%s); deploy under a new id or retire it first", req.ID, old.state)
+	}
+	r := &release{id: req.ID, root: root, createdAt: time.Now(), state: StateStarting, gone: make(chan struct{})}
+	s.releases[req.ID] = r
+	s.pruneLocked()
+	s.mu.Unlock()
+	s.log.Info("release starting", "release", r.id, "root", root)
+
+	p, err := s.startPool(ctx, r.id, root)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		r.state, r.err = StateFailed, err.Error()
+		close(r.gone)
+		s.m.deploys.WithLabelValues("failed").Inc()
+		s.log.Error("release failed", "release", r.id, "err", err)
+		return r.snapshot(), errorf(502, "release %s: %v", r.id, err)
+	}
+	if s.stopping {
+		go p.Stop(true)
+		r.state, r.err = StateFailed, "fpmux shut down while the release started"
+		close(r.gone)
+		return r.snapshot(), errorf(503, "fpmux is shutting down")
+	}
+	r.pool = p
+	// One child stays free of kept connections for the status page.
+	r.backend = fcgimux.NewBackend("unix", p.Socket(), p.MaxChildren()-1)
+	r.readyIn = time.Since(r.createdAt)
+	r.state = StateReady
+	s.log.Info("release ready", "release", r.id, "ready_in", r.readyIn.Round(time.Millisecond))
+	if req.Activate {
+		s.activateLocked(r)
+	}
+	s.m.deploys.WithLabelValues("ok").Inc()
+	return r.snapshot(), nil
+}
+
+func (s *Supervisor) startPool(ctx context.Context, id, root string) (*pool.Pool, error) {
+	ini, directives := s.cfg.PHPFPM.ForRelease(id, root)
+	return pool.Start(ctx, pool.Options{
+		ID:           id,
+		Root:         root,
+		Dir:          filepath.Join(s.poolsDir(), id),
+		Binary:       s.cfg.PHPFPM.Binary,
+		Ini:          ini,
+		Directives:   directives,
+		StartTimeout: time.Duration(s.cfg.PHPFPM.StartTimeout),
+		StopTimeout:  time.Duration(s.cfg.PHPFPM.StopTimeout),
+		Logger:       s.log,
+		OnRestart:    func() { s.m.restarts.WithLabelValues(id).Inc() },
+	})
+}
+
+func (s *Supervisor) poolsDir() string { return filepath.Join(s.cfg.StateDir, "pools") }
+
+// checkRoot resolves a release root to its real path and checks that it is
+// a directory under one of allowed_roots (after symlinks, on both sides).
+func (s *Supervisor) checkRoot(root string) (string, error) {
+	if !filepath.IsAbs(root) {
+		return "", errorf(400, "release root %q must be an absolute path", root)
+	}
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", errorf(422, "release root %s: %v", root, errors.Unwrap(err))
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return "", errorf(422, "release root %s: %v", root, err)
+	}
+	if !fi.IsDir() {
+		return "", errorf(422, "release root %s is not a directory", root)
+	}
+	for _, allowed := range s.cfg.AllowedRoots {
+		a, err := filepath.EvalSymlinks(allowed)
+		if err != nil {
+			continue
+		}
+		if strings.HasPrefix(real, a+string(filepath.Separator)) {
+			return real, nil
+		}
+	}
+	return "", errorf(422, "release root %s (real path %s) is not under allowed_roots %v", root, real, s.cfg.AllowedRoots)
+}
+
+// activateLocked makes r the release new requests go to and drains the one
+// before it. The pointer moves first: from then on Pin sees r, and a request
+// that loaded the old release a moment earlier either got into its pool
+// before Drain (and finishes there) or is refused and retries on r.
+func (s *Supervisor) activateLocked(r *release) {
+	prev := s.active.Load()
+	if prev == r {
+		return
+	}
+	r.state = StateActive
+	r.activatedAt = time.Now()
+	s.active.Store(r)
+	s.log.Info("release active", "release", r.id, "deploy_to_active", r.activatedAt.Sub(r.createdAt).Round(time.Millisecond))
+	if prev != nil {
+		s.history = append(s.history, histEntry{prev.id, prev.root})
+		if len(s.history) > keepGone {
+			s.history = s.history[len(s.history)-keepGone:]
+		}
+		s.drainLocked(prev)
+	}
+	s.persistLocked()
+}
+
+// drainLocked stops new requests to r and retires it once its in-flight
+// requests are done, or by force at drain_timeout.
+func (s *Supervisor) drainLocked(r *release) {
+	r.state = StateDraining
+	r.drainedAt = time.Now()
+	r.pool.Drain()
+	r.backend.Close()
+	s.drains.Add(1)
+	go s.retireWhenIdle(r)
+}
+
+func (s *Supervisor) retireWhenIdle(r *release) {
+	defer s.drains.Done()
+	timer := time.NewTimer(time.Duration(s.cfg.DrainTimeout))
+	defer timer.Stop()
+	forced := false
+	select {
+	case <-r.pool.Idle():
+	case <-timer.C:
+		forced = true
+	case <-s.stopCh:
+		// Close stops every pool itself, bounded by its own context.
+		return
+	}
+	start := r.drainedAt
+	if forced {
+		s.m.drainsForced.Inc()
+		s.log.Warn("drain timed out; stopping the pool by force", "release", r.id,
+			"drain_timeout", time.Duration(s.cfg.DrainTimeout), "in_flight", r.pool.InFlight())
+	}
+	err := r.pool.Stop(forced)
+	s.m.drainSeconds.Observe(time.Since(start).Seconds())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retireLocked(r)
+	if err != nil {
+		r.err = err.Error()
+		s.log.Error("release retired with an error", "release", r.id, "err", err)
+	} else {
+		s.log.Info("release retired", "release", r.id, "drained_in", time.Since(start).Round(time.Millisecond), "forced", forced)
+	}
+}
+
+func (s *Supervisor) retireLocked(r *release) {
+	if r.state == StateRetired {
+		return
+	}
+	r.state = StateRetired
+	r.retiredAt = time.Now()
+	close(r.gone)
+}
+
+// Activate switches new requests to a ready release.
+func (s *Supervisor) Activate(id string) (Release, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.releases[id]
+	if !ok {
+		return Release{}, errorf(404, "release %s is not known", id)
+	}
+	switch r.state {
+	case StateActive:
+		return r.snapshot(), nil
+	case StateReady:
+		s.activateLocked(r)
+		return r.snapshot(), nil
+	}
+	return r.snapshot(), errorf(409, "release %s is %s, only a ready release can be activated; deploy it again", id, r.state)
+}
+
+// Retire drains and stops a release that is not active.
+func (s *Supervisor) Retire(id string) (Release, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.releases[id]
+	if !ok {
+		return Release{}, errorf(404, "release %s is not known", id)
+	}
+	switch r.state {
+	case StateReady:
+		s.drainLocked(r)
+		return r.snapshot(), nil
+	case StateDraining:
+		return r.snapshot(), nil
+	case StateActive:
+		return r.snapshot(), errorf(409, "release %s is active; activate or deploy another release first", id)
+	}
+	return r.snapshot(), errorf(409, "release %s is %s", id, r.state)
+}
+
+// Rollback activates the release that was active before the current one:
+// at once when its pool is still ready, otherwise by starting its pool again
+// from its root (waiting for an old pool of the same id to finish draining).
+func (s *Supervisor) Rollback(ctx context.Context) (Release, error) {
+	s.mu.Lock()
+	cur := s.active.Load()
+	var prev histEntry
+	found := false
+	for i := len(s.history) - 1; i >= 0; i-- {
+		if cur == nil || s.history[i].ID != cur.id {
+			prev, found = s.history[i], true
+			break
+		}
+	}
+	if !found {
+		s.mu.Unlock()
+		return Release{}, errorf(409, "there is no previous release to roll back to")
+	}
+	r := s.releases[prev.ID]
+	if r != nil && r.state == StateReady {
+		s.activateLocked(r)
+		snap := r.snapshot()
+		s.mu.Unlock()
+		return snap, nil
+	}
+	var gone chan struct{}
+	if r != nil && r.state.live() {
+		gone = r.gone
+	}
+	s.mu.Unlock()
+	if gone != nil {
+		select {
+		case <-gone:
+		case <-ctx.Done():
+			return Release{}, errorf(504, "release %s is still draining: %v", prev.ID, ctx.Err())
+		}
+	}
+	s.log.Info("rolling back", "release", prev.ID, "root", prev.Root)
+	return s.Deploy(ctx, DeployRequest{ID: prev.ID, Root: prev.Root, Activate: true})
+}
+
+// Get returns one release.
+func (s *Supervisor) Get(ctx context.Context, id string) (Release, error) {
+	s.mu.Lock()
+	r, ok := s.releases[id]
+	var snap Release
+	if ok {
+		snap = r.snapshot()
+	}
+	s.mu.Unlock()
+	if !ok {
+		return Release{}, errorf(404, "release %s is not known", id)
+	}
+	s.addPoolFigures(ctx, &snap, r)
+	return snap, nil
+}
+
+// List returns every known release, oldest first.
+func (s *Supervisor) List(ctx context.Context) []Release {
+	s.mu.Lock()
+	rs := make([]*release, 0, len(s.releases))
+	for _, r := range s.releases {
+		rs = append(rs, r)
+	}
+	slices.SortFunc(rs, func(a, b *release) int { return a.createdAt.Compare(b.createdAt) })
+	snaps := make([]Release, len(rs))
+	for i, r := range rs {
+		snaps[i] = r.snapshot()
+	}
+	s.mu.Unlock()
+	for i := range snaps {
+		s.addPoolFigures(ctx, &snaps[i], rs[i])
+	}
+	return snaps
+}
+
+// ActiveID returns the active release's id, or "".
+func (s *Supervisor) ActiveID() string {
+	if r := s.active.Load(); r != nil {
+		return r.id
+	}
+	return ""
+}
+
+// pruneLocked forgets the oldest retired and failed releases beyond
+// keepGone, so the registry (and the metrics labelled by release) stays
+// bounded however many deploys there are.
+func (s *Supervisor) pruneLocked() {
+	var gone []*release
+	for _, r := range s.releases {
+		if !r.state.live() {
+			gone = append(gone, r)
+		}
+	}
+	if len(gone) <= keepGone {
+		return
+	}
+	slices.SortFunc(gone, func(a, b *release) int { return a.createdAt.Compare(b.createdAt) })
+	for _, r := range gone[:len(gone)-keepGone] {
+		delete(s.releases, r.id)
+		s.m.forget(r.id)
+	}
+}
+
+// Close stops fpmux's side of every release: each pool drains until ctx
+// ends, then is stopped (by force if requests are still in flight). The
+// persisted state keeps naming the active release, so the next fpmux brings
+// it back. Safe to call twice.
+func (s *Supervisor) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		s.drains.Wait()
+		return nil
+	}
+	s.stopping = true
+	close(s.stopCh)
+	s.active.Store(nil)
+	var live []*release
+	for _, r := range s.releases {
+		if r.pool != nil && r.state.live() {
+			r.pool.Drain()
+			r.backend.Close()
+			live = append(live, r)
+		}
+	}
+	s.mu.Unlock()
+	s.drains.Wait()
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(live))
+	for i, r := range live {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			forced := false
+			select {
+			case <-r.pool.Idle():
+			case <-ctx.Done():
+				forced = true
+			}
+			errs[i] = r.pool.Stop(forced)
+			s.mu.Lock()
+			s.retireLocked(r)
+			s.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
