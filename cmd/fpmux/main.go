@@ -1,27 +1,49 @@
-// Command fpmux runs PHP releases behind one FastCGI address.
+// Command fpmux makes PHP deploys atomic: it takes php-fpm's place behind
+// nginx or Apache, runs one php-fpm master per release, and switches new
+// requests to a new release at once while old ones finish where they began.
 //
-// This is a placeholder main that only dispatches the client subcommands;
-// the serve side replaces it.
+//	fpmux serve [-config FILE] [flags]   run the daemon
+//	fpmux deploy|activate|rollback|retire|status   talk to a running daemon
 package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 )
 
+const usage = `usage: fpmux <command> [flags]
+
+commands:
+  serve      run the daemon in the foreground
+  deploy     register a release and wait until it is healthy and active
+  activate   switch traffic to a ready release
+  rollback   activate the previous release
+  retire     drain and stop a release that is not active
+  status     list releases, states, in-flight counts, pool figures
+
+Run 'fpmux <command> -h' for a command's flags.
+`
+
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: fpmux serve|deploy|activate|rollback|retire|status [flags]")
-		os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) < 1 {
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
-	switch name := os.Args[1]; name {
-	case "deploy", "activate", "rollback", "retire", "status":
-		os.Exit(runClient(name, os.Args[2:], os.Stdout, os.Stderr))
+	switch name := args[0]; name {
 	case "serve":
-		fmt.Fprintln(os.Stderr, "fpmux serve: not built yet")
-		os.Exit(1)
+		return runServe(args[1:], stderr)
+	case "deploy", "activate", "rollback", "retire", "status":
+		return runClient(name, args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "fpmux: unknown command %q\n", name)
-		os.Exit(2)
+		fmt.Fprintf(stderr, "fpmux: unknown command %q\n%s", name, usage)
+		return 2
 	}
 }

@@ -1,0 +1,300 @@
+// This file owns `fpmux serve`: flags over the config, the listeners
+// (systemd-passed or opened here), wiring the supervisor to the FastCGI
+// front, the admin API and metrics, and the order things stop in.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/fpmux/fpmux/config"
+	"github.com/fpmux/fpmux/fcgimux"
+	"github.com/fpmux/fpmux/pool"
+	"github.com/fpmux/fpmux/supervisor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+func runServe(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "YAML config `file`; empty: embedded defaults")
+	listen := fs.String("listen", "", "FastCGI `addr` for the web server (unix:/path or host:port)")
+	admin := fs.String("admin", "", "admin API `addr`")
+	metrics := fs.String("metrics", "", "Prometheus `addr`; \"off\" turns metrics off")
+	stateDir := fs.String("state-dir", "", "`dir` for pool configs, sockets and persisted state")
+	docroot := fs.String("docroot", "", "the `path` prefix the web server sends (the current symlink)")
+	phpFPM := fs.String("php-fpm", "", "php-fpm binary `path`")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fpmux serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "fpmux serve: %v\n", err)
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "fpmux serve: %v\n", err)
+		return 1
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Listen = *listen
+		case "admin":
+			cfg.Admin = *admin
+		case "metrics":
+			cfg.Metrics = *metrics
+			if *metrics == "off" {
+				cfg.Metrics = ""
+			}
+		case "state-dir":
+			cfg.StateDir = *stateDir
+		case "docroot":
+			cfg.Docroot = *docroot
+		case "php-fpm":
+			cfg.PHPFPM.Binary = *phpFPM
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "fpmux serve: %v\n", err)
+		return 1
+	}
+	if err := serve(cfg, log); err != nil {
+		log.Error("fpmux stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+}
+
+// listeners are the sockets fpmux serves on, and the unix socket files it
+// must remove when it stops.
+type listeners struct {
+	fastcgi, admin, metrics net.Listener
+	files                   []string
+}
+
+func (l *listeners) close() {
+	for _, ln := range []net.Listener{l.fastcgi, l.admin, l.metrics} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	for _, f := range l.files {
+		os.Remove(f)
+	}
+}
+
+// openListeners takes the sockets systemd passed (named "fastcgi" and
+// "admin" with FileDescriptorName=, or unnamed in that order), and opens the
+// rest from the config.
+func openListeners(cfg *config.Config, log *slog.Logger) (*listeners, error) {
+	l := &listeners{}
+	named, err := activation.ListenersWithNames()
+	if err != nil {
+		return nil, fmt.Errorf("systemd sockets: %w", err)
+	}
+	var unnamed []net.Listener
+	for name, lns := range named {
+		for _, ln := range lns {
+			switch {
+			case name == "fastcgi" && l.fastcgi == nil:
+				l.fastcgi = ln
+			case name == "admin" && l.admin == nil:
+				l.admin = ln
+			default:
+				unnamed = append(unnamed, ln)
+			}
+		}
+	}
+	for _, ln := range unnamed {
+		switch {
+		case l.fastcgi == nil:
+			l.fastcgi = ln
+		case l.admin == nil:
+			l.admin = ln
+		default:
+			ln.Close()
+		}
+	}
+	if l.fastcgi != nil {
+		log.Info("using the FastCGI socket systemd passed", "addr", l.fastcgi.Addr())
+	} else if l.fastcgi, err = listenAddr(cfg.Listen, 0o666, &l.files); err != nil {
+		l.close()
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if l.admin != nil {
+		log.Info("using the admin socket systemd passed", "addr", l.admin.Addr())
+	} else if l.admin, err = listenAddr(cfg.Admin, 0o660, &l.files); err != nil {
+		l.close()
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	if cfg.Metrics != "" {
+		if l.metrics, err = listenAddr(cfg.Metrics, 0o660, &l.files); err != nil {
+			l.close()
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// listenAddr listens on an fpmux address. A unix socket gets mode perm
+// (the FastCGI socket must be reachable by the web server's user; the admin
+// socket only by its owner and group), after a stale file from a previous
+// run is removed.
+func listenAddr(addr string, perm os.FileMode, files *[]string) (net.Listener, error) {
+	network, address, err := config.ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	if network == "unix" {
+		if err := os.MkdirAll(filepath.Dir(address), 0o755); err != nil {
+			return nil, err
+		}
+		if c, err := net.Dial("unix", address); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another process is serving on it", address)
+		}
+		if err := os.Remove(address); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		return nil, err
+	}
+	if network == "unix" {
+		*files = append(*files, address)
+		if err := os.Chmod(address, perm); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	return ln, nil
+}
+
+// serve runs fpmux until SIGTERM or SIGINT, then stops in order: no new
+// deploys, no new connections, in-flight requests finish (bounded by
+// drain_timeout), every pool stops. A second signal cuts the wait short.
+func serve(cfg *config.Config, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sup, err := supervisor.New(supervisor.Options{Config: cfg, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	front, err := fcgimux.NewServer(fcgimux.Options{
+		Docroot:             cfg.Docroot,
+		Router:              sup,
+		Logger:              log,
+		ReservedScriptNames: []string{pool.PingPath, pool.StatusPath},
+	})
+	if err != nil {
+		return err
+	}
+	lns, err := openListeners(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer lns.close()
+
+	// The listeners are open, so the web server's connections wait in the
+	// backlog while the active release comes back; nothing is accepted
+	// before it serves.
+	if err := sup.Restore(ctx); err != nil {
+		sup.Close(context.Background())
+		return err
+	}
+
+	errc := make(chan error, 3)
+	go func() { errc <- ignoreClosed(front.Serve(lns.fastcgi)) }()
+	adminSrv := &http.Server{Handler: sup.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { errc <- ignoreClosed(adminSrv.Serve(lns.admin)) }()
+	var metricsSrv *http.Server
+	if lns.metrics != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- ignoreClosed(metricsSrv.Serve(lns.metrics)) }()
+	}
+	log.Info("fpmux serving", "listen", lns.fastcgi.Addr().String(), "admin", lns.admin.Addr().String(),
+		"metrics", cfg.Metrics, "docroot", cfg.Docroot, "state_dir", cfg.StateDir, "active", sup.ActiveID())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: finishing in-flight requests", "bound", time.Duration(cfg.DrainTimeout))
+	case serveErr = <-errc:
+		log.Error("a listener failed; stopping", "err", serveErr)
+	}
+	stop() // a second signal now kills the process the default way
+
+	bound, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.DrainTimeout))
+	defer cancel()
+	adminCtx, adminCancel := context.WithTimeout(bound, 5*time.Second)
+	if err := adminSrv.Shutdown(adminCtx); err != nil {
+		adminSrv.Close()
+	}
+	adminCancel()
+	if err := front.Shutdown(bound); err != nil {
+		log.Warn("in-flight requests cut at the shutdown bound", "err", err)
+	}
+	if err := sup.Close(bound); err != nil {
+		log.Error("stopping pools", "err", err)
+	}
+	if metricsSrv != nil {
+		metricsSrv.Close()
+	}
+	log.Info("fpmux stopped")
+	return serveErr
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, fcgimux.ErrServerClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
