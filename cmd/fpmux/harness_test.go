@@ -1,0 +1,543 @@
+// This file owns the end-to-end harness: a real fpmux process (this test
+// binary re-executed as fpmux), a real nginx in front of it and real php-fpm
+// pools behind it, all under one temp dir and all stopped at cleanup.
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fpmux/fpmux/pool"
+)
+
+// TestMain lets the test binary act as fpmux itself, so the end-to-end tests
+// run the real command in its own process (SIGTERM and kill -9 included).
+func TestMain(m *testing.M) {
+	if os.Getenv("FPMUX_TEST_EXEC") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// needTools returns php-fpm's and nginx's paths. A missing one skips the test
+// on a developer's machine and fails it under CI=true.
+func needTools(t *testing.T) (phpFPM, nginx string) {
+	t.Helper()
+	phpFPM, err := pool.FindBinary()
+	if err == nil {
+		nginx, err = exec.LookPath("nginx")
+		if err != nil {
+			for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
+				if _, serr := os.Stat(p); serr == nil {
+					nginx, err = p, nil
+					break
+				}
+			}
+		}
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI=true but php-fpm or nginx is missing: %v", err)
+		}
+		t.Skipf("php-fpm or nginx missing: %v", err)
+	}
+	return phpFPM, nginx
+}
+
+// stack is fpmux + nginx + pools for one test.
+type stack struct {
+	t        *testing.T
+	dir      string
+	releases string // allowed root holding the test's releases
+	stateDir string
+	docroot  string
+	sock     string // fpmux's FastCGI socket
+	admin    string // "unix:/..."
+	metrics  string // host:port
+	nginxURL string
+	phpFPM   string
+	nginx    string
+	cfgPath  string
+
+	mu     sync.Mutex
+	fpmux  *exec.Cmd
+	exited chan struct{}
+	logBuf *lockedBuffer
+	pgids  map[int]bool // process groups of every php-fpm master seen
+}
+
+type stackOptions struct {
+	drainTimeout string            // default 30s
+	startTimeout string            // default 20s
+	phpFPM       string            // php-fpm binary override (a wrapper)
+	ini          map[string]string // extra php_fpm.ini
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// tempDir returns a short, world-traversable temp dir: php-fpm workers run
+// as www-data when the tests run as root, and unix socket paths are short.
+func tempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "fpmux-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func newStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	phpFPM, nginx := needTools(t)
+	if o.phpFPM != "" {
+		phpFPM = o.phpFPM
+	}
+	if o.drainTimeout == "" {
+		o.drainTimeout = "30s"
+	}
+	if o.startTimeout == "" {
+		o.startTimeout = "20s"
+	}
+	dir := tempDir(t)
+	s := &stack{
+		t:        t,
+		dir:      dir,
+		releases: filepath.Join(dir, "releases"),
+		stateDir: filepath.Join(dir, "state"),
+		docroot:  filepath.Join(dir, "current"),
+		sock:     filepath.Join(dir, "fpmux.sock"),
+		admin:    "unix:" + filepath.Join(dir, "admin.sock"),
+		metrics:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		phpFPM:   phpFPM,
+		nginx:    nginx,
+		cfgPath:  filepath.Join(dir, "fpmux.yaml"),
+		pgids:    map[int]bool{},
+		logBuf:   &lockedBuffer{},
+	}
+	for _, d := range []string{s.releases, s.docroot} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ini strings.Builder
+	for k, v := range o.ini {
+		fmt.Fprintf(&ini, "    %s: %q\n", k, v)
+	}
+	cfg := fmt.Sprintf(`listen: unix:%s
+admin: %s
+metrics: %s
+state_dir: %s
+docroot: %s
+allowed_roots: [%s]
+drain_timeout: %s
+php_fpm:
+  binary: %s
+  start_timeout: %s
+  stop_timeout: 5s
+  pool:
+    pm: static
+    pm.max_children: 4
+  ini:
+    opcache.enable: 1
+%s`, s.sock, s.admin, s.metrics, s.stateDir, s.docroot, s.releases, o.drainTimeout, phpFPM, o.startTimeout, ini.String())
+	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.stopFpmux(syscall.SIGTERM)
+		s.assertNoPHPFPM()
+		if t.Failed() {
+			t.Logf("fpmux log:\n%s", s.logBuf.String())
+			if b, err := os.ReadFile(filepath.Join(dir, "nginx-error.log")); err == nil {
+				t.Logf("nginx error log:\n%s", b)
+			}
+		}
+	})
+	s.startFpmux()
+	s.startNginx()
+	return s
+}
+
+// startFpmux runs `fpmux serve -config` and waits until its admin API answers.
+func (s *stack) startFpmux() {
+	s.t.Helper()
+	cmd := exec.Command(os.Args[0], "serve", "-config", s.cfgPath)
+	cmd.Env = append(os.Environ(), "FPMUX_TEST_EXEC=1")
+	cmd.Stdout = s.logBuf
+	cmd.Stderr = s.logBuf
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	s.mu.Lock()
+	s.fpmux, s.exited = cmd, exited
+	s.mu.Unlock()
+	s.waitFor("fpmux admin API", 20*time.Second, func() bool {
+		select {
+		case <-exited:
+			s.t.Fatalf("fpmux exited at start:\n%s", s.logBuf.String())
+		default:
+		}
+		_, err := s.adminGet("/v1/releases")
+		return err == nil
+	})
+}
+
+// stopFpmux signals fpmux and waits for it to exit (killing it after 60s).
+func (s *stack) stopFpmux(sig syscall.Signal) {
+	s.mu.Lock()
+	cmd, exited := s.fpmux, s.exited
+	s.fpmux = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		s.t.Errorf("fpmux did not exit within 60s of %v", sig)
+	}
+}
+
+func (s *stack) startNginx() {
+	s.t.Helper()
+	port := freePort(s.t)
+	s.nginxURL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	tmp := filepath.Join(s.dir, "nginx-tmp")
+	os.MkdirAll(tmp, 0o755)
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;" // workers must reach the socket under the test's temp dir
+	}
+	conf := fmt.Sprintf(`%s
+daemon off;
+master_process on;
+worker_processes 1;
+pid %[2]s/nginx.pid;
+error_log %[2]s/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path %[3]s/body;
+    fastcgi_temp_path %[3]s/fastcgi;
+    proxy_temp_path %[3]s/proxy;
+    uwsgi_temp_path %[3]s/uwsgi;
+    scgi_temp_path %[3]s/scgi;
+    upstream fpmux {
+        server unix:%[4]s;
+        keepalive 32;
+    }
+    server {
+        listen 127.0.0.1:%[5]d;
+        root %[6]s;
+        location ~ \.php$ {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+            fastcgi_pass fpmux;
+            fastcgi_keep_conn on;
+            fastcgi_read_timeout 120s;
+        }
+    }
+}
+`, user, s.dir, tmp, s.sock, port, s.docroot)
+	path := filepath.Join(s.dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	cmd := exec.Command(s.nginx, "-p", s.dir, "-c", path, "-e", filepath.Join(s.dir, "nginx-error.log"))
+	cmd.Stdout, cmd.Stderr = s.logBuf, s.logBuf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	s.t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	s.waitFor("nginx", 10*time.Second, func() bool {
+		c, err := net.Dial("tcp", strings.TrimPrefix(s.nginxURL, "http://"))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// waitFor polls cond until it holds or the bound passes.
+func (s *stack) waitFor(what string, bound time.Duration, cond func() bool) {
+	s.t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("timed out after %v waiting for %s", bound, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// newRelease writes a release from testdata/app, with __RELEASE__ in file
+// names and contents replaced by id.
+func (s *stack) newRelease(id string) string {
+	s.t.Helper()
+	root := filepath.Join(s.releases, id)
+	src := filepath.Join("..", "..", "testdata", "app")
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		dst := filepath.Join(root, strings.ReplaceAll(rel, "__RELEASE__", id))
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, bytes.ReplaceAll(b, []byte("__RELEASE__"), []byte(id)), 0o644)
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return root
+}
+
+// cli runs an fpmux client subcommand in-process, as a deploy script would.
+func (s *stack) cli(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	full := append([]string{args[0], "-admin", s.admin}, args[1:]...)
+	code = run(full, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// deploy deploys a release and fails the test if that fails.
+func (s *stack) deploy(id string) time.Duration {
+	s.t.Helper()
+	root := s.newRelease(id)
+	start := time.Now()
+	code, out, errs := s.cli("deploy", "-id", id, "-root", root)
+	took := time.Since(start)
+	if code != 0 {
+		s.t.Fatalf("deploy %s: exit %d: %s%s", id, code, out, errs)
+	}
+	s.notePgids()
+	return took
+}
+
+func (s *stack) adminClient() *http.Client {
+	path := strings.TrimPrefix(s.admin, "unix:")
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		}},
+	}
+}
+
+func (s *stack) adminGet(path string) ([]byte, error) {
+	c := s.adminClient()
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://fpmux" + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return b, fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return b, err
+}
+
+type releaseJSON struct {
+	ID       string `json:"id"`
+	State    string `json:"state"`
+	InFlight int64  `json:"in_flight"`
+	ReadyMS  int64  `json:"ready_ms"`
+	Pool     *struct {
+		Pid      int `json:"pid"`
+		Restarts int `json:"restarts"`
+	} `json:"pool"`
+}
+
+func (s *stack) releasesByID() map[string]releaseJSON {
+	s.t.Helper()
+	b, err := s.adminGet("/v1/releases")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var rs []releaseJSON
+	if err := json.Unmarshal(b, &rs); err != nil {
+		s.t.Fatalf("releases: %v: %s", err, b)
+	}
+	m := map[string]releaseJSON{}
+	for _, r := range rs {
+		m[r.ID] = r
+	}
+	return m
+}
+
+// notePgids remembers the process group of every live pool's master, so
+// cleanup can check that none of their processes survived.
+func (s *stack) notePgids() {
+	for _, r := range s.releasesByID() {
+		if r.Pool != nil && r.Pool.Pid > 0 {
+			s.mu.Lock()
+			s.pgids[r.Pool.Pid] = true
+			s.mu.Unlock()
+		}
+	}
+}
+
+// phpFPMProcesses lists live processes in the process groups of the pools
+// this test saw, and php-fpm masters whose config lies in its state dir.
+func (s *stack) phpFPMProcesses() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var found []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pgrp is the 3rd field after the parenthesised command.
+		i := bytes.LastIndexByte(stat, ')')
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) < 3 || fields[0] == "Z" {
+			continue
+		}
+		pgrp, _ := strconv.Atoi(fields[2])
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		cl := strings.ReplaceAll(string(cmdline), "\x00", " ")
+		if s.pgids[pgrp] || strings.Contains(cl, "php-fpm") && strings.Contains(cl, s.stateDir) {
+			found = append(found, fmt.Sprintf("%d %s", pid, cl))
+		}
+	}
+	return found
+}
+
+// assertNoPHPFPM fails the test if any php-fpm process of this test is left.
+func (s *stack) assertNoPHPFPM() {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := s.phpFPMProcesses()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Errorf("php-fpm processes outlived fpmux: %v", left)
+			for _, p := range left {
+				pid, _ := strconv.Atoi(strings.Fields(p)[0])
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// get fetches a page through nginx.
+func (s *stack) get(c *http.Client, path string) (int, string, error) {
+	resp, err := c.Get(s.nginxURL + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func newHTTPClient() *http.Client {
+	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+}
+
+// metric reads one sample from fpmux's /metrics, by its full series text
+// (e.g. `fpmux_drains_forced_total`), or -1 when absent.
+func (s *stack) metric(series string) float64 {
+	s.t.Helper()
+	resp, err := http.Get("http://" + s.metrics + "/metrics")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				s.t.Fatalf("metric %s: %v", line, err)
+			}
+			return v
+		}
+	}
+	return -1
+}

@@ -1,0 +1,1 @@
+<?php $parts[] = 'a@__RELEASE__';

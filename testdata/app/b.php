@@ -1,0 +1,1 @@
+<?php $parts[] = 'b@__RELEASE__';

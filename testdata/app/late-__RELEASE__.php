@@ -1,0 +1,1 @@
+<?php $parts[] = 'late@__RELEASE__';
