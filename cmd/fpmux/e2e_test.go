@@ -184,7 +184,12 @@ func getJSON(t *testing.T, s *stack, path string, v any) {
 }
 
 func TestReleasesAreIsolated(t *testing.T) {
-	s := newStack(t, stackOptions{ini: map[string]string{"include_path": ".:{release_root}/lib"}})
+	s := newStack(t, stackOptions{ini: map[string]string{
+		"include_path": ".:{release_root}/lib",
+		// opcache skips files younger than 2s, and the test writes its
+		// releases a moment before deploying them.
+		"opcache.file_update_protection": "0",
+	}})
 	s.deploy("r1")
 
 	// r1 warms its opcache, stores a value in APCu, loads lib/ via include_path.
