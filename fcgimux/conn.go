@@ -86,11 +86,14 @@ func (c *conn) serve() {
 }
 
 // endRelay waits for the relay of the current request, cutting it first:
-// the connection is going away, so its request is abandoned.
+// the connection is going away, so its request is abandoned. The web
+// server's side is closed too, so a relay blocked writing to a client that
+// stopped reading returns at once.
 func (c *conn) endRelay() {
 	if c.rel == nil {
 		return
 	}
+	c.nc.Close()
 	c.rel.abandon()
 	<-c.rel.done
 	c.rel = nil
@@ -217,6 +220,7 @@ func (c *conn) begin(h header, content []byte) error {
 	}
 	if c.rel != nil {
 		<-c.rel.done // its goroutine is past END_REQUEST; let it finish
+		c.rel.settleDeferred(false)
 		c.rel = nil
 	}
 	if br.Role != roleResponder {

@@ -29,6 +29,10 @@ type relay struct {
 	stdinDone bool // the whole body reached php-fpm
 	upErr     error
 	aborted   bool
+	// deferred: php-fpm ended the request cleanly before the body was
+	// marked sent, so whether the connection can be reused is the
+	// connection goroutine's call (see settleDeferred).
+	deferred bool
 }
 
 func newRelay(c *conn, pin Pin, bc *backendConn) *relay {
@@ -42,7 +46,10 @@ func newRelay(c *conn, pin Pin, bc *backendConn) *relay {
 // flushed at once. Called by the connection's goroutine only.
 func (r *relay) up(content []byte) {
 	if r.ended.Load() {
-		return // php-fpm already answered; the rest of the body is dropped
+		// php-fpm already answered; the rest of the body is dropped, and
+		// the connection, whose stream php-fpm left mid-body, is not reused.
+		r.settleDeferred(false)
+		return
 	}
 	if err := writeRecord(r.bc.bw, typeStdin, r.id, content); err != nil {
 		r.upFailed(err)
@@ -58,6 +65,27 @@ func (r *relay) up(content []byte) {
 	r.mu.Lock()
 	r.stdinDone = true
 	r.mu.Unlock()
+	// php-fpm may have answered while the last record was being flushed:
+	// the body was whole, so the connection is as good as any.
+	r.settleDeferred(true)
+}
+
+// settleDeferred disposes of a connection whose fate finish left to the
+// connection goroutine: back to the pool when the whole body was sent,
+// closed otherwise. Without a deferred connection it does nothing.
+func (r *relay) settleDeferred(reuse bool) {
+	r.mu.Lock()
+	deferred := r.deferred
+	r.deferred = false
+	r.mu.Unlock()
+	if !deferred {
+		return
+	}
+	if reuse {
+		r.pin.Backend.put(r.bc)
+	} else {
+		r.bc.Close()
+	}
 }
 
 func (r *relay) flushUp() error {
@@ -93,6 +121,7 @@ func (r *relay) abandon() {
 	if !r.ended.Load() {
 		r.bc.Close()
 	}
+	r.settleDeferred(false)
 }
 
 // run streams php-fpm's response to the web server until END_REQUEST.
@@ -153,11 +182,15 @@ func (r *relay) run() {
 func (r *relay) finish(er endRequest, status int) {
 	r.mu.Lock()
 	r.ended.Store(true)
-	reuse := r.stdinDone && r.upErr == nil && er.ProtocolStatus == statusRequestComplete
+	clean := r.upErr == nil && er.ProtocolStatus == statusRequestComplete
+	reuse := clean && r.stdinDone
+	deferred := clean && !r.stdinDone
+	r.deferred = deferred
 	r.mu.Unlock()
-	if reuse {
+	switch {
+	case reuse:
 		r.pin.Backend.put(r.bc)
-	} else {
+	case !deferred:
 		r.bc.Close()
 	}
 	if status == 0 {

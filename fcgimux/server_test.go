@@ -543,3 +543,30 @@ func TestKeptConnectionsDoNotStarveNewOnes(t *testing.T) {
 		t.Errorf("%d requests ended, want 120", n)
 	}
 }
+
+func TestClientGoneMidRequestReleasesThePin(t *testing.T) {
+	started := make(chan struct{})
+	b := startTestBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		// A big response the client will never read.
+		for range 64 {
+			if _, err := w.Write(bytes.Repeat([]byte("x"), 64<<10)); err != nil {
+				return
+			}
+		}
+	})
+	router := newTestRouter(b, 1)
+	_, addr := startServer(t, router)
+	c := dialRaw(t, addr)
+	c.send(request(1, true, "", phpParams("/big.php")...))
+	<-started
+	c.nc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(router.doneCodes()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pin of a request whose client went away was never released")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// startServer's cleanup checks that Shutdown then returns at once.
+}

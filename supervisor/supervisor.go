@@ -198,18 +198,19 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, er
 	p, err := s.startPool(ctx, r.id, root)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err == nil && s.stopping {
+		// Close has already collected the pools to stop; this one is ours.
+		s.mu.Unlock()
+		p.Stop(true)
+		s.mu.Lock()
+		err = errors.New("fpmux shut down while the release started")
+	}
 	if err != nil {
 		r.state, r.err = StateFailed, err.Error()
 		close(r.gone)
 		s.m.deploys.WithLabelValues("failed").Inc()
 		s.log.Error("release failed", "release", r.id, "err", err)
 		return r.snapshot(), errorf(502, "release %s: %v", r.id, err)
-	}
-	if s.stopping {
-		go p.Stop(true)
-		r.state, r.err = StateFailed, "fpmux shut down while the release started"
-		close(r.gone)
-		return r.snapshot(), errorf(503, "fpmux is shutting down")
 	}
 	r.pool = p
 	// One child stays free of kept connections for the status page.
