@@ -492,3 +492,80 @@ func TestKilledFpmuxTakesItsPoolsAlongAndNextOneCleansUp(t *testing.T) {
 		t.Fatalf("after restart: %q %v", body, err)
 	}
 }
+
+func TestTwoPhaseDeployActivateRetireAndStatus(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	if code, out, errs := s.cli("status"); code != 0 || !strings.Contains(out, "no releases") {
+		t.Fatalf("status before any deploy: %d %q %q", code, out, errs)
+	}
+	if _, err := s.adminGet("/v1/healthz"); err == nil {
+		t.Fatal("healthz answered 2xx with no active release")
+	}
+	s.deploy("r1")
+	if _, err := s.adminGet("/v1/healthz"); err != nil {
+		t.Fatalf("healthz with r1 active: %v", err)
+	}
+	c := newHTTPClient()
+	defer c.CloseIdleConnections()
+	servedNow := func() string {
+		t.Helper()
+		_, body, err := s.get(c, "/index.php?ms=0")
+		rel, _, ok := servedBy(body)
+		if err != nil || !ok {
+			t.Fatalf("request: %q %v", body, err)
+		}
+		return rel
+	}
+
+	root := s.newRelease("r2")
+	if code, out, errs := s.cli("deploy", "-no-activate", "-id", "r2", "-root", root); code != 0 {
+		t.Fatalf("deploy -no-activate: %d %s %s", code, out, errs)
+	}
+	s.notePgids()
+	if st := s.releasesByID()["r2"].State; st != "ready" {
+		t.Fatalf("r2 after deploy -no-activate is %s, want ready", st)
+	}
+	if got := servedNow(); got != "r1" {
+		t.Fatalf("a ready release got traffic: served by %s", got)
+	}
+	if code, _, errs := s.cli("deploy", "-id", "r2", "-root", root); code == 0 || !strings.Contains(errs, "already known") {
+		t.Errorf("deploying a live id again: exit %d %q, want a 409 refusal", code, errs)
+	}
+	if code, out, errs := s.cli("activate", "r2"); code != 0 {
+		t.Fatalf("activate r2: %d %s %s", code, out, errs)
+	}
+	if got := servedNow(); got != "r2" {
+		t.Fatalf("after activate: served by %s, want r2", got)
+	}
+	if code, _, errs := s.cli("retire", "r2"); code == 0 || !strings.Contains(errs, "active") {
+		t.Errorf("retiring the active release: exit %d %q, want a refusal", code, errs)
+	}
+	if code, _, errs := s.cli("activate", "nope"); code == 0 || !strings.Contains(errs, "not known") {
+		t.Errorf("activating an unknown release: exit %d %q", code, errs)
+	}
+
+	root3 := s.newRelease("r3")
+	if code, out, errs := s.cli("deploy", "-no-activate", "-id", "r3", "-root", root3); code != 0 {
+		t.Fatalf("deploy r3: %d %s %s", code, out, errs)
+	}
+	s.notePgids()
+	r3pid := s.releasesByID()["r3"].Pool.Pid
+	if code, out, errs := s.cli("retire", "r3"); code != 0 {
+		t.Fatalf("retire r3: %d %s %s", code, out, errs)
+	}
+	s.waitFor("r3 to retire", 15*time.Second, func() bool {
+		return s.releasesByID()["r3"].State == "retired" && !pidAlive(r3pid)
+	})
+	code, out, _ := s.cli("status")
+	for _, want := range []string{"r1", "r2", "r3", "active", "retired"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("status lacks %q (exit %d):\n%s", want, code, out)
+		}
+	}
+	if v := s.metric(`fpmux_active_release_info{release="r2"}`); v != 1 {
+		t.Errorf("fpmux_active_release_info for r2 = %v, want 1", v)
+	}
+	if v := s.metric(`fpmux_release_state{release="r3",state="retired"}`); v != 1 {
+		t.Errorf("fpmux_release_state r3 retired = %v, want 1", v)
+	}
+}
