@@ -184,8 +184,7 @@ func (c *conn) handle(h header, content []byte) error {
 		switch c.phase {
 		case phaseParams:
 			c.phase = phaseAnswered
-			c.writeEnd(h.ID, 0, statusRequestComplete)
-			c.requestEnded(c.keepConn)
+			c.finishRequest(h.ID, 0, statusRequestComplete, c.keepConn)
 		case phaseRelaying:
 			c.rel.abort()
 		}
@@ -330,9 +329,19 @@ func (c *conn) answerFrom(id uint16, keepConn bool, status int, msg string) {
 	if err == nil {
 		err = writeRecord(c.bw, typeStdout, id, nil)
 	}
-	if err == nil {
-		err = writeEndRequest(c.bw, id, 0, statusRequestComplete)
+	c.wmu.Unlock()
+	if err != nil {
+		c.nc.Close()
+		return
 	}
+	c.finishRequest(id, 0, statusRequestComplete, keepConn)
+}
+
+// finishRequest writes END_REQUEST for the current request, flushes, and
+// marks the connection idle. A write failure closes the connection.
+func (c *conn) finishRequest(id uint16, appStatus uint32, protocolStatus uint8, keepConn bool) {
+	c.wmu.Lock()
+	err := writeEndRequest(c.bw, id, appStatus, protocolStatus)
 	if err == nil {
 		err = c.bw.Flush()
 	}
@@ -344,7 +353,7 @@ func (c *conn) answerFrom(id uint16, keepConn bool, status int, msg string) {
 	c.requestEnded(keepConn)
 }
 
-// writeEnd writes a lone END_REQUEST (refusals and aborts).
+// writeEnd writes a lone END_REQUEST refusing a request that never began.
 func (c *conn) writeEnd(id uint16, appStatus uint32, protocolStatus uint8) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

@@ -197,18 +197,7 @@ func (r *relay) finish(er endRequest, status int) {
 		status = 200
 	}
 	r.pin.Done(status, time.Since(r.start))
-	c := r.c
-	c.wmu.Lock()
-	err := writeEndRequest(c.bw, r.id, er.AppStatus, er.ProtocolStatus)
-	if err == nil {
-		err = c.bw.Flush()
-	}
-	c.wmu.Unlock()
-	if err != nil {
-		c.nc.Close()
-		return
-	}
-	c.requestEnded(r.keepConn)
+	r.c.finishRequest(r.id, er.AppStatus, er.ProtocolStatus, r.keepConn)
 }
 
 // fail ends a request whose pool connection broke. Before any response byte
@@ -225,8 +214,7 @@ func (r *relay) fail(err error, wrote bool, status int) {
 	switch {
 	case aborted:
 		r.pin.Done(499, time.Since(r.start))
-		c.writeEnd(r.id, 1, statusRequestComplete)
-		c.requestEnded(r.keepConn)
+		c.finishRequest(r.id, 1, statusRequestComplete, r.keepConn)
 	case wrote:
 		if status == 0 {
 			status = 200
