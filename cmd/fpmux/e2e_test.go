@@ -334,9 +334,6 @@ func TestDrainTimeoutCutsAndCounts(t *testing.T) {
 	if r.err == nil && r.status == 200 {
 		t.Fatalf("the request that outlived drain_timeout was not cut: %q", r.body)
 	}
-	if took := r.end.Sub(r.start); took > 7*time.Second {
-		t.Errorf("the cut request took %v, as long as the script", took)
-	}
 	s.waitFor("r1 to retire", 15*time.Second, func() bool {
 		return s.releasesByID()["r1"].State == "retired" && !pidAlive(r1pid)
 	})
