@@ -122,7 +122,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		if r.pool != nil && r.state.live() {
 			ch <- prometheus.MustNewConstMetric(m.inFlight, prometheus.GaugeValue, float64(r.pool.InFlight()), r.id)
-			lives = append(lives, r)
+			if r.state == StateReady || r.state == StateActive {
+				lives = append(lives, r) // a draining pool is being stopped
+			}
 		}
 	}
 	s.mu.Unlock()

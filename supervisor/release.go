@@ -73,7 +73,9 @@ const statusTimeout = 300 * time.Millisecond
 // addPoolFigures fills in the php-fpm status of a live pool, if it answers
 // in time.
 func (s *Supervisor) addPoolFigures(ctx context.Context, snap *Release, r *release) {
-	if snap.Pool == nil {
+	// A draining pool is being stopped and soon answers nothing; its
+	// in-flight count is what matters then.
+	if snap.Pool == nil || (snap.State != StateReady && snap.State != StateActive) {
 		return
 	}
 	s.mu.Lock()

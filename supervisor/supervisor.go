@@ -173,6 +173,7 @@ type DeployRequest struct {
 // happens to the new one.
 func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, error) {
 	if err := pool.ValidateID(req.ID); err != nil {
+		s.m.deploys.WithLabelValues("refused").Inc()
 		return Release{}, errorf(400, "release id %q: %v", req.ID, err)
 	}
 	root, err := s.checkRoot(req.Root)
