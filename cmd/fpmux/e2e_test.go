@@ -566,3 +566,48 @@ func TestTwoPhaseDeployActivateRetireAndStatus(t *testing.T) {
 		t.Errorf("fpmux_release_state r3 retired = %v, want 1", v)
 	}
 }
+
+func TestSIGTERMLetsInFlightRequestsFinish(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.deploy("r1")
+	slow := s.slowRequest(1500)
+	s.waitFor("the slow request to be in flight", 10*time.Second, func() bool {
+		return s.releasesByID()["r1"].InFlight == 1
+	})
+	s.stopFpmux(syscall.SIGTERM)
+	r := <-slow
+	if rel, mixed, ok := servedBy(r.body); r.err != nil || r.status != 200 || !ok || mixed || rel != "r1" {
+		t.Fatalf("in-flight request across SIGTERM: status %d err %v body %q", r.status, r.err, r.body)
+	}
+	if left := s.phpFPMProcesses(); len(left) > 0 {
+		t.Fatalf("php-fpm left after SIGTERM: %v", left)
+	}
+}
+
+func TestSecondSignalCutsTheWait(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.deploy("r1")
+	slow := s.slowRequest(20000)
+	s.waitFor("the slow request to be in flight", 10*time.Second, func() bool {
+		return s.releasesByID()["r1"].InFlight == 1
+	})
+	s.mu.Lock()
+	cmd, exited := s.fpmux, s.exited
+	s.mu.Unlock()
+	cmd.Process.Signal(syscall.SIGTERM)
+	// fpmux now waits for the slow request; a second signal ends the wait.
+	select {
+	case <-exited:
+		t.Fatal("fpmux exited on the first SIGTERM with a request in flight")
+	case <-time.After(300 * time.Millisecond):
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	<-exited
+	r := <-slow
+	if r.err == nil && r.status == 200 {
+		t.Fatalf("the slow request finished although fpmux was stopped hard: %q", r.body)
+	}
+	s.waitFor("php-fpm to follow fpmux", 15*time.Second, func() bool {
+		return len(s.phpFPMProcesses()) == 0
+	})
+}
