@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -149,7 +150,10 @@ func TestAtomicDeploysUnderLoad(t *testing.T) {
 			perRelease[rel]++
 		}
 	}
-	t.Logf("atomicity: sent=%d failed=%d mixed=%d stale=%d; per release %v; deploy->active %v", f.sent, f.failed, f.mixed, f.stale, perRelease, took)
+	sorted := slices.Clone(took)
+	slices.Sort(sorted)
+	t.Logf("atomicity: sent=%d failed=%d mixed=%d stale=%d; per release %v; deploy->active median %v of %v",
+		f.sent, f.failed, f.mixed, f.stale, perRelease, sorted[len(sorted)/2].Round(time.Millisecond), took)
 	if f.failed+f.mixed+f.stale > 0 {
 		t.Errorf("failed=%d mixed=%d stale=%d; first ones: %v", f.failed, f.mixed, f.stale, examples[:min(len(examples), 5)])
 	}
