@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/fcgi"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -569,4 +570,51 @@ func TestClientGoneMidRequestReleasesThePin(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// startServer's cleanup checks that Shutdown then returns at once.
+}
+
+func TestNoGoroutineOutlivesShutdown(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		b := startTestBackend(t, echoHandler)
+		router := newTestRouter(b, 2)
+		s, err := NewServer(Options{Docroot: testDocroot, Router: router})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := filepath.Join(t.TempDir(), "front.sock")
+		ln, err := net.Listen("unix", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- s.Serve(ln) }()
+		for i := range 10 {
+			c := dialRaw(t, addr)
+			for range 5 {
+				c.send(request(1, true, "x", phpParams("/index.php")...))
+				c.read(1)
+			}
+			if i%2 == 0 {
+				c.send(request(1, true, "", phpParams("/../escape.php")...))
+				c.read(1)
+			}
+			if i%3 == 0 {
+				c.nc.Close() // some clients leave, others stay idle until shutdown
+			}
+		}
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		<-served
+		router.pin.Backend.Close()
+		b.ln.Close()
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before, %d after shutdown:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
