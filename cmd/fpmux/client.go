@@ -391,7 +391,10 @@ func clientActivate(args []string, stdout, stderr io.Writer) error {
 }
 
 func clientRollback(args []string, stdout, stderr io.Writer) error {
-	fs, admin := clientFlags("rollback", "[-admin ADDR]", stderr)
+	fs, admin := clientFlags("rollback", "[-admin ADDR] [-timeout DUR]", stderr)
+	// A rollback past a stopped pool starts it again, after the old one
+	// of the same id has drained: allow for both.
+	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for the previous release to be active again")
 	pos, err := clientParse(fs, args)
 	if err != nil {
 		return err
@@ -399,7 +402,7 @@ func clientRollback(args []string, stdout, stderr io.Writer) error {
 	if len(pos) > 0 {
 		return clientUsage(fs, "unexpected argument %q", pos[0])
 	}
-	c, err := newClient(*admin, clientTimeout, stdout)
+	c, err := newClient(*admin, *timeout, stdout)
 	if err != nil {
 		return err
 	}
