@@ -93,13 +93,10 @@ func (r *testRouter) doneCodes() []int {
 
 const testDocroot = "/var/www/app/current"
 
-// startServer runs a Server on a unix socket and shuts it down at cleanup.
-func startServer(t *testing.T, router Router) (*Server, string) {
+// serveUnix runs s on a new unix socket and returns its path and Serve's
+// result channel.
+func serveUnix(t *testing.T, s *Server) (string, <-chan error) {
 	t.Helper()
-	s, err := NewServer(Options{Docroot: testDocroot, Router: router, ReadTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
 	addr := filepath.Join(t.TempDir(), "front.sock")
 	ln, err := net.Listen("unix", addr)
 	if err != nil {
@@ -107,6 +104,17 @@ func startServer(t *testing.T, router Router) (*Server, string) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
+	return addr, served
+}
+
+// startServer runs a Server on a unix socket and shuts it down at cleanup.
+func startServer(t *testing.T, router Router) (*Server, string) {
+	t.Helper()
+	s, err := NewServer(Options{Docroot: testDocroot, Router: router, ReadTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, served := serveUnix(t, s)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -418,13 +426,7 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := filepath.Join(t.TempDir(), "front.sock")
-	ln, err := net.Listen("unix", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
+	addr, served := serveUnix(t, s)
 	busy := dialRaw(t, addr)
 	idle := dialRaw(t, addr)
 	busy.send(request(1, true, "", phpParams("/slow.php")...))
@@ -581,13 +583,7 @@ func TestNoGoroutineOutlivesShutdown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := filepath.Join(t.TempDir(), "front.sock")
-		ln, err := net.Listen("unix", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan error, 1)
-		go func() { served <- s.Serve(ln) }()
+		addr, served := serveUnix(t, s)
 		for i := range 10 {
 			c := dialRaw(t, addr)
 			for range 5 {
