@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -320,7 +321,7 @@ func (c *conn) answer(status int, msg string) {
 // with the status, then END_REQUEST. The relay's goroutine uses it too.
 func (c *conn) answerFrom(id uint16, keepConn bool, status int, msg string) {
 	body := "fpmux: " + msg + "\n"
-	resp := "Status: " + strconv.Itoa(status) + " " + statusText(status) + "\r\n" +
+	resp := "Status: " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n" +
 		"Content-Type: text/plain; charset=utf-8\r\n" +
 		"Cache-Control: no-store\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body

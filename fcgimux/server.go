@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -225,6 +224,3 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	<-done
 	return ctx.Err()
 }
-
-// statusText gives the reason phrase for a status fpmux answers itself.
-func statusText(code int) string { return http.StatusText(code) }

@@ -278,6 +278,17 @@ func containsPath(paths []string, suffix string) bool {
 	return false
 }
 
+// slowRequestInFlight starts a request of ms milliseconds in the background
+// and returns once release id counts it in flight.
+func (s *stack) slowRequestInFlight(id string, ms int) <-chan loadResult {
+	s.t.Helper()
+	ch := s.slowRequest(ms)
+	s.waitFor("the slow request to be in flight on "+id, 10*time.Second, func() bool {
+		return s.releasesByID()[id].InFlight == 1
+	})
+	return ch
+}
+
 // slowRequest starts a request for ms milliseconds in the background.
 func (s *stack) slowRequest(ms int) <-chan loadResult {
 	ch := make(chan loadResult, 1)
@@ -298,10 +309,7 @@ func TestDrainFinishesSlowRequestOnOldRelease(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	s.deploy("r1")
 	r1pid := s.releasesByID()["r1"].Pool.Pid
-	slow := s.slowRequest(1500)
-	s.waitFor("the slow request to be in flight on r1", 10*time.Second, func() bool {
-		return s.releasesByID()["r1"].InFlight == 1
-	})
+	slow := s.slowRequestInFlight("r1", 1500)
 	s.deploy("r2")
 	// New requests go to r2 at once while r1 drains.
 	c := newHTTPClient()
@@ -329,10 +337,7 @@ func TestDrainTimeoutCutsAndCounts(t *testing.T) {
 	s := newStack(t, stackOptions{drainTimeout: "1s"})
 	s.deploy("r1")
 	r1pid := s.releasesByID()["r1"].Pool.Pid
-	slow := s.slowRequest(8000)
-	s.waitFor("the slow request to be in flight on r1", 10*time.Second, func() bool {
-		return s.releasesByID()["r1"].InFlight == 1
-	})
+	slow := s.slowRequestInFlight("r1", 8000)
 	s.deploy("r2")
 	r := <-slow
 	if r.err == nil && r.status == 200 {
@@ -574,10 +579,7 @@ func TestTwoPhaseDeployActivateRetireAndStatus(t *testing.T) {
 func TestSIGTERMLetsInFlightRequestsFinish(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	s.deploy("r1")
-	slow := s.slowRequest(1500)
-	s.waitFor("the slow request to be in flight", 10*time.Second, func() bool {
-		return s.releasesByID()["r1"].InFlight == 1
-	})
+	slow := s.slowRequestInFlight("r1", 1500)
 	s.stopFpmux(syscall.SIGTERM)
 	r := <-slow
 	if rel, mixed, ok := servedBy(r.body); r.err != nil || r.status != 200 || !ok || mixed || rel != "r1" {
@@ -591,10 +593,7 @@ func TestSIGTERMLetsInFlightRequestsFinish(t *testing.T) {
 func TestSecondSignalCutsTheWait(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	s.deploy("r1")
-	slow := s.slowRequest(20000)
-	s.waitFor("the slow request to be in flight", 10*time.Second, func() bool {
-		return s.releasesByID()["r1"].InFlight == 1
-	})
+	slow := s.slowRequestInFlight("r1", 20000)
 	s.mu.Lock()
 	cmd, exited := s.fpmux, s.exited
 	s.mu.Unlock()
