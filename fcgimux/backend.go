@@ -4,13 +4,11 @@
 package fcgimux
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -20,46 +18,59 @@ import (
 // connection waiting in php-fpm's accept queue: a connection is dialed only
 // when no idle one is left (every open one is busy), and while such a new
 // connection has not been answered yet, each busy connection that finishes
-// is closed instead of kept, which frees its child for the waiting one.
+// is closed instead of kept, which frees its child for the waiting one. For
+// the same reason an idle connection unused for idleTimeout is closed: a
+// pool whose traffic fell gets its children back (pm dynamic and ondemand
+// can retire them, and php-fpm's status page counts them idle).
 // Close drops the idle ones and makes every connection handed back later
 // close too, which is what a draining pool needs.
 type Backend struct {
 	network, addr string
 	maxIdle       int
 	dialTimeout   time.Duration
+	idleTimeout   time.Duration
 	unanswered    atomic.Int64 // dialed connections php-fpm has not answered on yet
 
 	mu     sync.Mutex
-	idle   []*backendConn
+	idle   []*backendConn // most recently used last
+	sweep  *time.Timer    // armed while idle is not empty
 	closed bool
 }
+
+// backendIdleTimeout is how long an idle pool connection is kept.
+const backendIdleTimeout = 2 * time.Second
 
 // NewBackend returns a Backend for the pool listening at network/addr
 // ("unix", "/var/lib/fpmux/pools/42/fpm.sock"). maxIdle <= 0 keeps none; a
 // caller passes fewer than pm.max_children so that one child stays free for
 // the pool's ping and status pages.
 func NewBackend(network, addr string, maxIdle int) *Backend {
-	return &Backend{network: network, addr: addr, maxIdle: max(maxIdle, 0), dialTimeout: 5 * time.Second}
+	return &Backend{network: network, addr: addr, maxIdle: max(maxIdle, 0),
+		dialTimeout: 5 * time.Second, idleTimeout: backendIdleTimeout}
 }
 
 // Addr returns the pool's address, for messages.
 func (b *Backend) Addr() string { return b.addr }
 
-// backendConn is one connection to php-fpm with its buffers.
+// backendConn is one connection to php-fpm. It has no buffers of its own:
+// a request is written from the front connection's buffer and its response
+// read into the relay's, so a connection can go back to the pool the moment
+// php-fpm ends a request.
 type backendConn struct {
 	net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	reused bool
-	recs   *recordReader
-	b      *Backend
+	raw      syscall.RawConn // for alive's peek; nil when Conn is not a socket
+	peekFn   func(fd uintptr) bool
+	peekLive bool
+	reused   bool
+	lastUsed time.Time
+	b        *Backend
 	// waiting is true from dial until php-fpm's first answer on it.
 	waiting atomic.Bool
 }
 
 // answered notes php-fpm's first answer on a connection: a child took it.
 func (bc *backendConn) answered() {
-	if bc.waiting.CompareAndSwap(true, false) {
+	if bc.waiting.Load() && bc.waiting.CompareAndSwap(true, false) {
 		bc.b.unanswered.Add(-1)
 	}
 }
@@ -68,15 +79,6 @@ func (bc *backendConn) answered() {
 func (bc *backendConn) Close() error {
 	bc.answered()
 	return bc.Conn.Close()
-}
-
-// rr returns the connection's record reader, made on first use and kept
-// with the connection so its buffer is reused across requests.
-func (bc *backendConn) rr() *recordReader {
-	if bc.recs == nil {
-		bc.recs = newRecordReader(bc.br)
-	}
-	return bc.recs
 }
 
 // get returns an idle connection that is still open, or a new one.
@@ -107,22 +109,38 @@ func (b *Backend) dial() (*backendConn, error) {
 		return nil, fmt.Errorf("dial php-fpm %s: %w", b.addr, err)
 	}
 	b.unanswered.Add(1)
-	bc := &backendConn{Conn: nc, br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 16<<10), b: b}
+	bc := &backendConn{Conn: nc, b: b}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if bc.raw, err = sc.SyscallConn(); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("dial php-fpm %s: %w", b.addr, err)
+		}
+		bc.peekFn = bc.peek
+	}
 	bc.waiting.Store(true)
 	return bc, nil
 }
 
 // alive tells whether php-fpm still holds the idle connection open: a child
-// that exited (pm.max_requests, a pool that scaled down) has closed it, and
-// a read that would block is the sign it is still there.
+// that exited (pm.max_requests, a pool that scaled down) has closed it. It
+// peeks without blocking: nothing to read is the sign of a live, clean
+// connection; end of file, an error or bytes php-fpm sent unasked are not.
 func (bc *backendConn) alive() bool {
-	if bc.br.Buffered() > 0 {
-		return false // php-fpm said something unasked: the stream is not clean
+	if bc.raw == nil {
+		return true // not a socket (tests): a dead one fails on write and is redialed
 	}
-	bc.SetReadDeadline(time.Now())
-	_, err := bc.br.Peek(1)
-	bc.SetReadDeadline(time.Time{})
-	return errors.Is(err, os.ErrDeadlineExceeded)
+	bc.peekLive = false
+	err := bc.raw.Read(bc.peekFn)
+	return err == nil && bc.peekLive
+}
+
+// peek is alive's look at the socket, kept as a method value made once per
+// connection so that the check allocates nothing.
+func (bc *backendConn) peek(fd uintptr) bool {
+	var b [1]byte
+	_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	bc.peekLive = err == syscall.EAGAIN
+	return true
 }
 
 // put hands back a connection whose last request ended cleanly.
@@ -134,8 +152,41 @@ func (b *Backend) put(bc *backendConn) {
 		bc.Close()
 		return
 	}
+	bc.lastUsed = time.Now()
 	b.idle = append(b.idle, bc)
+	if b.sweep == nil {
+		b.sweep = time.AfterFunc(b.idleTimeout, b.closeStale)
+	}
 	b.mu.Unlock()
+}
+
+// closeStale closes the idle connections unused for idleTimeout; it runs
+// on a timer while any are kept.
+func (b *Backend) closeStale() {
+	now := time.Now()
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	n := 0 // idle is in order of use: the stale ones come first
+	for n < len(b.idle) && now.Sub(b.idle[n].lastUsed) >= b.idleTimeout {
+		n++
+	}
+	stale := make([]*backendConn, n)
+	copy(stale, b.idle[:n])
+	rest := copy(b.idle, b.idle[n:])
+	clear(b.idle[rest:])
+	b.idle = b.idle[:rest]
+	if len(b.idle) > 0 {
+		b.sweep.Reset(b.idle[0].lastUsed.Add(b.idleTimeout).Sub(now))
+	} else {
+		b.sweep = nil
+	}
+	b.mu.Unlock()
+	for _, bc := range stale {
+		bc.Close()
+	}
 }
 
 // Close closes the idle connections and makes Backend close every
@@ -145,6 +196,10 @@ func (b *Backend) Close() {
 	idle := b.idle
 	b.idle = nil
 	b.closed = true
+	if b.sweep != nil {
+		b.sweep.Stop()
+		b.sweep = nil
+	}
 	b.mu.Unlock()
 	for _, bc := range idle {
 		bc.Close()

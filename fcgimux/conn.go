@@ -5,7 +5,6 @@
 package fcgimux
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -34,21 +33,22 @@ const lingerTimeout = 5 * time.Second
 type conn struct {
 	s  *Server
 	nc net.Conn
-	br *bufio.Reader
-	rr *recordReader
+	rr *recordReader // takes a buffer from bufPool only while there is input
 
-	wmu sync.Mutex // guards bw: the relay's goroutine writes responses too
-	bw  *bufio.Writer
+	wmu  sync.Mutex // serializes writes to nc: the relay's goroutine writes responses too
+	wbuf []byte     // records fpmux writes itself, built here; guarded by wmu
 
 	// Owned by the serve goroutine.
 	id        uint16
 	keepConn  bool
 	phase     phase
-	params    []byte
-	out       []byte
-	ends      []int
-	rel       *relay
-	stdinDone bool
+	params    []byte // the request's params as the web server sent them
+	out       []byte // the params rewritten, as encoded pairs
+	ends      []int  // where each pair in out ends
+	up        []byte // records for php-fpm not yet written: BEGIN, PARAMS, STDIN
+	rel       relay  // the current request's relay; reused
+	relActive bool   // rel carries a request not yet waited for
+	stdinDone bool   // the web server's body is complete
 	started   time.Time
 
 	mu           sync.Mutex // guards busy, idleDeadline and the read deadline
@@ -56,19 +56,31 @@ type conn struct {
 	idleDeadline time.Time
 }
 
+// upFlushSize is how much of a request body is gathered before it is
+// written to php-fpm even though the web server has sent more.
+const upFlushSize = 64 << 10
+
+// maxKeptBuf is the largest per-request buffer a connection keeps between
+// requests; a bigger one (a large params block or body) is dropped, so an
+// idle connection stays small.
+const maxKeptBuf = 16 << 10
+
 // serve reads records until the connection closes, fails, or is shut down.
 func (c *conn) serve() {
 	defer c.s.forget(c)
 	defer c.nc.Close()
 	defer c.endRelay()
 	for {
-		if c.br.Buffered() == 0 {
+		if c.rr.buffered() == 0 {
 			// About to block on the web server: push out what is queued
 			// for php-fpm first, so records batch into few writes.
-			if c.rel != nil && !c.stdinDone {
-				if err := c.rel.flushUp(); err != nil {
-					c.rel.upFailed(err)
-				}
+			if c.phase == phaseRelaying && (len(c.up) > 0 || !c.rel.running) {
+				c.flushUp()
+			}
+			if c.phase != phaseParams && (c.phase != phaseRelaying || c.stdinDone) {
+				// Nothing of a request is expected soon: an idle
+				// connection holds no buffer.
+				c.rr.release()
 			}
 			c.setReadDeadline()
 		}
@@ -91,13 +103,30 @@ func (c *conn) serve() {
 // server's side is closed too, so a relay blocked writing to a client that
 // stopped reading returns at once.
 func (c *conn) endRelay() {
-	if c.rel == nil {
+	if !c.relActive {
 		return
 	}
 	c.nc.Close()
 	c.rel.abandon()
+	c.startRun()
+	c.waitRelay()
+}
+
+// startRun starts the relay's response goroutine if it is not running yet.
+func (c *conn) startRun() {
+	if !c.rel.running {
+		c.rel.running = true
+		go c.rel.run()
+	}
+}
+
+// waitRelay waits for the relay's goroutine to return, and disposes of a
+// pool connection it left to this goroutine.
+func (c *conn) waitRelay() {
 	<-c.rel.done
-	c.rel = nil
+	c.rel.running = false
+	c.rel.settleDeferred(false)
+	c.relActive = false
 }
 
 // setReadDeadline picks the bound for the next read: ReadTimeout while a
@@ -111,6 +140,7 @@ func (c *conn) setReadDeadline() {
 	case c.phase == phaseParams || c.phase == phaseRelaying && !c.stdinDone:
 		d = time.Now().Add(c.s.readTO)
 	case c.phase == phaseRelaying && !c.rel.ended.Load():
+		// php-fpm is producing the response
 	default:
 		d = c.idleDeadline
 	}
@@ -177,7 +207,7 @@ func (c *conn) handle(h header, content []byte) error {
 		if len(content) == 0 {
 			c.stdinDone = true
 		}
-		c.rel.up(content)
+		c.bodyRecord(content)
 	case typeAbortRequest:
 		if h.ID != c.id {
 			return nil
@@ -188,6 +218,8 @@ func (c *conn) handle(h header, content []byte) error {
 			c.finishRequest(h.ID, 0, statusRequestComplete, c.keepConn)
 		case phaseRelaying:
 			c.rel.abort()
+			c.up = c.up[:0]
+			c.startRun()
 		}
 	case typeData, typeStdout, typeStderr, typeEndRequest, typeGetValuesResult, typeUnknownType:
 		// Not sent by a web server to an application; dropped.
@@ -196,10 +228,9 @@ func (c *conn) handle(h header, content []byte) error {
 		b[0] = byte(h.Type)
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
-		if err := writeRecord(c.bw, typeUnknownType, 0, b[:]); err != nil {
-			return err
-		}
-		return c.bw.Flush()
+		c.wbuf = appendRecord(c.wbuf[:0], typeUnknownType, 0, b[:])
+		_, err := c.nc.Write(c.wbuf)
+		return err
 	}
 	return nil
 }
@@ -218,10 +249,8 @@ func (c *conn) begin(h header, content []byte) error {
 	if err != nil {
 		return err
 	}
-	if c.rel != nil {
-		<-c.rel.done // its goroutine is past END_REQUEST; let it finish
-		c.rel.settleDeferred(false)
-		c.rel = nil
+	if c.relActive {
+		c.waitRelay() // its goroutine is past END_REQUEST; let it finish
 	}
 	if br.Role != roleResponder {
 		c.writeEnd(h.ID, 0, statusUnknownRole)
@@ -231,9 +260,20 @@ func (c *conn) begin(h header, content []byte) error {
 	c.busy = true
 	c.mu.Unlock()
 	c.id, c.keepConn, c.phase, c.stdinDone = h.ID, br.KeepConn, phaseParams, false
-	c.params = c.params[:0]
+	c.params = trim(c.params)
+	c.out = trim(c.out)
+	c.up = trim(c.up)
 	c.started = time.Now()
 	return nil
+}
+
+// trim empties a per-request buffer for reuse, or drops it when a large
+// request made it big.
+func trim(b []byte) []byte {
+	if cap(b) > maxKeptBuf {
+		return nil
+	}
+	return b[:0]
 }
 
 // startRelay pins the request to a release, rewrites its params and sends
@@ -263,52 +303,68 @@ func (c *conn) startRelay() {
 		c.answer(status, msg)
 		return
 	}
-	bc, err := c.sendParams(pin.Backend)
-	if err != nil {
-		status, msg := 502, "the pool of release "+pin.Release+" did not answer"
+	c.up = appendBeginRequest(c.up[:0], c.id, true)
+	if c.up, err = appendParams(c.up, c.id, c.out, c.ends); err != nil {
 		var rej *rejectError
-		if errors.As(err, &rej) {
-			status, msg = rej.status, rej.reason
-		}
-		c.s.log.Warn("request failed", "release", pin.Release, "status", status, "err", err)
-		pin.Done(status, time.Since(c.started))
-		c.answer(status, msg)
+		errors.As(err, &rej)
+		c.s.log.Warn("request refused", "release", pin.Release, "status", rej.status, "reason", rej.reason)
+		pin.Done(rej.status, time.Since(c.started))
+		c.answer(rej.status, rej.reason)
+		return
+	}
+	bc, err := pin.Backend.get()
+	if err != nil {
+		c.s.log.Warn("request failed", "release", pin.Release, "status", 502, "err", err)
+		pin.Done(502, time.Since(c.started))
+		c.answer(502, "the pool of release "+pin.Release+" did not answer")
 		return
 	}
 	c.phase = phaseRelaying
-	c.rel = newRelay(c, pin, bc)
-	go c.rel.run()
+	c.rel.reset(pin, bc)
+	c.relActive = true
 }
 
-// sendParams writes BEGIN_REQUEST and the params to a pool connection. A
-// reused connection that turns out dead (its child exited after
-// pm.max_requests, say) is replaced by a new one once: nothing of the
-// request has reached php-fpm yet, so resending is safe.
-func (c *conn) sendParams(b *Backend) (*backendConn, error) {
-	bc, err := b.get()
-	if err != nil {
-		return nil, err
+// bodyRecord queues one STDIN record for php-fpm; the empty one that ends
+// the body is sent at once.
+func (c *conn) bodyRecord(content []byte) {
+	if c.rel.ended.Load() {
+		// php-fpm already answered; the rest of the body is dropped, and
+		// the connection, whose stream php-fpm left mid-body, is not reused.
+		c.rel.settleDeferred(false)
+		return
 	}
-	for {
-		err = writeBeginRequest(bc.bw, c.id, true)
-		if err == nil {
-			err = writeParams(bc.bw, c.id, c.out, c.ends)
+	c.up = appendRecord(c.up, typeStdin, c.id, content)
+	if len(content) == 0 || len(c.up) >= upFlushSize {
+		c.flushUp()
+	}
+}
+
+// flushUp writes what is queued for php-fpm, and starts the relay's
+// response goroutine after the first write. A kept pool connection that
+// turns out dead on that first write (its child exited after
+// pm.max_requests, say) is replaced by a new one: all of the request sent
+// so far is still in c.up, and none of it reached PHP.
+func (c *conn) flushUp() {
+	r := &c.rel
+	if len(c.up) > 0 && !r.ended.Load() {
+		_, err := r.bc.Write(c.up)
+		if err != nil && !r.running && r.bc.reused {
+			r.bc.Close()
+			var bc *backendConn
+			if bc, err = r.pin.Backend.dial(); err == nil {
+				r.bc = bc
+				_, err = bc.Write(c.up)
+			}
 		}
-		if err == nil {
-			err = bc.bw.Flush()
-		}
-		if err == nil {
-			return bc, nil
-		}
-		bc.Close()
-		var rej *rejectError
-		if !bc.reused || errors.As(err, &rej) {
-			return nil, err
-		}
-		if bc, err = b.dial(); err != nil {
-			return nil, err
+		switch {
+		case err != nil:
+			r.upFailed(err)
+		case c.stdinDone:
+			r.bodySent()
 		}
 	}
+	c.up = c.up[:0]
+	c.startRun()
 }
 
 // answer ends the current request with a response fpmux writes itself.
@@ -326,26 +382,24 @@ func (c *conn) answerFrom(id uint16, keepConn bool, status int, msg string) {
 		"Cache-Control: no-store\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
 	c.wmu.Lock()
-	err := writeStream(c.bw, typeStdout, id, []byte(resp))
-	if err == nil {
-		err = writeRecord(c.bw, typeStdout, id, nil)
-	}
+	c.wbuf = appendStream(c.wbuf[:0], typeStdout, id, []byte(resp))
+	c.wbuf = appendRecord(c.wbuf, typeStdout, id, nil)
+	c.wbuf = appendEndRequest(c.wbuf, id, 0, statusRequestComplete)
+	_, err := c.nc.Write(c.wbuf)
 	c.wmu.Unlock()
 	if err != nil {
 		c.nc.Close()
 		return
 	}
-	c.finishRequest(id, 0, statusRequestComplete, keepConn)
+	c.requestEnded(keepConn)
 }
 
-// finishRequest writes END_REQUEST for the current request, flushes, and
-// marks the connection idle. A write failure closes the connection.
+// finishRequest writes END_REQUEST for the current request and marks the
+// connection idle. A write failure closes the connection.
 func (c *conn) finishRequest(id uint16, appStatus uint32, protocolStatus uint8, keepConn bool) {
 	c.wmu.Lock()
-	err := writeEndRequest(c.bw, id, appStatus, protocolStatus)
-	if err == nil {
-		err = c.bw.Flush()
-	}
+	c.wbuf = appendEndRequest(c.wbuf[:0], id, appStatus, protocolStatus)
+	_, err := c.nc.Write(c.wbuf)
 	c.wmu.Unlock()
 	if err != nil {
 		c.nc.Close()
@@ -358,9 +412,19 @@ func (c *conn) finishRequest(id uint16, appStatus uint32, protocolStatus uint8, 
 func (c *conn) writeEnd(id uint16, appStatus uint32, protocolStatus uint8) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if writeEndRequest(c.bw, id, appStatus, protocolStatus) != nil || c.bw.Flush() != nil {
+	c.wbuf = appendEndRequest(c.wbuf[:0], id, appStatus, protocolStatus)
+	if _, err := c.nc.Write(c.wbuf); err != nil {
 		c.nc.Close()
 	}
+}
+
+// write sends b to the web server as it is; the relay's goroutine uses it
+// for the response records it passes through.
+func (c *conn) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.nc.Write(b)
+	return err
 }
 
 // getValues answers FCGI_GET_VALUES with the variables the spec defines.
@@ -380,8 +444,7 @@ func (c *conn) getValues(content []byte) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if err := writeRecord(c.bw, typeGetValuesResult, 0, out); err != nil {
-		return err
-	}
-	return c.bw.Flush()
+	c.wbuf = appendRecord(c.wbuf[:0], typeGetValuesResult, 0, out)
+	_, err = c.nc.Write(c.wbuf)
+	return err
 }

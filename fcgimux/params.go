@@ -5,12 +5,11 @@
 package fcgimux
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"path"
-	"strings"
 )
 
 // errParamsFormat reports params whose length fields do not match the bytes.
@@ -105,31 +104,28 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 			return nil // fpmux's to set; a client's value is dropped
 		case "SCRIPT_FILENAME":
 			sawScript = true
-			mapped, err := mapScript(string(value), p)
+			rest, err := mapScript(value, p)
 			if err != nil {
 				return err
 			}
-			dst = appendPair(dst, "SCRIPT_FILENAME", mapped)
+			dst = appendMappedPair(dst, name, p.root, rest)
 		case "SCRIPT_NAME":
 			for _, r := range p.reserved {
 				if string(value) == r {
 					return &rejectError{404, fmt.Sprintf("SCRIPT_NAME %s is php-fpm's own page", r)}
 				}
 			}
-			dst = appendPair(dst, "SCRIPT_NAME", string(value))
+			dst = appendBytesPair(dst, name, value)
 		case "DOCUMENT_ROOT", "PATH_TRANSLATED":
 			// Informational for PHP: rewritten when under the docroot,
 			// passed as sent otherwise.
-			if mapped, ok := mapPath(string(value), p); ok {
-				dst = appendPair(dst, string(name), mapped)
+			if rest, ok := underDocroot(value, p.docroot); ok {
+				dst = appendMappedPair(dst, name, p.root, rest)
 			} else {
-				dst = appendPair(dst, string(name), string(value))
+				dst = appendBytesPair(dst, name, value)
 			}
 		default:
-			dst = appendLen(dst, len(name))
-			dst = appendLen(dst, len(value))
-			dst = append(dst, name...)
-			dst = append(dst, value...)
+			dst = appendBytesPair(dst, name, value)
 		}
 		ends = append(ends, len(dst))
 		return nil
@@ -145,67 +141,109 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 	return dst, ends, nil
 }
 
-// mapScript maps a SCRIPT_FILENAME onto the release root or refuses it.
-// Apache's mod_proxy_fcgi may send "proxy:fcgi://host:port/path"; php-fpm
-// strips that prefix itself, so fpmux does too before checking the path.
-func mapScript(s string, p pinnedPaths) (string, error) {
-	if rest, ok := strings.CutPrefix(s, "proxy:fcgi://"); ok {
-		i := strings.IndexByte(rest, '/')
+func appendBytesPair(dst, name, value []byte) []byte {
+	dst = appendLen(dst, len(name))
+	dst = appendLen(dst, len(value))
+	dst = append(dst, name...)
+	return append(dst, value...)
+}
+
+// appendMappedPair appends name with the value root+rest.
+func appendMappedPair(dst, name []byte, root string, rest []byte) []byte {
+	dst = appendLen(dst, len(name))
+	dst = appendLen(dst, len(root)+len(rest))
+	dst = append(dst, name...)
+	dst = append(dst, root...)
+	return append(dst, rest...)
+}
+
+// mapScript checks a SCRIPT_FILENAME and returns what follows the docroot in
+// it, cleaned: the script's path within the release. Apache's
+// mod_proxy_fcgi may send "proxy:fcgi://host:port/path"; php-fpm strips
+// that prefix itself, so fpmux does too before checking the path.
+func mapScript(s []byte, p pinnedPaths) ([]byte, error) {
+	if rest, ok := bytes.CutPrefix(s, []byte("proxy:fcgi://")); ok {
+		i := bytes.IndexByte(rest, '/')
 		if i < 0 {
-			return "", &rejectError{404, fmt.Sprintf("script %q has no path", s)}
+			return nil, &rejectError{404, fmt.Sprintf("script %q has no path", s)}
 		}
 		s = rest[i:]
 	}
-	if strings.IndexByte(s, 0) >= 0 {
-		return "", &rejectError{404, fmt.Sprintf("script %q contains a NUL byte", s)}
+	if bytes.IndexByte(s, 0) >= 0 {
+		return nil, &rejectError{404, fmt.Sprintf("script %q contains a NUL byte", s)}
 	}
-	mapped, ok := mapPath(s, p)
+	rest, ok := underDocroot(s, p.docroot)
 	if !ok {
-		return "", &rejectError{404, fmt.Sprintf("script %q is outside docroot %s", s, p.docroot)}
+		return nil, &rejectError{404, fmt.Sprintf("script %q is outside docroot %s", s, p.docroot)}
 	}
-	return mapped, nil
+	return rest, nil
 }
 
-// mapPath replaces the docroot prefix of the cleaned path s with the release
-// root. ok is false when s does not lie under the docroot.
-func mapPath(s string, p pinnedPaths) (string, bool) {
-	if !strings.HasPrefix(s, "/") {
-		return "", false
+// underDocroot cleans the absolute path s and returns what follows the
+// docroot in it ("" or "/..."). ok is false when s does not lie under the
+// docroot. A path that is already clean, as web servers send them, is
+// sliced, not copied.
+func underDocroot(s []byte, docroot string) (rest []byte, ok bool) {
+	if len(s) == 0 || s[0] != '/' {
+		return nil, false
 	}
-	c := path.Clean(s)
-	switch {
-	case c == p.docroot:
-		return p.root, true
-	case strings.HasPrefix(c, p.docroot) && c[len(p.docroot)] == '/':
-		return p.root + c[len(p.docroot):], true
+	if !isClean(s) {
+		s = []byte(path.Clean(string(s)))
 	}
-	return "", false
+	if !bytes.HasPrefix(s, []byte(docroot)) {
+		return nil, false
+	}
+	rest = s[len(docroot):]
+	if len(rest) > 0 && rest[0] != '/' {
+		return nil, false // a sibling such as /var/www/app/current2
+	}
+	return rest, true
 }
 
-// writeParams writes encoded pairs as PARAMS records followed by the empty
-// record that ends them. php-fpm parses each record on its own, so records
-// are cut only between pairs (ends holds where each pair ends).
-func writeParams(w io.Writer, id uint16, b []byte, ends []int) error {
+// isClean tells whether path.Clean would return the absolute path s as it
+// is: no empty, "." or ".." segment and no trailing slash.
+func isClean(s []byte) bool {
+	if len(s) > 1 && s[len(s)-1] == '/' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] != '/' {
+			continue
+		}
+		seg := s[i+1:]
+		if j := bytes.IndexByte(seg, '/'); j >= 0 {
+			seg = seg[:j]
+		}
+		switch {
+		case len(seg) == 0 && i+1 < len(s), // "//"
+			len(seg) == 1 && seg[0] == '.',
+			len(seg) == 2 && seg[0] == '.' && seg[1] == '.':
+			return false
+		}
+	}
+	return true
+}
+
+// appendParams appends encoded pairs as PARAMS records followed by the
+// empty record that ends them. php-fpm parses each record on its own, so
+// records are cut only between pairs (ends holds where each pair ends).
+func appendParams(dst []byte, id uint16, b []byte, ends []int) ([]byte, error) {
 	start, last := 0, 0
 	for _, end := range ends {
 		if end-start > maxContent {
 			if last == start {
-				return &rejectError{431, "a single param is larger than a FastCGI record"}
+				return dst, &rejectError{431, "a single param is larger than a FastCGI record"}
 			}
-			if err := writeRecord(w, typeParams, id, b[start:last]); err != nil {
-				return err
-			}
+			dst = appendRecord(dst, typeParams, id, b[start:last])
 			start = last
 			if end-start > maxContent {
-				return &rejectError{431, "a single param is larger than a FastCGI record"}
+				return dst, &rejectError{431, "a single param is larger than a FastCGI record"}
 			}
 		}
 		last = end
 	}
 	if last > start {
-		if err := writeRecord(w, typeParams, id, b[start:last]); err != nil {
-			return err
-		}
+		dst = appendRecord(dst, typeParams, id, b[start:last])
 	}
-	return writeRecord(w, typeParams, id, nil)
+	return appendRecord(dst, typeParams, id, nil), nil
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // recType is a FastCGI record type (FastCGI 1.0 specification, section 8).
@@ -89,56 +90,45 @@ func padFor(n int) int { return -n & 7 }
 
 var zeros [maxPadding]byte
 
-// writeRecord writes one record with content c (len(c) <= maxContent).
-func writeRecord(w io.Writer, t recType, id uint16, c []byte) error {
-	var h [headerLen]byte
+// appendRecord appends one record with content c (len(c) <= maxContent),
+// padded to 8 bytes. Records are built in a buffer the caller reuses and
+// written with one write, so encoding allocates nothing.
+func appendRecord(dst []byte, t recType, id uint16, c []byte) []byte {
 	pad := padFor(len(c))
+	var h [headerLen]byte
 	putHeader(h[:], t, id, len(c), pad)
-	if _, err := w.Write(h[:]); err != nil {
-		return err
-	}
-	if len(c) > 0 {
-		if _, err := w.Write(c); err != nil {
-			return err
-		}
-	}
-	if pad > 0 {
-		if _, err := w.Write(zeros[:pad]); err != nil {
-			return err
-		}
-	}
-	return nil
+	dst = append(dst, h[:]...)
+	dst = append(dst, c...)
+	return append(dst, zeros[:pad]...)
 }
 
-// writeStream writes b as records of type t, split at maxContent. It writes
-// no empty record: the caller ends a stream explicitly.
-func writeStream(w io.Writer, t recType, id uint16, b []byte) error {
+// appendStream appends b as records of type t, split at maxContent. It
+// appends no empty record: the caller ends a stream explicitly.
+func appendStream(dst []byte, t recType, id uint16, b []byte) []byte {
 	for len(b) > 0 {
 		n := min(len(b), maxContent&^7) // keep records 8-aligned so no padding is needed
-		if err := writeRecord(w, t, id, b[:n]); err != nil {
-			return err
-		}
+		dst = appendRecord(dst, t, id, b[:n])
 		b = b[n:]
 	}
-	return nil
+	return dst
 }
 
-// writeBeginRequest writes FCGI_BEGIN_REQUEST for the responder role.
-func writeBeginRequest(w io.Writer, id uint16, keepConn bool) error {
+// appendBeginRequest appends FCGI_BEGIN_REQUEST for the responder role.
+func appendBeginRequest(dst []byte, id uint16, keepConn bool) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint16(b[0:2], roleResponder)
 	if keepConn {
 		b[2] = flagKeepConn
 	}
-	return writeRecord(w, typeBeginRequest, id, b[:])
+	return appendRecord(dst, typeBeginRequest, id, b[:])
 }
 
-// writeEndRequest writes FCGI_END_REQUEST.
-func writeEndRequest(w io.Writer, id uint16, appStatus uint32, protocolStatus uint8) error {
+// appendEndRequest appends FCGI_END_REQUEST.
+func appendEndRequest(dst []byte, id uint16, appStatus uint32, protocolStatus uint8) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint32(b[0:4], appStatus)
 	b[4] = protocolStatus
-	return writeRecord(w, typeEndRequest, id, b[:])
+	return appendRecord(dst, typeEndRequest, id, b[:])
 }
 
 // beginRequest is the body of FCGI_BEGIN_REQUEST.
@@ -173,35 +163,109 @@ func parseEndRequest(c []byte) (endRequest, error) {
 	}, nil
 }
 
-// recordReader reads records from r into a buffer it reuses, so reading a
-// record allocates nothing. The content returned by next is valid until the
-// following call.
+// maxRecordLen is the longest a record can be on the wire.
+const maxRecordLen = headerLen + maxContent + maxPadding
+
+// bufSize is the size of the buffers records are read into: room for the
+// longest record, and for several of php-fpm's usual 8 KiB ones per read.
+const bufSize = 128 << 10
+
+// bufPool holds the read buffers of connections between requests, so that an
+// idle connection (most of a web server's kept-alive ones) holds none.
+var bufPool = sync.Pool{New: func() any { return new([bufSize]byte) }}
+
+func getBuf() *[bufSize]byte  { return bufPool.Get().(*[bufSize]byte) }
+func putBuf(b *[bufSize]byte) { bufPool.Put(b) }
+
+// smallBufSize is the buffer every recordReader has of its own: enough for
+// a whole request as nginx sends it (BEGIN, PARAMS, an empty STDIN) in one
+// read, small enough to keep for each of thousands of idle connections.
+const smallBufSize = 4 << 10
+
+// recordReader reads records from r. It buffers what it reads itself (one
+// copy from the socket, none after), so reading a record allocates nothing;
+// the content returned by next is valid until the following call or release.
+// It reads into its own small buffer, and takes a large one from bufPool
+// only for a record that does not fit; release gives that back once it is
+// empty, so a connection between requests holds only the small one.
 type recordReader struct {
-	r   io.Reader
-	hdr [headerLen]byte
-	buf []byte
+	r          io.Reader
+	buf        []byte         // small[:] or big[:]
+	big        *[bufSize]byte // from bufPool, while in use
+	rpos, wpos int            // buf[rpos:wpos] is read and not yet returned
+	small      [smallBufSize]byte
 }
 
 func newRecordReader(r io.Reader) *recordReader {
-	return &recordReader{r: r, buf: make([]byte, maxContent+maxPadding)}
+	rr := &recordReader{r: r}
+	rr.buf = rr.small[:]
+	return rr
+}
+
+// buffered returns how many bytes have been read and not yet returned.
+func (rr *recordReader) buffered() int { return rr.wpos - rr.rpos }
+
+// release gives the large buffer back to the pool if it holds nothing
+// unread.
+func (rr *recordReader) release() {
+	if rr.rpos != rr.wpos {
+		return
+	}
+	rr.rpos, rr.wpos = 0, 0
+	if rr.big != nil {
+		putBuf(rr.big)
+		rr.big, rr.buf = nil, rr.small[:]
+	}
+}
+
+// fill reads until at least n bytes (n <= bufSize) are buffered.
+func (rr *recordReader) fill(n int) error {
+	if rr.wpos-rr.rpos >= n {
+		return nil
+	}
+	if len(rr.buf)-rr.rpos < n {
+		dst := rr.buf
+		if n > len(rr.buf) {
+			rr.big = getBuf()
+			dst = rr.big[:]
+		}
+		rr.wpos = copy(dst, rr.buf[rr.rpos:rr.wpos])
+		rr.rpos, rr.buf = 0, dst
+	}
+	for rr.wpos-rr.rpos < n {
+		m, err := rr.r.Read(rr.buf[rr.wpos:])
+		rr.wpos += m
+		if err != nil {
+			if rr.wpos-rr.rpos >= n {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // next reads one whole record. A stream that ends cleanly between records
 // gives io.EOF; one that ends inside a record gives io.ErrUnexpectedEOF.
 func (rr *recordReader) next() (header, []byte, error) {
-	if _, err := io.ReadFull(rr.r, rr.hdr[:]); err != nil {
+	if err := rr.fill(headerLen); err != nil {
+		if err == io.EOF && rr.buffered() > 0 {
+			err = io.ErrUnexpectedEOF
+		}
 		return header{}, nil, err
 	}
-	h, err := parseHeader(rr.hdr[:])
+	h, err := parseHeader(rr.buf[rr.rpos:])
 	if err != nil {
 		return h, nil, err
 	}
-	n := int(h.ContentLength) + int(h.PaddingLength)
-	if _, err := io.ReadFull(rr.r, rr.buf[:n]); err != nil {
+	n := headerLen + int(h.ContentLength) + int(h.PaddingLength)
+	if err := rr.fill(n); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return h, nil, err
 	}
-	return h, rr.buf[:h.ContentLength], nil
+	c := rr.buf[rr.rpos+headerLen : rr.rpos+headerLen+int(h.ContentLength)]
+	rr.rpos += n
+	return h, c, nil
 }

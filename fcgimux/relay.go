@@ -1,28 +1,34 @@
-// This file owns the relay: one request carried to one php-fpm connection,
-// its body streamed up by the connection's goroutine and its response
-// streamed back by the relay's own goroutine, record by record as php-fpm
-// writes them.
+// This file owns the relay: one request carried to one php-fpm connection.
+// The connection's goroutine writes the request up (BEGIN, PARAMS and the
+// body, batched in the connection's buffer); the relay's own goroutine
+// streams php-fpm's response back. The web server and php-fpm use the same
+// request id, so response records pass through unchanged: each read from
+// php-fpm is scanned for record boundaries and written to the web server as
+// it is, in one write.
 
 package fcgimux
 
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
+// relay is the state of one request between its pool connection and the
+// web server. A conn keeps one and reuses it for each request it carries.
 type relay struct {
 	c        *conn
 	id       uint16
 	keepConn bool
 	pin      Pin
-	bc       *backendConn
+	bc       *backendConn // swapped only before run starts (see conn.flushUp)
 	start    time.Time
-	done     chan struct{} // closed when run returns
+	running  bool          // run was started and not yet waited for; conn goroutine only
+	done     chan struct{} // run sends one value as it returns; cap 1, reused
 
 	ended     atomic.Bool // the response is over (END_REQUEST sent or the request failed)
 	mu        sync.Mutex
@@ -35,38 +41,20 @@ type relay struct {
 	deferred bool
 }
 
-func newRelay(c *conn, pin Pin, bc *backendConn) *relay {
-	return &relay{
-		c: c, id: c.id, keepConn: c.keepConn, pin: pin, bc: bc,
-		start: c.started, done: make(chan struct{}),
-	}
+// reset readies the relay for the connection's current request.
+func (r *relay) reset(pin Pin, bc *backendConn) {
+	c := r.c
+	r.id, r.keepConn, r.pin, r.bc, r.start = c.id, c.keepConn, pin, bc, c.started
+	r.ended.Store(false)
+	r.stdinDone, r.upErr, r.aborted, r.deferred = false, nil, false, false
 }
 
-// up queues one STDIN record for php-fpm; an empty one ends the body and is
-// flushed at once. Called by the connection's goroutine only.
-func (r *relay) up(content []byte) {
-	if r.ended.Load() {
-		// php-fpm already answered; the rest of the body is dropped, and
-		// the connection, whose stream php-fpm left mid-body, is not reused.
-		r.settleDeferred(false)
-		return
-	}
-	if err := writeRecord(r.bc.bw, typeStdin, r.id, content); err != nil {
-		r.upFailed(err)
-		return
-	}
-	if len(content) > 0 {
-		return
-	}
-	if err := r.bc.bw.Flush(); err != nil {
-		r.upFailed(err)
-		return
-	}
+// bodySent notes that the whole body reached php-fpm. php-fpm may have
+// answered already: the body was whole, so the connection is as good as any.
+func (r *relay) bodySent() {
 	r.mu.Lock()
 	r.stdinDone = true
 	r.mu.Unlock()
-	// php-fpm may have answered while the last record was being flushed:
-	// the body was whole, so the connection is as good as any.
 	r.settleDeferred(true)
 }
 
@@ -88,15 +76,8 @@ func (r *relay) settleDeferred(reuse bool) {
 	}
 }
 
-func (r *relay) flushUp() error {
-	if r.ended.Load() || r.bc.bw.Buffered() == 0 {
-		return nil
-	}
-	return r.bc.bw.Flush()
-}
-
-// upFailed records that the body could not be written: php-fpm is gone or
-// stopped reading. Closing the connection makes run see it.
+// upFailed records that the request could not be written: php-fpm is gone
+// or stopped reading. Closing the connection makes run see it.
 func (r *relay) upFailed(err error) {
 	r.mu.Lock()
 	if r.upErr == nil {
@@ -124,65 +105,98 @@ func (r *relay) abandon() {
 	r.settleDeferred(false)
 }
 
-// run streams php-fpm's response to the web server until END_REQUEST.
+// run streams php-fpm's response to the web server until END_REQUEST. Each
+// read from php-fpm goes out in one write, minus any incomplete record at
+// its end, which waits for the rest.
 func (r *relay) run() {
-	defer close(r.done)
+	defer func() { r.done <- struct{}{} }()
+	buf := getBuf()
+	defer putBuf(buf)
 	c := r.c
-	rr := r.bc.rr()
+	var start, pos, end int // buf[start:pos] is to send; buf[pos:end] is not yet scanned
 	status, wrote := 0, false
 	for {
-		if r.bc.br.Buffered() == 0 && wrote {
-			// php-fpm has nothing more queued: send what we hold.
-			c.wmu.Lock()
-			err := c.bw.Flush()
-			c.wmu.Unlock()
-			if err != nil {
-				r.fail(err, true, status)
+		n, err := r.bc.Read(buf[end:])
+		if n > 0 {
+			r.bc.answered()
+			end += n
+		}
+		for end-pos >= headerLen {
+			h, herr := parseHeader(buf[pos:end])
+			if herr == nil && h.ID != r.id {
+				herr = errors.New("php-fpm answered for another request id")
+			}
+			if herr != nil {
+				r.fail(herr, wrote, status)
 				return
 			}
-		}
-		h, content, err := rr.next()
-		r.bc.answered()
-		if err == nil && h.ID != r.id {
-			err = errors.New("php-fpm answered for another request id")
-		}
-		if err != nil {
-			r.fail(err, wrote, status)
-			return
-		}
-		switch h.Type {
-		case typeStdout, typeStderr:
-			if h.Type == typeStdout && status == 0 && len(content) > 0 {
-				status = parseStatus(content)
+			recEnd := pos + headerLen + int(h.ContentLength) + int(h.PaddingLength)
+			if recEnd > end {
+				break
 			}
-			c.wmu.Lock()
-			err = writeRecord(c.bw, h.Type, r.id, content)
-			c.wmu.Unlock()
-			if err != nil {
-				r.fail(err, true, status)
+			content := buf[pos+headerLen : pos+headerLen+int(h.ContentLength)]
+			switch h.Type {
+			case typeStdout, typeStderr:
+				if h.Type == typeStdout && status == 0 && len(content) > 0 {
+					status = parseStatus(content)
+				}
+				pos = recEnd
+			case typeEndRequest:
+				er, perr := parseEndRequest(content)
+				if perr != nil {
+					r.fail(perr, wrote, status)
+					return
+				}
+				// Bytes after END_REQUEST were never asked for: the
+				// connection is not clean enough to reuse.
+				r.finish(er, status, buf[start:recEnd], recEnd == end)
+				return
+			default:
+				// Nothing else is part of a response: not forwarded.
+				if pos > start {
+					if werr := c.write(buf[start:pos]); werr != nil {
+						r.fail(werr, true, status)
+						return
+					}
+					wrote = true
+				}
+				pos, start = recEnd, recEnd
+			}
+		}
+		if pos > start {
+			if werr := c.write(buf[start:pos]); werr != nil {
+				r.fail(werr, true, status)
 				return
 			}
 			wrote = true
-		case typeEndRequest:
-			er, err := parseEndRequest(content)
-			if err != nil {
-				r.fail(err, wrote, status)
-				return
+			start = pos
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF // php-fpm closed without END_REQUEST
 			}
-			r.finish(er, status)
+			r.fail(err, wrote, status)
 			return
+		}
+		switch {
+		case pos == end:
+			start, pos, end = 0, 0, 0
+		case len(buf)-pos < maxRecordLen:
+			end = copy(buf[:], buf[pos:end])
+			start, pos = 0, 0
 		}
 	}
 }
 
 // finish ends a request php-fpm completed: the pool connection goes back
 // for reuse when the whole body reached php-fpm, the pin is released, and
-// only then the web server sees END_REQUEST, so a request it sends next on
-// this connection never finds this one still counted.
-func (r *relay) finish(er endRequest, status int) {
+// only then the web server gets the rest of the response with END_REQUEST
+// (out), so a request it sends next on this connection never finds this one
+// still counted.
+func (r *relay) finish(er endRequest, status int, out []byte, cleanEnd bool) {
 	r.mu.Lock()
 	r.ended.Store(true)
-	clean := r.upErr == nil && er.ProtocolStatus == statusRequestComplete
+	clean := cleanEnd && r.upErr == nil && er.ProtocolStatus == statusRequestComplete
 	reuse := clean && r.stdinDone
 	deferred := clean && !r.stdinDone
 	r.deferred = deferred
@@ -197,7 +211,11 @@ func (r *relay) finish(er endRequest, status int) {
 		status = 200
 	}
 	r.pin.Done(status, time.Since(r.start))
-	r.c.finishRequest(r.id, er.AppStatus, er.ProtocolStatus, r.keepConn)
+	if err := r.c.write(out); err != nil {
+		r.c.nc.Close()
+		return
+	}
+	r.c.requestEnded(r.keepConn)
 }
 
 // fail ends a request whose pool connection broke. Before any response byte
@@ -251,12 +269,12 @@ func parseStatus(b []byte) int {
 		}
 		if len(line) > 7 && bytes.EqualFold(line[:7], []byte("status:")) {
 			v := bytes.TrimSpace(line[7:])
-			if len(v) >= 3 {
-				if n, err := strconv.Atoi(string(v[:3])); err == nil {
-					return n
-				}
+			if len(v) >= 3 && isDigit(v[0]) && isDigit(v[1]) && isDigit(v[2]) {
+				return int(v[0]-'0')*100 + int(v[1]-'0')*10 + int(v[2]-'0')
 			}
 		}
 	}
 	return 200
 }
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }

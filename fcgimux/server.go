@@ -6,7 +6,6 @@
 package fcgimux
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -41,8 +40,22 @@ type Pin struct {
 	Release string
 	Root    string // the release's real root
 	Backend *Backend
-	Done    func(status int, d time.Duration)
+	// Tracker hears when the request ends. It is an interface rather than
+	// a func so that a router can hand out a pointer it already holds (the
+	// release), and pinning a request allocates nothing.
+	Tracker Tracker
 }
+
+// Tracker is told of the end of each request pinned to a release.
+type Tracker interface {
+	// Done ends the claim of one request: its HTTP status (as fpmux saw
+	// it: php-fpm's Status header, or fpmux's own error) and how long it
+	// took from BEGIN_REQUEST.
+	Done(status int, d time.Duration)
+}
+
+// Done ends the pin's claim; see Tracker.
+func (p Pin) Done(status int, d time.Duration) { p.Tracker.Done(status, d) }
 
 // Options configures a Server. Zero values get the defaults named.
 type Options struct {
@@ -163,13 +176,9 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
-	c := &conn{
-		s:  s,
-		nc: nc,
-		br: bufio.NewReaderSize(nc, 16<<10),
-		bw: bufio.NewWriterSize(nc, 64<<10),
-	}
-	c.rr = newRecordReader(c.br)
+	c := &conn{s: s, nc: nc, rr: newRecordReader(nc)}
+	c.rel.c = c
+	c.rel.done = make(chan struct{}, 1)
 	c.idleDeadline = time.Now().Add(s.readTO)
 	s.mu.Lock()
 	defer s.mu.Unlock()

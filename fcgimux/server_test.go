@@ -77,12 +77,14 @@ func (r *testRouter) Pin() (Pin, error) {
 		return Pin{}, r.err
 	}
 	p := r.pin
-	p.Done = func(status int, _ time.Duration) {
-		r.mu.Lock()
-		r.codes = append(r.codes, status)
-		r.mu.Unlock()
-	}
+	p.Tracker = r
 	return p, nil
+}
+
+func (r *testRouter) Done(status int, _ time.Duration) {
+	r.mu.Lock()
+	r.codes = append(r.codes, status)
+	r.mu.Unlock()
 }
 
 func (r *testRouter) doneCodes() []int {
@@ -95,7 +97,7 @@ const testDocroot = "/var/www/app/current"
 
 // serveUnix runs s on a new unix socket and returns its path and Serve's
 // result channel.
-func serveUnix(t *testing.T, s *Server) (string, <-chan error) {
+func serveUnix(t testing.TB, s *Server) (string, <-chan error) {
 	t.Helper()
 	addr := filepath.Join(t.TempDir(), "front.sock")
 	ln, err := net.Listen("unix", addr)

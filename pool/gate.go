@@ -25,28 +25,38 @@ func newGate() *gate {
 	return &gate{idle: make(chan struct{})}
 }
 
-// acquire counts a request in. It returns false once drain has been called.
-// The returned release counts the request out; calling it more than once
-// has no further effect.
-func (g *gate) acquire() (release func(), ok bool) {
+// enter counts a request in. It returns false once drain has been called.
+func (g *gate) enter() bool {
 	for {
 		s := g.state.Load()
 		if s&drainingBit != 0 {
-			return nil, false
+			return false
 		}
 		if g.state.CompareAndSwap(s, s+1) {
-			break
+			return true
 		}
+	}
+}
+
+// leave counts out a request that entered. Each successful enter is
+// matched by exactly one leave.
+func (g *gate) leave() {
+	// Only the leave that takes a draining gate to zero sees exactly
+	// drainingBit, so idle is closed once.
+	if g.state.Add(-1) == drainingBit {
+		close(g.idle)
+	}
+}
+
+// acquire is enter with a release that may safely be called more than once.
+func (g *gate) acquire() (release func(), ok bool) {
+	if !g.enter() {
+		return nil, false
 	}
 	var released atomic.Bool
 	return func() {
-		if !released.CompareAndSwap(false, true) {
-			return
-		}
-		// Only the release that takes a draining gate to zero sees
-		// exactly drainingBit, so idle is closed once.
-		if g.state.Add(-1) == drainingBit {
-			close(g.idle)
+		if released.CompareAndSwap(false, true) {
+			g.leave()
 		}
 	}, true
 }

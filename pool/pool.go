@@ -307,6 +307,14 @@ func (p *Pool) Restarts() int { return int(p.restarts.Load()) }
 // calls do nothing).
 func (p *Pool) Acquire() (release func(), ok bool) { return p.gate.acquire() }
 
+// Enter counts a request in, like Acquire, without allocating: it is the
+// per-request path. It returns false once the pool is draining. Every Enter
+// that returns true must be matched by exactly one Leave.
+func (p *Pool) Enter() bool { return p.gate.enter() }
+
+// Leave counts out a request that entered.
+func (p *Pool) Leave() { p.gate.leave() }
+
 // InFlight returns the number of acquired, unreleased requests.
 func (p *Pool) InFlight() int64 { return p.gate.inFlight() }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,10 +88,35 @@ func (m *metrics) codeLabel(code int) string {
 	return l
 }
 
+// releaseMetrics holds one release's request series, looked up once, so that
+// counting a request is two atomic adds and no label lookup or allocation.
+type releaseMetrics struct {
+	m        *metrics
+	id       string
+	duration prometheus.Observer
+	// byCode[status] is the requests_total series of that status, made
+	// on its first request.
+	byCode [600]atomic.Pointer[prometheus.Counter]
+}
+
+func (m *metrics) forRelease(id string) *releaseMetrics {
+	return &releaseMetrics{m: m, id: id, duration: m.duration.WithLabelValues(id)}
+}
+
 // observe counts one ended request.
-func (m *metrics) observe(release string, code int, d time.Duration) {
-	m.requests.WithLabelValues(release, m.codeLabel(code)).Inc()
-	m.duration.WithLabelValues(release).Observe(d.Seconds())
+func (rm *releaseMetrics) observe(code int, d time.Duration) {
+	rm.duration.Observe(d.Seconds())
+	if code < 0 || code >= len(rm.byCode) {
+		rm.m.requests.WithLabelValues(rm.id, rm.m.codeLabel(code)).Inc()
+		return
+	}
+	c := rm.byCode[code].Load()
+	if c == nil {
+		counter := rm.m.requests.WithLabelValues(rm.id, rm.m.codeLabel(code))
+		rm.byCode[code].CompareAndSwap(nil, &counter)
+		c = &counter
+	}
+	(*c).Inc()
 }
 
 // forget drops the series of a release that left the registry.

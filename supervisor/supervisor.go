@@ -107,6 +107,17 @@ type release struct {
 	pool        *pool.Pool
 	backend     *fcgimux.Backend
 	gone        chan struct{} // closed when retired or failed
+
+	// metrics counts the release's requests; set at creation.
+	metrics *releaseMetrics
+}
+
+// Done implements fcgimux.Tracker: a request pinned by Supervisor.Pin ended.
+// The pool is the one Pin entered: a release's pool is replaced only after
+// it drained, when no pinned request is left.
+func (r *release) Done(status int, d time.Duration) {
+	r.pool.Leave()
+	r.metrics.observe(status, d)
 }
 
 // New returns a Supervisor with no release. Call Restore to bring back the
@@ -143,20 +154,11 @@ func (s *Supervisor) Pin() (fcgimux.Pin, error) {
 		if r == nil {
 			return fcgimux.Pin{}, fcgimux.ErrNoRelease
 		}
-		release, ok := r.pool.Acquire()
-		if !ok {
+		if !r.pool.Enter() {
 			continue
 		}
 		r.requests.Add(1)
-		return fcgimux.Pin{
-			Release: r.id,
-			Root:    r.root,
-			Backend: r.backend,
-			Done: func(status int, d time.Duration) {
-				release()
-				s.m.observe(r.id, status, d)
-			},
-		}, nil
+		return fcgimux.Pin{Release: r.id, Root: r.root, Backend: r.backend, Tracker: r}, nil
 	}
 	return fcgimux.Pin{}, errors.New("releases are switching too fast to pin a request")
 }
@@ -190,7 +192,7 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, er
 		s.mu.Unlock()
 		return Release{}, errorf(409, "release %s is already known (%s); deploy under a new id or retire it first", req.ID, old.state)
 	}
-	r := &release{id: req.ID, root: root, createdAt: time.Now(), state: StateStarting, gone: make(chan struct{})}
+	r := &release{id: req.ID, root: root, createdAt: time.Now(), state: StateStarting, gone: make(chan struct{}), metrics: s.m.forRelease(req.ID)}
 	s.releases[req.ID] = r
 	s.pruneLocked()
 	s.mu.Unlock()
