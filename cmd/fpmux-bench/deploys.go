@@ -1,0 +1,297 @@
+// This file owns the sections that deploy through fpmux while it serves:
+// switch (latency around each deploy) and deploys (many in a row, then
+// whether fpmux's resources came back to where they were).
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// writeReleases writes hello releases prefix1..prefixN and returns their
+// roots.
+func (b *bench) writeReleases(prefix string, n int) ([]string, error) {
+	roots := make([]string, n)
+	for i := range n {
+		roots[i] = filepath.Join(b.s.releases, fmt.Sprintf("%s%d", prefix, i+1))
+		if err := writeHelloRelease(roots[i]); err != nil {
+			return nil, err
+		}
+	}
+	return roots, nil
+}
+
+// bgLoad is an open loop through fpmux running while a section deploys.
+type bgLoad struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	p      openPhase
+	err    error
+}
+
+func (b *bench) startLoad(ctx context.Context, rate float64, d time.Duration) *bgLoad {
+	ctx, cancel := context.WithCancel(ctx)
+	l := &bgLoad{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.p, l.err = openLoop(ctx, newTarget(b.s.via, "/hello.php"), rate, d, maxOpenConns)
+	}()
+	return l
+}
+
+// wait waits for the load to end; stopped is true when it was ended by
+// stop rather than by its duration, which is then no error.
+func (l *bgLoad) wait(parent context.Context, stopped bool) (openPhase, error) {
+	<-l.done
+	l.cancel()
+	if parent.Err() != nil {
+		return l.p, parent.Err()
+	}
+	if stopped && errors.Is(l.err, context.Canceled) {
+		return l.p, nil
+	}
+	return l.p, l.err
+}
+
+// deployStats collects deploy→active times and failed deploys.
+type deployStats struct {
+	took   []float64 // ms
+	failed int
+	first  string
+}
+
+func (d *deployStats) add(section, id string, took time.Duration, err error) {
+	if err != nil {
+		if d.failed == 0 {
+			d.first = err.Error()
+		}
+		d.failed++
+		logf("%s: %v", section, err)
+		return
+	}
+	d.took = append(d.took, ms(took))
+}
+
+// addDeployRows adds the deploy→active rows, with a ceiling on the median
+// when target > 0.
+func addDeployRows(t *table, d deployStats, cols int, target float64) {
+	blank := make([]string, cols)
+	row := func(metric, value, tgt, ok string) {
+		r := append([]string{metric}, blank...)
+		r[cols] = value
+		t.add(append(r, tgt, ok)...)
+	}
+	med := median(d.took)
+	if target > 0 {
+		row("deploy→active, median (ms)", fmtMS(med), fmt.Sprintf("<= %.0f", target), met(med <= target))
+	} else {
+		row("deploy→active, median (ms)", fmtMS(med), "", "")
+	}
+	if len(d.took) > 0 {
+		row("deploy→active, min / max (ms)", fmtMS(slices.Min(d.took))+" / "+fmtMS(slices.Max(d.took)), "", "")
+	}
+	row("failed deploys", fmt.Sprint(d.failed), "0", met(d.failed == 0))
+}
+
+// countDeploys adds failed deploys to the run's failures.
+func (b *bench) countDeploys(section string, d deployStats) {
+	if d.failed > 0 {
+		b.failed += d.failed
+		b.failures = append(b.failures, fmt.Sprintf("%s: %d deploys failed, first: %s", section, d.failed, d.first))
+	}
+}
+
+// switches deploys releases s1..sN through fpmux under an open-loop load
+// and compares the latency right after each deploy with the rest.
+func (b *bench) switches(ctx context.Context) (*table, error) {
+	rate, err := b.openRate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, every := b.o.switches, b.o.switchEvery
+	roots, err := b.writeReleases("s", n)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.pause(ctx); err != nil {
+		return nil, err
+	}
+	const window = 2 * time.Second
+	load := b.startLoad(ctx, rate, time.Duration(n+1)*every)
+	t0 := time.Now()
+	var (
+		ds     deployStats
+		starts []time.Time
+	)
+	for i := range n {
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(t0.Add(time.Duration(i+1) * every))):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		id := fmt.Sprintf("s%d", i+1)
+		starts = append(starts, time.Now())
+		took, _, err := b.s.deploy(ctx, id, roots[i])
+		ds.add("switch", id, took, err)
+		if err == nil {
+			logf("switch: deployed %s in %.0f ms", id, ms(took))
+		}
+	}
+	lp, err := load.wait(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	b.count("switch", lp.phase)
+	b.countDeploys("switch", ds)
+
+	var during, steady []time.Duration
+	var failDuring, failSteady int
+	for _, s := range lp.samples {
+		at := lp.start.Add(s.intended)
+		in := slices.ContainsFunc(starts, func(d time.Time) bool { return !at.Before(d) && at.Before(d.Add(window)) })
+		switch {
+		case in:
+			during = append(during, s.lat)
+			failDuring += btoi(s.failed)
+		default:
+			steady = append(steady, s.lat)
+			failSteady += btoi(s.failed)
+		}
+	}
+	slices.Sort(during)
+	slices.Sort(steady)
+	p50s, p50d := ms(percentile(steady, 50)), ms(percentile(during, 50))
+	p99s, p99d := ms(percentile(steady, 99)), ms(percentile(during, 99))
+	t := &table{
+		title:  fmt.Sprintf("switch: %d deploys %v apart through fpmux, open loop at %.0f req/s", n, every, rate),
+		header: []string{"metric", "steady state", "within 2 s of a deploy", "ratio or value", "target", "met?"},
+	}
+	addDeployRows(t, ds, 3, 250)
+	t.add("p50 latency (ms)", fmtMS(p50s), fmtMS(p50d), fmtRatio(p50d/p50s), "", "")
+	t.add("p99 latency (ms)", fmtMS(p99s), fmtMS(p99d), fmtRatio(p99d/p99s), "<= 1.2", met(p99d/p99s <= 1.2))
+	t.add("requests", fmt.Sprint(len(steady)), fmt.Sprint(len(during)), "", "", "")
+	t.add("failed requests", fmt.Sprint(failSteady), fmt.Sprint(failDuring), "", "0", met(failSteady+failDuring == 0))
+	t.note("Deploy→active is the admin POST /v1/releases until its 201. A request is \"within 2 s of a deploy\" when its intended start lies in the 2 s after a deploy began.")
+	t.note("The client used up to %d connections; a request waited for a connection %d times; the dispatcher was at most %.2f ms late.", lp.conns, lp.waited, ms(lp.lateness))
+	return t, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// deploys runs many deploys in a row under a light load and compares
+// fpmux's resources before and after.
+func (b *bench) deploys(ctx context.Context) (*table, error) {
+	n := b.o.deploys
+	roots, err := b.writeReleases("d", n)
+	if err != nil {
+		return nil, err
+	}
+	before, err := b.quietSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	logf("deploys: before: %+v", before)
+	const lightRate = 200
+	// The load ends when the deploys do; 30 min is only a cap.
+	load := b.startLoad(ctx, lightRate, 30*time.Minute)
+	var ds deployStats
+	start := time.Now()
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		id := fmt.Sprintf("d%d", i+1)
+		took, _, err := b.s.deploy(ctx, id, roots[i])
+		ds.add("deploys", id, took, err)
+		if (i+1)%20 == 0 {
+			logf("deploys: %d/%d, last took %.0f ms", i+1, n, ms(took))
+		}
+	}
+	all := time.Since(start)
+	load.cancel()
+	lp, err := load.wait(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	b.count("deploys", lp.phase)
+	b.countDeploys("deploys", ds)
+
+	drainStart := time.Now()
+	var notRetired []string
+	err = waitFor(ctx, "the old releases to retire", 60*time.Second, func() (bool, error) {
+		rs, err := b.s.releaseList(ctx)
+		if err != nil {
+			return false, err
+		}
+		notRetired = notRetired[:0]
+		for _, r := range rs {
+			if r.State != "active" && r.State != "retired" && r.State != "failed" {
+				notRetired = append(notRetired, r.ID+" "+r.State)
+			}
+		}
+		return len(notRetired) == 0, nil
+	})
+	drained := time.Since(drainStart)
+	if err != nil && ctx.Err() != nil {
+		return nil, err
+	}
+	after, err := b.quietSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	logf("deploys: after: %+v", after)
+
+	t := &table{
+		title:  fmt.Sprintf("deploys: %d deploys in a row through fpmux under %d req/s", n, lightRate),
+		header: []string{"metric", "before", "after", "difference", "target", "met?"},
+	}
+	dFront := after.fds.front - before.fds.front
+	dPool := after.fds.pool - before.fds.pool
+	dFDs := after.fds.total - before.fds.total
+	dG := int(math.Round(after.goroutines - before.goroutines))
+	// fcgimux runs one goroutine per front connection; an idle pool
+	// connection has none. The scale section measures the first.
+	perFront := 1
+	if b.goPerConn > 0 {
+		perFront = int(math.Round(b.goPerConn))
+	}
+	baseline := func(diff, explained int) string {
+		switch {
+		case diff == 0:
+			return "yes (equal)"
+		case diff == explained:
+			return "yes (idle connections)"
+		}
+		return "**no**"
+	}
+	t.add("go_goroutines", fmt.Sprint(before.goroutines), fmt.Sprint(after.goroutines), fmt.Sprintf("%+d", dG), "back to baseline", baseline(dG, dFront*perFront))
+	t.add("fpmux open fds", fmt.Sprint(before.fds.total), fmt.Sprint(after.fds.total), fmt.Sprintf("%+d", dFDs), "back to baseline", baseline(dFDs, dFront+dPool))
+	t.add("… of which nginx→fpmux connections", fmt.Sprint(before.fds.front), fmt.Sprint(after.fds.front), fmt.Sprintf("%+d", dFront), "", "")
+	t.add("… of which fpmux→php-fpm connections", fmt.Sprint(before.fds.pool), fmt.Sprint(after.fds.pool), fmt.Sprintf("%+d", dPool), "", "")
+	t.add("php-fpm processes under fpmux", fmt.Sprint(before.phpFPM), fmt.Sprint(after.phpFPM), fmt.Sprintf("%+d", after.phpFPM-before.phpFPM), "equal", met(after.phpFPM == before.phpFPM))
+	t.add("fpmux RSS (MB)", fmtMB(before.rssKB), fmtMB(after.rssKB), fmt.Sprintf("%+.1f MB", float64(after.rssKB-before.rssKB)/1024), "", "")
+	addDeployRows(t, ds, 3, 0)
+	t.add("releases not retired after the wait", "", fmt.Sprint(len(notRetired)), "", "0", met(len(notRetired) == 0))
+	t.add("failed requests", "", fmt.Sprint(lp.failed), "", "0", met(lp.failed == 0))
+	t.note("%d deploys took %.1f s; the old releases were retired %.1f s after the last one (polling GET /v1/releases, bounded by 60 s), then a %v pause before the snapshot. %d requests sent, p99 %.2f ms.",
+		len(ds.took), all.Seconds(), drained.Seconds(), b.o.pause, len(lp.samples), ms(lp.p99()))
+	t.note("\"Back to baseline\": equal, or the difference is exactly the idle connections counted in /proc/net/unix (an idle nginx→fpmux connection holds one descriptor and %d goroutine(s); an idle fpmux→php-fpm connection one descriptor and none).", perFront)
+	if len(notRetired) > 0 {
+		t.note("Not retired: %s.", strings.Join(notRetired[:min(10, len(notRetired))], ", "))
+	}
+	return t, nil
+}

@@ -1,0 +1,405 @@
+// This file owns the HTTP load client: one keep-alive connection per
+// worker, a closed loop (each worker sends its next request as soon as the
+// last one ends) and an open loop (requests start at fixed intended times,
+// whatever the server does), and the latency statistics of a phase.
+//
+// The client is a raw HTTP/1.1 writer with net/http's response parser
+// (http.ReadResponse) rather than an http.Client. On two cores the client
+// shares the CPU with nginx, fpmux and php-fpm, and http.Transport adds two
+// goroutines per connection with channel hand-offs for every request; what
+// the client burns is taken from the server side in both modes and dilutes
+// the difference being measured. Writing a fixed request and parsing the
+// answer with ReadResponse (status line, headers, chunked bodies) keeps the
+// parsing standard and the per-request cost small.
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+)
+
+// requestTimeout bounds one request; a phase never waits longer than its
+// duration plus this.
+const requestTimeout = 30 * time.Second
+
+// target is one page on one nginx server.
+type target struct {
+	addr string // host:port
+	path string
+	req  []byte // the request, encoded once
+}
+
+func newTarget(addr, path string) target {
+	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: fpmux-bench\r\nAccept: */*\r\n\r\n", path, addr)
+	return target{addr: addr, path: path, req: []byte(req)}
+}
+
+func (t target) String() string { return "http://" + t.addr + t.path }
+
+// httpConn is one keep-alive connection to nginx.
+type httpConn struct {
+	t  target
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func dialHTTP(t target) (*httpConn, error) {
+	nc, err := net.DialTimeout("tcp", t.addr, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", t.addr, err)
+	}
+	return &httpConn{t: t, nc: nc, br: bufio.NewReaderSize(nc, 16<<10)}, nil
+}
+
+// errStatus is a response other than 200.
+type errStatus struct {
+	code int
+	body string
+}
+
+func (e *errStatus) Error() string { return fmt.Sprintf("status %d: %.200q", e.code, e.body) }
+
+// roundTrip sends the request and reads the whole response. reuse is false
+// when the connection must not carry another request (an error, or the
+// server said Connection: close).
+func (c *httpConn) roundTrip() (reuse bool, err error) {
+	c.nc.SetDeadline(time.Now().Add(requestTimeout))
+	if _, err := c.nc.Write(c.t.req); err != nil {
+		return false, fmt.Errorf("write request to %s: %w", c.t.addr, err)
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return false, fmt.Errorf("read response from %s: %w", c.t, err)
+	}
+	var body []byte
+	if resp.StatusCode != http.StatusOK {
+		body, err = io.ReadAll(resp.Body)
+	} else {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
+	resp.Body.Close()
+	if err != nil {
+		return false, fmt.Errorf("read body from %s: %w", c.t, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return !resp.Close, &errStatus{code: resp.StatusCode, body: string(body)}
+	}
+	return !resp.Close, nil
+}
+
+func (c *httpConn) Close() error { return c.nc.Close() }
+
+// worker keeps one connection, redialing after an error or a close.
+type worker struct {
+	t target
+	c *httpConn
+}
+
+// do runs one request, dialing first when needed.
+func (w *worker) do() error {
+	if w.c == nil {
+		c, err := dialHTTP(w.t)
+		if err != nil {
+			return err
+		}
+		w.c = c
+	}
+	reuse, err := w.c.roundTrip()
+	if !reuse {
+		w.c.Close()
+		w.c = nil
+	}
+	return err
+}
+
+func (w *worker) close() {
+	if w.c != nil {
+		w.c.Close()
+		w.c = nil
+	}
+}
+
+// phase is the outcome of one load phase.
+type phase struct {
+	lat      []time.Duration // sorted, every request that ended (failed ones too)
+	ok       int             // requests that ended 200 within the phase
+	failed   int
+	firstErr string
+	elapsed  time.Duration
+}
+
+func (p phase) rps() float64       { return float64(p.ok) / p.elapsed.Seconds() }
+func (p phase) p50() time.Duration { return percentile(p.lat, 50) }
+func (p phase) p99() time.Duration { return percentile(p.lat, 99) }
+
+// errCounter collects failures from many goroutines, keeping the first
+// message as a sample.
+type errCounter struct {
+	mu    sync.Mutex
+	n     int
+	first string
+}
+
+func (e *errCounter) add(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.n == 0 {
+		e.first = err.Error()
+	}
+	e.n++
+}
+
+// closedLoop runs conns workers against t for d: each sends a request as
+// soon as its previous one ended. Connections are opened before the clock
+// starts. Throughput counts the requests that ended by the deadline;
+// latencies include the ones in flight at the deadline.
+func closedLoop(ctx context.Context, t target, conns int, d time.Duration) (phase, error) {
+	workers := make([]*worker, conns)
+	for i := range workers {
+		c, err := dialHTTP(t)
+		if err != nil {
+			for _, w := range workers[:i] {
+				w.close()
+			}
+			return phase{}, fmt.Errorf("closed loop: %w", err)
+		}
+		workers[i] = &worker{t: t, c: c}
+	}
+	var (
+		wg    sync.WaitGroup
+		errs  errCounter
+		mu    sync.Mutex
+		all   []time.Duration
+		ok    int
+		start = time.Now()
+		end   = start.Add(d)
+	)
+	for _, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer w.close()
+			lat := make([]time.Duration, 0, 4096)
+			n := 0
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if !t0.Before(end) {
+					break
+				}
+				err := w.do()
+				t1 := time.Now()
+				lat = append(lat, t1.Sub(t0))
+				if err != nil {
+					errs.add(err)
+					if w.c == nil && t1.Sub(t0) < time.Millisecond {
+						time.Sleep(10 * time.Millisecond) // a refused dial: do not spin
+					}
+					continue
+				}
+				if !t1.After(end) {
+					n++
+				}
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			ok += n
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(all)
+	p := phase{lat: all, ok: ok, failed: errs.n, firstErr: errs.first, elapsed: d}
+	if ctx.Err() != nil {
+		return p, ctx.Err()
+	}
+	return p, nil
+}
+
+// sample is one open-loop request: when it was meant to start (from the
+// phase's start) and how long it took from then.
+type sample struct {
+	intended time.Duration
+	lat      time.Duration
+	failed   bool
+	done     bool
+}
+
+// openPhase is the outcome of an open-loop phase.
+type openPhase struct {
+	phase
+	start    time.Time // intended offsets count from here
+	samples  []sample  // in intended order
+	conns    int       // connections it needed
+	waited   int       // times a request waited for a connection (0 unless maxConns was reached)
+	rate     float64
+	lateness time.Duration // how late the dispatcher was at worst
+}
+
+// openLoop sends requests at rate per second for d, each at its intended
+// start time start+i/rate whatever the server does, and measures latency
+// from that intended start: a server that stalls is charged for every
+// request that should have started meanwhile (no coordinated omission). A
+// request is handed to an idle connection, or to a new one when none is
+// idle, so it never queues behind another request in the client; only past
+// maxConns connections does a request wait, and that is counted.
+func openLoop(ctx context.Context, t target, rate float64, d time.Duration, maxConns int) (openPhase, error) {
+	n := int(rate * d.Seconds())
+	period := time.Duration(float64(time.Second) / rate)
+	samples := make([]sample, n)
+	jobs := make(chan int) // unbuffered: a send succeeds only when a worker is idle
+	var (
+		wg     sync.WaitGroup
+		errs   errCounter
+		start  time.Time
+		nconns int
+	)
+	run := func(first int, c *httpConn) {
+		defer wg.Done()
+		w := &worker{t: t, c: c}
+		defer w.close()
+		handle := func(i int) {
+			err := w.do()
+			s := &samples[i]
+			s.lat = time.Since(start.Add(s.intended))
+			s.done = true
+			if err != nil {
+				s.failed = true
+				errs.add(err)
+			}
+		}
+		if first >= 0 {
+			handle(first)
+		}
+		for i := range jobs {
+			handle(i)
+		}
+	}
+	// Open some connections before the clock starts: enough for the
+	// requests of a few milliseconds.
+	pre := min(maxConns, max(8, int(math.Ceil(rate*0.005))))
+	for range pre {
+		c, err := dialHTTP(t)
+		if err != nil {
+			close(jobs)
+			wg.Wait()
+			return openPhase{}, fmt.Errorf("open loop: %w", err)
+		}
+		wg.Add(1)
+		nconns++
+		go run(-1, c)
+	}
+	var waited int
+	var lateness time.Duration
+	start = time.Now()
+	sent := 0
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		intended := time.Duration(i) * period
+		samples[i].intended = intended
+		if wait := intended - time.Since(start); wait > 0 {
+			time.Sleep(wait)
+		} else if -wait > lateness {
+			lateness = -wait
+		}
+		sent++
+		select {
+		case jobs <- i:
+			continue
+		default:
+		}
+		if nconns < maxConns {
+			nconns++
+			wg.Add(1)
+			go run(i, nil)
+			continue
+		}
+		waited++
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	samples = samples[:sent]
+	p := openPhase{start: start, samples: samples, conns: nconns, waited: waited, rate: rate, lateness: lateness}
+	p.elapsed = time.Duration(sent) * period
+	for _, s := range samples {
+		p.lat = append(p.lat, s.lat)
+		if !s.failed {
+			p.ok++
+		}
+	}
+	slices.Sort(p.lat)
+	p.failed, p.firstErr = errs.n, errs.first
+	if ctx.Err() != nil {
+		return p, ctx.Err()
+	}
+	return p, nil
+}
+
+// percentile returns the nearest-rank pct-th percentile of sorted: the
+// smallest recorded value such that at least pct percent of the values are
+// at or below it (sorted[ceil(pct/100*n)-1]). No interpolation: every
+// figure reported is a latency that was actually measured. Zero for none.
+func percentile(sorted []time.Duration, pct float64) time.Duration {
+	n := len(sorted)
+	if n == 0 {
+		return 0
+	}
+	// The small epsilon keeps 99/100*100 from becoming 99.00000000000001.
+	k := int(math.Ceil(pct/100*float64(n) - 1e-9))
+	k = max(1, min(k, n))
+	return sorted[k-1]
+}
+
+// median returns the middle of xs (the mean of the two middle ones for an
+// even count); the rounds of a section are summarised by it so one noisy
+// round does not move the figure.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
+}
+
+// ms converts a duration to milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// fetch gets t once on a fresh connection and returns the status and body,
+// to check before a section that both servers serve the same page.
+func fetch(t target) (int, []byte, error) {
+	c, err := dialHTTP(t)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer c.Close()
+	c.nc.SetDeadline(time.Now().Add(requestTimeout))
+	if _, err := c.nc.Write(t.req); err != nil {
+		return 0, nil, fmt.Errorf("write request to %s: %w", t.addr, err)
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read response from %s: %w", t, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("read body from %s: %w", t, err)
+	}
+	return resp.StatusCode, body, nil
+}

@@ -1,0 +1,210 @@
+// This file owns the scale section: thousands of idle FastCGI keep-alive
+// connections held straight to fpmux's socket, what they cost in memory and
+// goroutines, and whether they slow the requests that do run; and the
+// snapshot of fpmux's resources it shares with the deploys section.
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// snapshot is fpmux's resources at one moment.
+type snapshot struct {
+	goroutines float64
+	fds        fdUse
+	rssKB      int64
+	phpFPM     int
+}
+
+// quietSnapshot pauses, so that pool connections left idle are closed,
+// and takes a snapshot.
+func (b *bench) quietSnapshot(ctx context.Context) (snapshot, error) {
+	if err := b.pause(ctx); err != nil {
+		return snapshot{}, err
+	}
+	return b.snapshot()
+}
+
+func (b *bench) snapshot() (snapshot, error) {
+	pid := b.s.fpmux.pid()
+	var sn snapshot
+	var err error
+	if sn.fds, err = fdsOf(pid, b.s.sock, b.s.adminSock); err != nil {
+		return sn, err
+	}
+	if sn.rssKB, err = rssKB(pid); err != nil {
+		return sn, err
+	}
+	if sn.goroutines, err = b.s.metric("go_goroutines"); err != nil {
+		return sn, err
+	}
+	sn.phpFPM = phpFPMUnder(pid)
+	return sn, nil
+}
+
+// idleConns are raw FastCGI connections held open and idle.
+type idleConns struct {
+	conns  []*fcgiConn
+	failed int
+	first  string
+}
+
+// openIdle opens n keep-alive FastCGI connections straight to fpmux's
+// socket, each doing one hello request, 32 at a time.
+func (b *bench) openIdle(ctx context.Context, n int) *idleConns {
+	req := encodeRequest(1, helloParams(b.s.current), true)
+	ic := &idleConns{conns: make([]*fcgiConn, 0, n)}
+	var mu sync.Mutex
+	next := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range next {
+				c, err := dialFCGI("unix", b.s.sock, req)
+				if err == nil {
+					var resp fcgiResponse
+					resp, err = c.do(requestTimeout)
+					if err == nil && (resp.httpStatus() != 200 || string(resp.body()) != "hello\n") {
+						err = fmt.Errorf("fastcgi hello: status %d, body %.200q", resp.httpStatus(), resp.body())
+					}
+					if err != nil {
+						c.Close()
+					}
+				}
+				mu.Lock()
+				if err != nil {
+					if ic.failed == 0 {
+						ic.first = err.Error()
+					}
+					ic.failed++
+				} else {
+					ic.conns = append(ic.conns, c)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for range n {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- struct{}{}
+	}
+	close(next)
+	wg.Wait()
+	return ic
+}
+
+// closeAll closes the connections and returns how many fpmux still held
+// open.
+func (ic *idleConns) closeAll() int {
+	open := 0
+	for _, c := range ic.conns {
+		if c.open() {
+			open++
+		}
+		c.Close()
+	}
+	ic.conns = nil
+	return open
+}
+
+func (b *bench) scale(ctx context.Context) (*table, error) {
+	n := b.o.idleConns
+	t := &table{
+		title:  fmt.Sprintf("scale: %d idle FastCGI keep-alive connections to fpmux", n),
+		header: []string{"metric", "without idle connections", fmt.Sprintf("with %d idle", n), "with/without or difference", "target", "met?"},
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil {
+		verdict := "enough"
+		if rl.Max < uint64(2*n+100) {
+			verdict = fmt.Sprintf("below the %d this section needs", 2*n+100)
+		}
+		t.note("RLIMIT_NOFILE of the bench: soft %d, hard %d (%s; fpmux inherits it).", rl.Cur, rl.Max, verdict)
+	}
+	via := newTarget(b.s.via, "/hello.php")
+	logf("scale: warm-up %v", b.o.warmup)
+	if p, err := closedLoop(ctx, via, b.o.conns, b.o.warmup); err != nil {
+		return nil, err
+	} else {
+		b.count("scale warm-up", p)
+	}
+	before, err := b.quietSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ic := b.openIdle(ctx, n)
+	var idleFailed int
+	countIdle := func(ic *idleConns) {
+		if ic.failed > 0 {
+			idleFailed += ic.failed
+			b.failed += ic.failed
+			b.failures = append(b.failures, fmt.Sprintf("scale: %d idle-connection requests failed, first: %s", ic.failed, ic.first))
+			logf("scale: %d of the idle connections failed, first: %s", ic.failed, ic.first)
+		}
+	}
+	countIdle(ic)
+	defer func() {
+		if ic != nil {
+			ic.closeAll()
+		}
+	}()
+	time.Sleep(time.Second) // let fpmux settle: the last answers and their pool connections
+	after, err := b.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	held := len(ic.conns)
+	kb := float64(after.rssKB-before.rssKB) / float64(held)
+	b.goPerConn = (after.goroutines - before.goroutines) / float64(held)
+	logf("scale: %d idle connections: RSS %d -> %d KB, goroutines %.0f -> %.0f, fds %d -> %d",
+		held, before.rssKB, after.rssKB, before.goroutines, after.goroutines, before.fds.total, after.fds.total)
+
+	var stillOpen []string
+	hook := func(mode int) error {
+		switch {
+		case mode == 0 && ic == nil:
+			ic = b.openIdle(ctx, n)
+			countIdle(ic)
+			logf("scale: reopened %d idle connections", len(ic.conns))
+		case mode == 1 && ic != nil:
+			held := len(ic.conns)
+			stillOpen = append(stillOpen, fmt.Sprintf("%d/%d", ic.closeAll(), held))
+			ic = nil
+		}
+		return ctx.Err()
+	}
+	res, err := b.ab(ctx, "scale", [2]string{"with", "without"}, [2]target{via, via}, closedRun(b.o.conns), false, hook)
+	if err != nil {
+		return nil, err
+	}
+	w, rawW := summarize(res[0])
+	wo, rawWO := summarize(res[1])
+	t.add("fpmux RSS (MB)", fmtMB(before.rssKB), fmtMB(after.rssKB), fmt.Sprintf("%+.1f MB", float64(after.rssKB-before.rssKB)/1024), "", "")
+	t.add("RSS per idle connection (KB)", "", "", fmt.Sprintf("%.1f", kb), "", "")
+	t.add("go_goroutines", fmt.Sprint(before.goroutines), fmt.Sprint(after.goroutines), fmt.Sprintf("%+.0f (%.2f per connection)", after.goroutines-before.goroutines, b.goPerConn), "", "")
+	t.add("fpmux open fds", fmt.Sprint(before.fds.total), fmt.Sprint(after.fds.total), fmt.Sprintf("%+d", after.fds.total-before.fds.total), "", "")
+	t.add("hello via fpmux, requests/s", fmtRate(wo.rps), fmtRate(w.rps), fmtRatio(w.rps/wo.rps), "", "")
+	t.add("hello via fpmux, p50 (ms)", fmtMS(wo.p50), fmtMS(w.p50), fmtDiffMS(w.p50-wo.p50), "", "")
+	t.add("hello via fpmux, p99 (ms)", fmtMS(wo.p99), fmtMS(w.p99), fmtDiffMS(w.p99-wo.p99), "", "")
+	failed := failedOf(res[0]) + failedOf(res[1]) + idleFailed
+	t.add("failed requests", fmt.Sprint(failedOf(res[1])), fmt.Sprint(failedOf(res[0])+idleFailed), "", "0", met(failed == 0))
+	t.note("Each idle connection did one GET /hello.php with FCGI_KEEP_CONN and then stayed open; RSS is VmRSS, after 1 s of quiet. %d of %d connections opened.", held, n)
+	t.note("Load: closed loop, %d connections through nginx, medians over %d rounds of %v, with and without alternating. Per round, with: %s.", b.o.conns, b.o.rounds, b.o.duration, rawW)
+	t.note("Per round, without: %s.", rawWO)
+	if len(stillOpen) > 0 {
+		t.note("Idle connections fpmux still held open when each with-phase ended: %s.", strings.Join(stillOpen, ", "))
+	}
+	return t, nil
+}
+
+func fmtMB(kb int64) string { return fmt.Sprintf("%.1f", float64(kb)/1024) }

@@ -1,0 +1,622 @@
+// This file owns the stack a run measures: a temp dir with the releases, a
+// built fpmux serving from it, nginx in front with one server straight to
+// the pool and one through fpmux, the admin calls that deploy releases, and
+// stopping all of it on every way out.
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fpmux/fpmux/pool"
+)
+
+// stackOptions configures a stack.
+type stackOptions struct {
+	fpmuxBin     string // empty: build ./cmd/fpmux from the module root
+	nginxWorkers string // nginx's worker_processes
+	children     int    // pm.max_children of every pool
+	keep         bool   // leave the temp dir behind
+}
+
+// stack is everything one run starts. Paths are under dir.
+type stack struct {
+	o         stackOptions
+	dir       string
+	fpmuxBin  string
+	phpFPM    string
+	nginxBin  string
+	sock      string // fpmux's FastCGI socket
+	adminSock string
+	metrics   string // host:port
+	stateDir  string
+	releases  string // the allowed root
+	current   string // fpmux's docroot, a symlink to releases/r1
+	direct    string // nginx host:port straight to r1's pool
+	via       string // nginx host:port through fpmux
+	fpmuxLog  string
+
+	fpmux, nginx *proc
+	admin        *http.Client
+
+	mu    sync.Mutex
+	pgids map[int]bool // process groups of every php-fpm master deployed
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// newStack makes the temp dir and finds or builds the binaries. Nothing runs
+// yet; close removes what it made.
+func newStack(o stackOptions) (*stack, error) {
+	phpFPM, err := pool.FindBinary()
+	if err != nil {
+		return nil, fmt.Errorf("find php-fpm: %w", err)
+	}
+	nginxBin, err := findNginx()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "fpmux-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("make temp dir: %w", err)
+	}
+	// php-fpm's children run as www-data when the bench runs as root.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("chmod temp dir %s: %w", dir, err)
+	}
+	s := &stack{
+		o:         o,
+		dir:       dir,
+		phpFPM:    phpFPM,
+		nginxBin:  nginxBin,
+		sock:      filepath.Join(dir, "fpmux.sock"),
+		adminSock: filepath.Join(dir, "admin.sock"),
+		stateDir:  filepath.Join(dir, "state"),
+		releases:  filepath.Join(dir, "www", "releases"),
+		current:   filepath.Join(dir, "www", "current"),
+		fpmuxLog:  filepath.Join(dir, "fpmux.log"),
+		pgids:     map[int]bool{},
+	}
+	s.admin = &http.Client{
+		Timeout: 120 * time.Second,
+		Transport: &http.Transport{
+			// No kept connection: an idle admin connection would show up in
+			// fpmux's goroutine and descriptor counts.
+			DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", s.adminSock)
+			},
+		},
+	}
+	s.fpmuxBin = o.fpmuxBin
+	if s.fpmuxBin == "" {
+		s.fpmuxBin = filepath.Join(dir, "fpmux")
+		if err := buildFpmux(s.fpmuxBin); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func findNginx() (string, error) {
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("find nginx: not on PATH nor in /usr/sbin")
+}
+
+// moduleRoot walks up from the working directory to the go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find module root: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("find module root: no go.mod above the working directory; pass -fpmux")
+		}
+		dir = parent
+	}
+}
+
+func buildFpmux(out string) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	logf("building fpmux from %s", root)
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/fpmux")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/fpmux in %s: %w\n%s", root, err, b)
+	}
+	return nil
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// start writes release r1 (the hello page and the framework app), starts
+// fpmux, deploys r1 and starts nginx.
+func (s *stack) start(ctx context.Context) error {
+	for _, d := range []string{filepath.Dir(s.releases), s.releases} {
+		if err := mkdir(d); err != nil {
+			return err
+		}
+	}
+	r1 := filepath.Join(s.releases, "r1")
+	if err := writeHelloRelease(r1); err != nil {
+		return err
+	}
+	if _, err := writeFramework(filepath.Join(r1, "fw")); err != nil {
+		return err
+	}
+	if err := os.Symlink("releases/r1", s.current); err != nil {
+		return fmt.Errorf("link %s: %w", s.current, err)
+	}
+	if err := s.startFpmux(ctx); err != nil {
+		return err
+	}
+	if _, _, err := s.deploy(ctx, "r1", r1); err != nil {
+		return err
+	}
+	return s.startNginx(ctx)
+}
+
+func (s *stack) startFpmux(ctx context.Context) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.metrics = fmt.Sprintf("127.0.0.1:%d", port)
+	// pm static: the default pool is dynamic, whose spare-server settings
+	// are dropped (null) since they mean nothing to a static pool.
+	cfg := fmt.Sprintf(`listen: unix:%s
+admin: unix:%s
+metrics: %s
+state_dir: %s
+docroot: %s
+allowed_roots: [%s]
+drain_timeout: 30s
+php_fpm:
+  binary: %s
+  pool:
+    pm: static
+    pm.max_children: "%d"
+    pm.start_servers: null
+    pm.min_spare_servers: null
+    pm.max_spare_servers: null
+`, s.sock, s.adminSock, s.metrics, s.stateDir, s.current, s.releases, s.phpFPM, s.o.children)
+	cfgPath := filepath.Join(s.dir, "fpmux.yaml")
+	if err := writeFile(cfgPath, cfg); err != nil {
+		return err
+	}
+	logFile, err := os.Create(s.fpmuxLog)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", s.fpmuxLog, err)
+	}
+	defer logFile.Close() // the child has its own copy
+	cmd := exec.Command(s.fpmuxBin, "serve", "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	p, err := startProc("fpmux", cmd)
+	if err != nil {
+		return err
+	}
+	s.fpmux = p
+	logf("fpmux started (pid %d), log %s", p.pid(), s.fpmuxLog)
+	return waitFor(ctx, "fpmux admin API", 20*time.Second, func() (bool, error) {
+		if p.exited() {
+			return false, fmt.Errorf("fpmux exited at start: %s", s.logTail(20))
+		}
+		_, err := s.releaseList(ctx)
+		return err == nil, nil
+	})
+}
+
+// nginxConf is the whole nginx config: two servers that differ only in their
+// root and the way to php-fpm.
+const nginxConf = `{{user}}
+master_process on;
+worker_processes {{workers}};
+pid {{dir}}/nginx.pid;
+error_log {{dir}}/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    # The client keeps its connections for a whole phase.
+    keepalive_requests 1000000;
+    client_body_temp_path {{dir}}/tmp/body;
+    fastcgi_temp_path {{dir}}/tmp/fastcgi;
+    proxy_temp_path {{dir}}/tmp/proxy;
+    uwsgi_temp_path {{dir}}/tmp/uwsgi;
+    scgi_temp_path {{dir}}/tmp/scgi;
+
+    # As config/examples/nginx.conf recommends.
+    upstream fpmux {
+        server unix:{{sock}};
+        keepalive 32;
+    }
+
+    # direct: nginx straight to release r1's php-fpm pool, one connection
+    # per request, the usual way to run php-fpm.
+    server {
+        listen {{direct}};
+        root {{releases}}/r1;
+        location ~ \.php$ {
+            include {{params}};
+            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+            fastcgi_param HTTP_PROXY "";
+            fastcgi_pass unix:{{poolsock}};
+            fastcgi_connect_timeout 5s;
+            fastcgi_read_timeout 60s;
+        }
+    }
+
+    # via fpmux: the docroot fpmux rewrites, kept-alive connections to fpmux.
+    server {
+        listen {{via}};
+        root {{current}};
+        location ~ \.php$ {
+            include {{params}};
+            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+            fastcgi_param HTTP_PROXY "";
+            fastcgi_pass fpmux;
+            fastcgi_keep_conn on;
+            fastcgi_connect_timeout 5s;
+            fastcgi_read_timeout 60s;
+        }
+    }
+}
+`
+
+func (s *stack) startNginx(ctx context.Context) error {
+	const params = "/etc/nginx/fastcgi_params"
+	if _, err := os.Stat(params); err != nil {
+		return fmt.Errorf("nginx fastcgi params: %w", err)
+	}
+	dir := filepath.Join(s.dir, "nginx")
+	for _, d := range []string{dir, filepath.Join(dir, "tmp")} {
+		if err := mkdir(d); err != nil {
+			return err
+		}
+	}
+	p1, err := freePort()
+	if err != nil {
+		return err
+	}
+	p2, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.direct, s.via = fmt.Sprintf("127.0.0.1:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;" // the pool's socket is root's, mode 0600
+	}
+	conf := strings.NewReplacer(
+		"{{user}}", user,
+		"{{workers}}", s.o.nginxWorkers,
+		"{{dir}}", dir,
+		"{{sock}}", s.sock,
+		"{{direct}}", s.direct,
+		"{{via}}", s.via,
+		"{{releases}}", s.releases,
+		"{{current}}", s.current,
+		"{{params}}", params,
+		"{{poolsock}}", filepath.Join(s.stateDir, "pools", "r1", "fpm.sock"),
+	).Replace(nginxConf)
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := writeFile(confPath, conf); err != nil {
+		return err
+	}
+	out, err := os.Create(filepath.Join(dir, "stderr.log"))
+	if err != nil {
+		return fmt.Errorf("create nginx stderr log: %w", err)
+	}
+	defer out.Close()
+	cmd := exec.Command(s.nginxBin, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
+	cmd.Stdout, cmd.Stderr = out, out
+	p, err := startProc("nginx", cmd)
+	if err != nil {
+		return err
+	}
+	s.nginx = p
+	logf("nginx started (pid %d): direct http://%s, via fpmux http://%s", p.pid(), s.direct, s.via)
+	return waitFor(ctx, "nginx", 10*time.Second, func() (bool, error) {
+		if p.exited() {
+			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			return false, fmt.Errorf("nginx exited at start: %s", b)
+		}
+		for _, a := range []string{s.direct, s.via} {
+			c, err := net.Dial("tcp", a)
+			if err != nil {
+				return false, nil
+			}
+			c.Close()
+		}
+		return true, nil
+	})
+}
+
+// waitFor polls cond every 20ms until it holds, fails, or bound passes.
+func waitFor(ctx context.Context, what string, bound time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(bound)
+	for {
+		ok, err := cond()
+		if err != nil {
+			return fmt.Errorf("wait for %s: %w", what, err)
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("wait for %s: not there after %v", what, bound)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s: %w", what, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// release is the part of the admin API's release the bench reads.
+type release struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+	Pool  *struct {
+		Pid int `json:"pid"`
+	} `json:"pool"`
+}
+
+// deploy registers and activates a release and returns how long the admin
+// POST took to answer 201: deploy to active.
+func (s *stack) deploy(ctx context.Context, id, root string) (time.Duration, release, error) {
+	body, _ := json.Marshal(map[string]any{"id": id, "root": root, "activate": true})
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://fpmux/v1/releases", bytes.NewReader(body))
+	if err != nil {
+		return 0, release{}, fmt.Errorf("deploy %s: %w", id, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	resp, err := s.admin.Do(req)
+	if err != nil {
+		return 0, release{}, fmt.Errorf("deploy %s: %w", id, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	if err != nil {
+		return took, release{}, fmt.Errorf("deploy %s: read answer: %w", id, err)
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return took, release{}, fmt.Errorf("deploy %s: %s: %s", id, resp.Status, bytes.TrimSpace(b))
+	}
+	var r release
+	if err := json.Unmarshal(b, &r); err != nil {
+		return took, r, fmt.Errorf("deploy %s: decode answer: %w", id, err)
+	}
+	if r.Pool != nil && r.Pool.Pid > 0 {
+		s.mu.Lock()
+		s.pgids[r.Pool.Pid] = true // the master leads its own process group
+		s.mu.Unlock()
+	}
+	return took, r, nil
+}
+
+func (s *stack) releaseList(ctx context.Context) ([]release, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://fpmux/v1/releases", nil)
+	if err != nil {
+		return nil, fmt.Errorf("list releases: %w", err)
+	}
+	resp, err := s.admin.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("list releases: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("list releases: %s %v: %s", resp.Status, err, b)
+	}
+	var rs []release
+	if err := json.Unmarshal(b, &rs); err != nil {
+		return nil, fmt.Errorf("list releases: decode: %w", err)
+	}
+	return rs, nil
+}
+
+// metric reads one unlabelled sample from fpmux's /metrics.
+func (s *stack) metric(name string) (float64, error) {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + s.metrics + "/metrics")
+	if err != nil {
+		return 0, fmt.Errorf("read metric %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				return 0, fmt.Errorf("read metric %s: %w", name, err)
+			}
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("read metric %s: not in /metrics", name)
+}
+
+// logTail returns the last n lines of fpmux's log.
+func (s *stack) logTail(n int) string {
+	b, _ := os.ReadFile(s.fpmuxLog)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// close stops nginx (SIGQUIT), then fpmux (SIGTERM, which stops its pools),
+// checks that no php-fpm or nginx of the temp dir is left (killing any
+// such process group, which is then an error), and removes the temp dir
+// unless asked to keep it. Calling it again returns the first result.
+func (s *stack) close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.nginx != nil {
+			errs = append(errs, s.nginx.stop(syscall.SIGQUIT, 15*time.Second))
+		}
+		if s.fpmux != nil {
+			errs = append(errs, s.fpmux.stop(syscall.SIGTERM, 60*time.Second))
+		}
+		errs = append(errs, s.reapLeftovers())
+		s.closeErr = errors.Join(errs...)
+		if s.closeErr != nil && s.fpmux != nil {
+			logf("fpmux log, last lines:\n%s", s.logTail(30))
+		}
+		if s.o.keep {
+			logf("kept %s", s.dir)
+		} else {
+			os.RemoveAll(s.dir)
+		}
+	})
+	return s.closeErr
+}
+
+// leftovers lists live processes of this run: in a php-fpm master's or
+// nginx's process group, or with the temp dir on their command line.
+func (s *stack) leftovers() []procInfo {
+	s.mu.Lock()
+	groups := map[int]bool{}
+	for g := range s.pgids {
+		groups[g] = true
+	}
+	s.mu.Unlock()
+	if s.nginx != nil {
+		groups[s.nginx.pid()] = true
+	}
+	self := os.Getpid()
+	var left []procInfo
+	for _, p := range processes() {
+		if p.pid != self && (groups[p.pgrp] || strings.Contains(p.cmdline, s.dir)) {
+			left = append(left, p)
+		}
+	}
+	return left
+}
+
+// reapLeftovers waits up to 10 s for the run's processes to go, then kills
+// the process groups of any still there and reports them.
+func (s *stack) reapLeftovers() error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := s.leftovers()
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			var desc []string
+			for _, p := range left {
+				desc = append(desc, fmt.Sprintf("%d (pgrp %d) %s", p.pid, p.pgrp, p.cmdline))
+				if p.pgrp > 1 && p.pgrp != syscall.Getpgrp() {
+					syscall.Kill(-p.pgrp, syscall.SIGKILL)
+				}
+				syscall.Kill(p.pid, syscall.SIGKILL)
+			}
+			return fmt.Errorf("processes outlived the run and were killed: %s", strings.Join(desc, "; "))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// proc is one child process the bench started, in its own process group
+// (so a Ctrl-C at the terminal reaches only the bench, which stops the
+// children in order). One goroutine waits for it.
+type proc struct {
+	name     string
+	cmd      *exec.Cmd
+	done     chan struct{}
+	stopOnce sync.Once
+	stopErr  error
+}
+
+func startProc(name string, cmd *exec.Cmd) (*proc, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends sig and waits up to bound for the process to exit, then kills
+// its process group; that, or an exit before being asked, is an error.
+func (p *proc) stop(sig syscall.Signal, bound time.Duration) error {
+	p.stopOnce.Do(func() {
+		if p.exited() {
+			p.stopErr = fmt.Errorf("%s had exited before the end of the run: %v", p.name, p.cmd.ProcessState)
+			return
+		}
+		logf("stopping %s (pid %d) with %v", p.name, p.pid(), sig)
+		p.cmd.Process.Signal(sig)
+		select {
+		case <-p.done:
+			if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.ExitStatus() != 0 {
+				p.stopErr = fmt.Errorf("%s exited with %v after %v", p.name, p.cmd.ProcessState, sig)
+			}
+		case <-time.After(bound):
+			syscall.Kill(-p.pid(), syscall.SIGKILL)
+			<-p.done
+			p.stopErr = fmt.Errorf("%s did not exit within %v of %v; killed", p.name, bound, sig)
+		}
+	})
+	return p.stopErr
+}

@@ -1,0 +1,339 @@
+// This file owns the sections: what each workload runs, in which order,
+// and how its figures become a table. Modes alternate A B A B so that drift
+// in a noisy machine falls on both alike, and each section reports the
+// median over its rounds.
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+	"time"
+)
+
+// bench is one run: its options, its stack, and what sections hand on to
+// later ones.
+type bench struct {
+	o   options
+	s   *stack
+	out func(*table) // prints a finished section
+
+	failed   int      // failed requests (and deploys) over the run
+	failures []string // a sample message per section that had any
+
+	saturation      float64 // direct hello throughput (req/s), for the open-loop rate
+	goPerConn       float64 // fpmux goroutines per idle front connection, from scale
+	maxPoolAtDirect int     // fpmux's pool connections seen at the start of a direct phase
+}
+
+// sections in the order they run: the first three compare both modes on
+// release r1; switch and deploys replace r1, so they come after.
+var sectionNames = []string{"hello", "rate", "framework", "switch", "scale", "deploys"}
+
+func (b *bench) run(ctx context.Context) error {
+	if err := b.checkPages(); err != nil {
+		return err
+	}
+	for _, name := range sectionNames {
+		if !b.o.only[name] {
+			continue
+		}
+		logf("section %s", name)
+		var t *table
+		var err error
+		switch name {
+		case "hello":
+			t, err = b.closedSection(ctx, "hello", "/hello.php", 0.95)
+		case "rate":
+			t, err = b.rate(ctx)
+		case "framework":
+			t, err = b.closedSection(ctx, "framework", "/fw/index.php", 0.98)
+		case "switch":
+			t, err = b.switches(ctx)
+		case "scale":
+			t, err = b.scale(ctx)
+		case "deploys":
+			t, err = b.deploys(ctx)
+		}
+		if t != nil {
+			b.out(t)
+		}
+		if err != nil {
+			return fmt.Errorf("section %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// checkPages makes sure both servers answer each page alike before
+// anything is measured.
+func (b *bench) checkPages() error {
+	for _, path := range []string{"/hello.php", "/fw/index.php"} {
+		var bodies [2][]byte
+		for i, addr := range []string{b.s.direct, b.s.via} {
+			code, body, err := fetch(newTarget(addr, path))
+			if err != nil {
+				return fmt.Errorf("check %s: %w", path, err)
+			}
+			if code != 200 {
+				return fmt.Errorf("check http://%s%s: status %d: %.300s", addr, path, code, body)
+			}
+			bodies[i] = body
+		}
+		if string(bodies[0]) != string(bodies[1]) {
+			return fmt.Errorf("check %s: direct and via fpmux answer differently:\n%.300s\n---\n%.300s", path, bodies[0], bodies[1])
+		}
+	}
+	return nil
+}
+
+// count adds a phase's failures to the run's.
+func (b *bench) count(what string, p phase) {
+	if p.failed > 0 {
+		b.failed += p.failed
+		b.failures = append(b.failures, fmt.Sprintf("%s: %d failed, first: %s", what, p.failed, p.firstErr))
+		logf("%s: %d requests failed, first: %s", what, p.failed, p.firstErr)
+	}
+}
+
+// pause sleeps between phases, long enough for fpmux to close the pool
+// connections a via-fpmux phase left idle (it closes those unused for 2 s),
+// so a direct phase finds every php-fpm child free. Every phase gets it,
+// whatever mode came before.
+func (b *bench) pause(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(b.o.pause):
+		return nil
+	}
+}
+
+// runFunc runs one phase of load against t for d.
+type runFunc func(ctx context.Context, t target, d time.Duration) (phase, error)
+
+func closedRun(conns int) runFunc {
+	return func(ctx context.Context, t target, d time.Duration) (phase, error) {
+		return closedLoop(ctx, t, conns, d)
+	}
+}
+
+// ab runs modes 0 and 1 alternately for the rounds, each phase preceded by
+// hook(mode) (may be nil) and the pause; with warm, each mode first gets an
+// unmeasured warm-up. It returns the phases by mode.
+func (b *bench) ab(ctx context.Context, section string, names [2]string, targets [2]target, run runFunc, warm bool, hook func(mode int) error) ([2][]phase, error) {
+	var res [2][]phase
+	if warm {
+		for m := range 2 {
+			logf("%s: warm-up %s %v", section, names[m], b.o.warmup)
+			p, err := run(ctx, targets[m], b.o.warmup)
+			if err != nil {
+				return res, err
+			}
+			b.count(section+" warm-up "+names[m], p)
+		}
+	}
+	for r := range b.o.rounds {
+		for m := range 2 {
+			if hook != nil {
+				if err := hook(m); err != nil {
+					return res, err
+				}
+			}
+			if err := b.pause(ctx); err != nil {
+				return res, err
+			}
+			if targets[m].addr == b.s.direct {
+				b.notePoolConns()
+			}
+			p, err := run(ctx, targets[m], b.o.duration)
+			if err != nil {
+				return res, err
+			}
+			b.count(fmt.Sprintf("%s round %d %s", section, r+1, names[m]), p)
+			logf("%s: round %d/%d %-8s %7.0f req/s  p50 %.2f ms  p99 %.2f ms  failed %d",
+				section, r+1, b.o.rounds, names[m], p.rps(), ms(p.p50()), ms(p.p99()), p.failed)
+			res[m] = append(res[m], p)
+		}
+	}
+	return res, nil
+}
+
+// notePoolConns records how many connections to php-fpm fpmux still holds
+// as a direct phase starts: each pins a php-fpm child the direct phase then
+// cannot use.
+func (b *bench) notePoolConns() {
+	u, err := fdsOf(b.s.fpmux.pid(), b.s.sock, b.s.adminSock)
+	if err != nil {
+		logf("count fpmux's pool connections: %v", err)
+		return
+	}
+	if u.pool > 0 {
+		logf("fpmux holds %d connections to php-fpm as a direct phase starts", u.pool)
+	}
+	b.maxPoolAtDirect = max(b.maxPoolAtDirect, u.pool)
+}
+
+// summary is the median of each figure over a mode's rounds.
+type summary struct{ rps, p50, p99 float64 }
+
+func summarize(ps []phase) (summary, string) {
+	var rps, p50, p99 []float64
+	var raw []string
+	for _, p := range ps {
+		rps = append(rps, p.rps())
+		p50 = append(p50, ms(p.p50()))
+		p99 = append(p99, ms(p.p99()))
+		raw = append(raw, fmt.Sprintf("%.0f req/s %.2f/%.2f ms", p.rps(), ms(p.p50()), ms(p.p99())))
+	}
+	return summary{median(rps), median(p50), median(p99)}, strings.Join(raw, "; ")
+}
+
+var modeNames = [2]string{"direct", "fpmux"}
+
+func (b *bench) targets(path string) [2]target {
+	return [2]target{newTarget(b.s.direct, path), newTarget(b.s.via, path)}
+}
+
+// closedSection is hello and framework: a closed loop at -c connections,
+// direct against via fpmux, with a floor on the throughput ratio.
+func (b *bench) closedSection(ctx context.Context, name, path string, minRatio float64) (*table, error) {
+	res, err := b.ab(ctx, name, modeNames, b.targets(path), closedRun(b.o.conns), true, nil)
+	if err != nil {
+		return nil, err
+	}
+	d, rawD := summarize(res[0])
+	f, rawF := summarize(res[1])
+	if name == "hello" {
+		b.saturation = d.rps
+	}
+	ratio := f.rps / d.rps
+	t := &table{
+		title:  fmt.Sprintf("%s: GET %s, closed loop, %d keep-alive connections", name, path, b.o.conns),
+		header: []string{"metric", "direct", "fpmux", "fpmux/direct or difference", "target", "met?"},
+	}
+	t.add("requests/s", fmtRate(d.rps), fmtRate(f.rps), fmtRatio(ratio), fmt.Sprintf(">= %.2f", minRatio), met(ratio >= minRatio))
+	t.add("p50 latency (ms)", fmtMS(d.p50), fmtMS(f.p50), fmtDiffMS(f.p50-d.p50), "", "")
+	t.add("p99 latency (ms)", fmtMS(d.p99), fmtMS(f.p99), fmtDiffMS(f.p99-d.p99), "", "")
+	t.add("failed requests", fmt.Sprint(failedOf(res[0])), fmt.Sprint(failedOf(res[1])), "", "0", met(failedOf(res[0])+failedOf(res[1]) == 0))
+	t.note("Medians over %d rounds of %v each, modes alternating. Per round, direct: %s.", b.o.rounds, b.o.duration, rawD)
+	t.note("Per round, fpmux: %s.", rawF)
+	if name == "framework" {
+		if _, body, err := fetch(newTarget(b.s.via, path)); err == nil {
+			t.note("The page loads %d PHP files (autoloader, bootstrap chain, %d interfaces, %d traits, %d classes) and answers %d bytes of HTML.",
+				2+chainFiles+contracts+concerns+models, contracts, concerns, models, len(body))
+		}
+	}
+	return t, nil
+}
+
+func failedOf(ps []phase) int {
+	n := 0
+	for _, p := range ps {
+		n += p.failed
+	}
+	return n
+}
+
+// maxOpenConns bounds the connections of an open-loop client; past it a
+// request waits, and the table says how often.
+const maxOpenConns = 2048
+
+// openRate is the open-loop rate: -rate, or half the direct hello
+// saturation, measured now when the hello section did not run.
+func (b *bench) openRate(ctx context.Context) (float64, error) {
+	if b.o.rate > 0 {
+		return b.o.rate, nil
+	}
+	if b.saturation == 0 {
+		t := newTarget(b.s.direct, "/hello.php")
+		logf("measuring direct hello saturation for the open-loop rate")
+		if _, err := closedLoop(ctx, t, b.o.conns, b.o.warmup); err != nil {
+			return 0, err
+		}
+		if err := b.pause(ctx); err != nil {
+			return 0, err
+		}
+		p, err := closedLoop(ctx, t, b.o.conns, b.o.duration)
+		if err != nil {
+			return 0, err
+		}
+		b.count("saturation", p)
+		b.saturation = p.rps()
+	}
+	return math.Round(b.saturation / 2), nil
+}
+
+func openRun(rate float64, info *[]openPhase) runFunc {
+	return func(ctx context.Context, t target, d time.Duration) (phase, error) {
+		p, err := openLoop(ctx, t, rate, d, maxOpenConns)
+		*info = append(*info, p)
+		return p.phase, err
+	}
+}
+
+func (b *bench) rate(ctx context.Context) (*table, error) {
+	rate, err := b.openRate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var info []openPhase
+	res, err := b.ab(ctx, "rate", modeNames, b.targets("/hello.php"), openRun(rate, &info), true, nil)
+	if err != nil {
+		return nil, err
+	}
+	d, rawD := summarize(res[0])
+	f, rawF := summarize(res[1])
+	t := &table{
+		title:  fmt.Sprintf("rate: GET /hello.php, open loop at %.0f req/s", rate),
+		header: []string{"metric", "direct", "fpmux", "fpmux/direct or difference", "target", "met?"},
+	}
+	t.add("p50 latency (ms)", fmtMS(d.p50), fmtMS(f.p50), fmtDiffMS(f.p50-d.p50), "<= +0.30 ms", met(f.p50-d.p50 <= 0.3))
+	t.add("p99 latency (ms)", fmtMS(d.p99), fmtMS(f.p99), fmtDiffMS(f.p99-d.p99), "<= +0.30 ms", met(f.p99-d.p99 <= 0.3))
+	t.add("failed requests", fmt.Sprint(failedOf(res[0])), fmt.Sprint(failedOf(res[1])), "", "0", met(failedOf(res[0])+failedOf(res[1]) == 0))
+	conns, waited, late := 0, 0, time.Duration(0)
+	for _, p := range info {
+		conns, waited, late = max(conns, p.conns), waited+p.waited, max(late, p.lateness)
+	}
+	src := "half the direct hello saturation"
+	if b.o.rate > 0 {
+		src = "-rate"
+	}
+	t.note("Rate: %s. Latency counts from each request's intended start. Medians over %d rounds of %v. Per round, direct: %s.", src, b.o.rounds, b.o.duration, rawD)
+	t.note("Per round, fpmux: %s.", rawF)
+	t.note("Over all phases, warm-ups included, the client used up to %d connections; a request waited for a connection %d times; the dispatcher was at most %.2f ms late.", conns, waited, ms(late))
+	return t, nil
+}
+
+// logSummary counts fpmux's warnings and errors and quotes the first few,
+// since a bench run is also a test of how fpmux behaves under load.
+func logSummary(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("fpmux log unreadable: %v", err)
+	}
+	var warn, errs int
+	var samples []string
+	for _, line := range strings.Split(string(b), "\n") {
+		isErr := strings.Contains(line, "level=ERROR")
+		if !isErr && !strings.Contains(line, "level=WARN") {
+			continue
+		}
+		if isErr {
+			errs++
+		} else {
+			warn++
+		}
+		if len(samples) < 5 {
+			samples = append(samples, "    "+line)
+		}
+	}
+	s := fmt.Sprintf("fpmux log: %d warnings, %d errors", warn, errs)
+	if len(samples) > 0 {
+		s += "; first:\n" + strings.Join(samples, "\n")
+	}
+	return s
+}
