@@ -13,101 +13,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// benchApp is a FastCGI application that answers every request with the
-// same prebuilt response, without allocating.
-type benchApp struct {
-	ln   net.Listener
-	resp []byte // one whole response for request id 1: STDOUT records, empty STDOUT, END_REQUEST
-	// repeat, when > 1, sends resp's STDOUT records that many times
-	// before the end: how a large response is made without holding it.
-	body   []byte
-	repeat int
-	tail   []byte
-	done   chan struct{}
-}
-
-func startBenchApp(b *testing.B, resp []byte, repeat int) *benchApp {
-	b.Helper()
-	ln, err := net.Listen("unix", filepath.Join(b.TempDir(), "app.sock"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	a := &benchApp{ln: ln, resp: resp, repeat: repeat, done: make(chan struct{})}
-	if repeat > 1 {
-		var tail bytes.Buffer
-		writeRecord(&tail, typeStdout, 1, nil)
-		writeEndRequest(&tail, 1, 0, statusRequestComplete)
-		a.body, a.tail = resp, tail.Bytes()
-	}
-	go a.serve()
-	b.Cleanup(func() {
-		ln.Close()
-		<-a.done
-	})
-	return a
-}
-
-func (a *benchApp) serve() {
-	defer close(a.done)
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for {
-		c, err := a.ln.Accept()
-		if err != nil {
-			return
-		}
-		conns = append(conns, c)
-		go a.serveConn(c)
-	}
-}
-
-func (a *benchApp) serveConn(c net.Conn) {
-	defer c.Close()
-	rr := newRecordReader(c)
-	keep := true
-	for {
-		h, content, err := rr.next()
-		if err != nil {
-			return
-		}
-		switch {
-		case h.Type == typeBeginRequest:
-			br, _ := parseBeginRequest(content)
-			keep = br.KeepConn
-		case h.Type == typeStdin && len(content) == 0:
-			if err := a.respond(c); err != nil || !keep {
-				return
-			}
-		}
-	}
-}
-
-func (a *benchApp) respond(w io.Writer) error {
-	if a.repeat <= 1 {
-		_, err := w.Write(a.resp)
-		return err
-	}
-	for range a.repeat {
-		if _, err := w.Write(a.body); err != nil {
-			return err
-		}
-	}
-	_, err := w.Write(a.tail)
-	return err
-}
 
 // benchClient is a web server's side of one kept-alive connection.
 type benchClient struct {
@@ -184,24 +95,16 @@ func benchRequest(bodyLen int, keep bool) []byte {
 	return request(1, keep, strings.Repeat("x", bodyLen), kv...)
 }
 
-// smallResponse is a typical PHP page of n bytes, as php-fpm frames it.
-func smallResponse(n int) []byte {
-	var b bytes.Buffer
-	writeStream(&b, typeStdout, 1, []byte("X-Powered-By: PHP/8.2\r\nContent-type: text/html; charset=UTF-8\r\n\r\n"+strings.Repeat("h", n)))
-	writeRecord(&b, typeStdout, 1, nil)
-	writeEndRequest(&b, 1, 0, statusRequestComplete)
-	return b.Bytes()
-}
-
 // benchServer runs a Server in front of app and returns its address.
-func benchServer(b *testing.B, app *benchApp) string {
+func benchServer(b *testing.B, app *recordApp) string {
 	b.Helper()
-	router := &benchRouter{pin: Pin{Release: "r7", Root: "/srv/releases/r7", Backend: NewBackend("unix", app.ln.Addr().String(), 8)}}
+	network, addr := app.addr()
+	router := &benchRouter{pin: Pin{Release: "r7", Root: "/srv/releases/r7", Backend: NewBackend(network, addr, 8)}}
 	s, err := NewServer(Options{Docroot: testDocroot, Router: router})
 	if err != nil {
 		b.Fatal(err)
 	}
-	addr, served := serveUnix(b, s)
+	front, served := serveUnix(b, s)
 	b.Cleanup(func() {
 		s.Shutdown(b.Context())
 		if err := <-served; !errors.Is(err, ErrServerClosed) {
@@ -209,7 +112,7 @@ func benchServer(b *testing.B, app *benchApp) string {
 		}
 		router.pin.Backend.Close()
 	})
-	return addr
+	return front
 }
 
 // benchRouter pins every request to one release and counts nothing, so
@@ -237,8 +140,8 @@ func cpuTime() time.Duration {
 func BenchmarkRelay(b *testing.B) {
 	for _, mode := range []string{"direct", "fpmux"} {
 		b.Run(mode, func(b *testing.B) {
-			app := startBenchApp(b, smallResponse(1024), 1)
-			addr := app.ln.Addr().String()
+			app := startRecordApp(b, "unix", recordAppOptions{resp: pageResponse(strings.Repeat("h", 1024))})
+			_, addr := app.addr()
 			if mode == "fpmux" {
 				addr = benchServer(b, app)
 			}
@@ -272,8 +175,8 @@ func BenchmarkRelayLargeResponse(b *testing.B) {
 	repeat := size / chunk.Len()
 	for _, mode := range []string{"direct", "fpmux"} {
 		b.Run(mode, func(b *testing.B) {
-			app := startBenchApp(b, chunk.Bytes(), repeat)
-			addr := app.ln.Addr().String()
+			app := startRecordApp(b, "unix", recordAppOptions{resp: chunk.Bytes(), repeat: repeat})
+			_, addr := app.addr()
 			if mode == "fpmux" {
 				addr = benchServer(b, app)
 			}

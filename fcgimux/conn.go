@@ -321,6 +321,7 @@ func (c *conn) startRelay() {
 	}
 	c.phase = phaseRelaying
 	c.rel.reset(pin, bc)
+	c.rel.idempotent = bc.reused && idempotent(c.params)
 	c.relActive = true
 }
 
@@ -360,6 +361,9 @@ func (c *conn) flushUp() {
 		case err != nil:
 			r.upFailed(err)
 		case c.stdinDone:
+			if !r.running {
+				r.resend = c.up // sent whole: kept for retry
+			}
 			r.bodySent()
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"path"
+	"strings"
 	"testing"
 )
 
@@ -65,6 +67,26 @@ func FuzzRewriteParams(f *testing.F) {
 		}
 		if got["FPMUX_RELEASE"] != "42" {
 			t.Fatalf("FPMUX_RELEASE = %q", got["FPMUX_RELEASE"])
+		}
+	})
+}
+
+// FuzzUnderDocroot checks the byte-level path check against path.Clean:
+// a path is under the docroot exactly when its cleaned form is.
+func FuzzUnderDocroot(f *testing.F) {
+	for _, s := range []string{"/var/www/app/current/index.php", "/var/www/app/current/../x", "//var/www/app/current/./a/", "/var/www/app/current2"} {
+		f.Add(s)
+	}
+	const docroot = "/var/www/app/current"
+	f.Fuzz(func(t *testing.T, s string) {
+		rest, ok := underDocroot([]byte(s), docroot)
+		c := path.Clean(s)
+		wantOK := strings.HasPrefix(s, "/") && (c == docroot || strings.HasPrefix(c, docroot+"/"))
+		if ok != wantOK {
+			t.Fatalf("underDocroot(%q) ok=%v, path.Clean gives %q", s, ok, c)
+		}
+		if ok && docroot+string(rest) != c {
+			t.Fatalf("underDocroot(%q) rest %q, path.Clean gives %q", s, rest, c)
 		}
 	})
 }

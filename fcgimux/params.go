@@ -141,6 +141,26 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 	return dst, ends, nil
 }
 
+// idempotent tells whether the request's REQUEST_METHOD is one RFC 9110
+// calls idempotent, so that sending it twice is safe.
+func idempotent(params []byte) bool {
+	ok := false
+	eachPair(params, func(name, value []byte) error {
+		if string(name) != "REQUEST_METHOD" {
+			return nil
+		}
+		switch string(value) {
+		case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+			ok = true
+		}
+		return errStop
+	})
+	return ok
+}
+
+// errStop ends an eachPair walk early.
+var errStop = errors.New("stop")
+
 func appendBytesPair(dst, name, value []byte) []byte {
 	dst = appendLen(dst, len(name))
 	dst = appendLen(dst, len(value))

@@ -3,6 +3,7 @@ package fcgimux
 import (
 	"bytes"
 	"errors"
+	"path"
 	"strings"
 	"testing"
 )
@@ -204,6 +205,43 @@ func TestParseStatus(t *testing.T) {
 	for _, tt := range tests {
 		if got := parseStatus([]byte(tt.in)); got != tt.want {
 			t.Errorf("parseStatus(%q) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestUnderDocroot(t *testing.T) {
+	const docroot = "/var/www/app/current"
+	tests := []struct {
+		in, rest string
+		ok       bool
+	}{
+		{"/var/www/app/current/index.php", "/index.php", true},
+		{"/var/www/app/current", "", true},
+		{"/var/www/app/current/", "", true},
+		{"/var/www/app/current//a/./b.php", "/a/b.php", true},
+		{"/var/www/app/current/a/../b.php", "/b.php", true},
+		{"/var/www/app/current/../other/x.php", "", false},
+		{"/var/www/app/current2/x.php", "", false},
+		{"/var/www/app/curren", "", false},
+		{"var/www/app/current/x.php", "", false},
+		{"", "", false},
+		{"/var/www/app/current/.hidden/..x.php", "/.hidden/..x.php", true},
+	}
+	for _, tt := range tests {
+		rest, ok := underDocroot([]byte(tt.in), docroot)
+		if ok != tt.ok || ok && string(rest) != tt.rest {
+			t.Errorf("underDocroot(%q) = %q, %v; want %q, %v", tt.in, rest, ok, tt.rest, tt.ok)
+		}
+		if clean := isClean([]byte(tt.in)); tt.in != "" && clean != (path.Clean(tt.in) == tt.in) {
+			t.Errorf("isClean(%q) = %v, path.Clean says %q", tt.in, clean, path.Clean(tt.in))
+		}
+	}
+}
+
+func TestIdempotent(t *testing.T) {
+	for method, want := range map[string]bool{"GET": true, "HEAD": true, "PUT": true, "DELETE": true, "POST": false, "PATCH": false, "LOCK": false, "": false} {
+		if got := idempotent(encodePairs("QUERY_STRING", "", "REQUEST_METHOD", method)); got != want {
+			t.Errorf("idempotent(%q) = %v, want %v", method, got, want)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"testing/iotest"
 )
 
 func TestWriteRecordBytes(t *testing.T) {
@@ -109,5 +110,65 @@ func TestWriteStreamSplits(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatalf("reassembled %d bytes, want %d", len(got), len(data))
+	}
+}
+
+// TestRecordReaderBuffers reads records that fit the reader's own buffer
+// and ones that need a pooled one, whole or a byte at a time, and checks
+// release gives the pooled one back only when nothing is left unread.
+func TestRecordReaderBuffers(t *testing.T) {
+	contents := [][]byte{
+		[]byte("small"),
+		bytes.Repeat([]byte("L"), maxContent), // needs the large buffer
+		nil,
+		bytes.Repeat([]byte("m"), smallBufSize-headerLen-1),
+		[]byte("after"),
+	}
+	var in []byte
+	for i, c := range contents {
+		in = appendRecord(in, typeStdin, uint16(i+1), c)
+	}
+	for _, name := range []string{"whole", "one byte at a time"} {
+		t.Run(name, func(t *testing.T) {
+			var r io.Reader = bytes.NewReader(in)
+			if name != "whole" {
+				r = iotest.OneByteReader(r)
+			}
+			rr := newRecordReader(r)
+			for i, want := range contents {
+				h, c, err := rr.next()
+				if err != nil || int(h.ID) != i+1 || !bytes.Equal(c, want) {
+					t.Fatalf("record %d: id %d, %d bytes, %v; want %d bytes", i+1, h.ID, len(c), err, len(want))
+				}
+				if i == 1 && rr.big == nil {
+					t.Fatal("a 64 KiB record was read without the large buffer")
+				}
+				if rr.buffered() == 0 {
+					rr.release()
+					if rr.big != nil {
+						t.Fatalf("after record %d: release kept the large buffer with nothing unread", i+1)
+					}
+				}
+			}
+			if _, _, err := rr.next(); err != io.EOF {
+				t.Fatalf("at the end: %v, want io.EOF", err)
+			}
+		})
+	}
+}
+
+// TestRecordReaderReleaseKeepsUnread: release must not drop bytes read
+// ahead of the record returned.
+func TestRecordReaderReleaseKeepsUnread(t *testing.T) {
+	in := appendRecord(nil, typeStdin, 1, bytes.Repeat([]byte("x"), 10000))
+	in = appendRecord(in, typeStdin, 2, []byte("next"))
+	rr := newRecordReader(bytes.NewReader(in))
+	if _, _, err := rr.next(); err != nil {
+		t.Fatal(err)
+	}
+	rr.release()
+	h, c, err := rr.next()
+	if err != nil || h.ID != 2 || string(c) != "next" {
+		t.Fatalf("after release: id %d %q %v", h.ID, c, err)
 	}
 }

@@ -30,11 +30,20 @@ type relay struct {
 	running  bool          // run was started and not yet waited for; conn goroutine only
 	done     chan struct{} // run sends one value as it returns; cap 1, reused
 
+	// resend is the whole request as first written, kept when it went in
+	// one write, so a kept connection php-fpm turns out to have closed can
+	// be replaced (see retry). It aliases conn.up, which the connection
+	// goroutine leaves alone until the relay is waited for.
+	resend     []byte
+	idempotent bool // the method may be sent twice (RFC 9110, 9.2.2)
+
 	ended     atomic.Bool // the response is over (END_REQUEST sent or the request failed)
-	mu        sync.Mutex
-	stdinDone bool // the whole body reached php-fpm
+	mu        sync.Mutex  // guards bc once run started, and the fields below
+	stdinDone bool        // the whole body reached php-fpm
 	upErr     error
 	aborted   bool
+	abandoned bool
+	retried   bool
 	// deferred: php-fpm ended the request cleanly before the body was
 	// marked sent, so whether the connection can be reused is the
 	// connection goroutine's call (see settleDeferred).
@@ -45,8 +54,49 @@ type relay struct {
 func (r *relay) reset(pin Pin, bc *backendConn) {
 	c := r.c
 	r.id, r.keepConn, r.pin, r.bc, r.start = c.id, c.keepConn, pin, bc, c.started
+	r.resend, r.idempotent = nil, false
 	r.ended.Store(false)
-	r.stdinDone, r.upErr, r.aborted, r.deferred = false, nil, false, false
+	r.stdinDone, r.upErr, r.aborted, r.abandoned, r.retried, r.deferred = false, nil, false, false, false, false
+}
+
+// pool returns the pool connection the request is on now.
+func (r *relay) pool() *backendConn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bc
+}
+
+// retry sends the request again on a new pool connection after the kept
+// one it was sent on failed before php-fpm answered anything: php-fpm
+// closes a kept connection when its child exits (pm.max_requests, a pool
+// scaling down), and the close can cross the next request on the way. As
+// nginx does for its cached upstream connections, this is done once, only
+// for a method that may be repeated, and only when the whole request is
+// still in hand.
+func (r *relay) retry() bool {
+	r.mu.Lock()
+	ok := !r.retried && r.bc.reused && r.resend != nil && r.idempotent && !r.aborted && !r.abandoned
+	r.retried = true
+	r.mu.Unlock()
+	if !ok {
+		return false
+	}
+	bc, err := r.pin.Backend.dial()
+	if err != nil {
+		return false
+	}
+	r.mu.Lock()
+	if r.aborted || r.abandoned {
+		r.mu.Unlock()
+		bc.Close()
+		return false
+	}
+	old := r.bc
+	r.bc = bc
+	r.mu.Unlock()
+	old.Close()
+	_, err = bc.Write(r.resend)
+	return err == nil
 }
 
 // bodySent notes that the whole body reached php-fpm. php-fpm may have
@@ -83,8 +133,9 @@ func (r *relay) upFailed(err error) {
 	if r.upErr == nil {
 		r.upErr = err
 	}
+	bc := r.bc
 	r.mu.Unlock()
-	r.bc.Close()
+	bc.Close()
 }
 
 // abort honours FCGI_ABORT_REQUEST: php-fpm has no abort of its own that is
@@ -93,14 +144,19 @@ func (r *relay) upFailed(err error) {
 func (r *relay) abort() {
 	r.mu.Lock()
 	r.aborted = true
+	bc := r.bc
 	r.mu.Unlock()
-	r.bc.Close()
+	bc.Close()
 }
 
 // abandon cuts the request because the web server's connection is gone.
 func (r *relay) abandon() {
+	r.mu.Lock()
+	r.abandoned = true
+	bc := r.bc
+	r.mu.Unlock()
 	if !r.ended.Load() {
-		r.bc.Close()
+		bc.Close()
 	}
 	r.settleDeferred(false)
 }
@@ -114,12 +170,18 @@ func (r *relay) run() {
 	defer putBuf(buf)
 	c := r.c
 	var start, pos, end int // buf[start:pos] is to send; buf[pos:end] is not yet scanned
-	status, wrote := 0, false
+	status, wrote, got := 0, false, false
+	bc := r.pool()
 	for {
-		n, err := r.bc.Read(buf[end:])
+		n, err := bc.Read(buf[end:])
 		if n > 0 {
-			r.bc.answered()
+			bc.answered()
 			end += n
+			got = true
+		}
+		if err != nil && !got && r.retry() {
+			bc = r.pool()
+			continue
 		}
 		for end-pos >= headerLen {
 			h, herr := parseHeader(buf[pos:end])

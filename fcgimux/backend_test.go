@@ -1,0 +1,203 @@
+package fcgimux
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// startAppServer runs a Server in front of a recordApp and returns the
+// router, to read its done codes, and the front address.
+func startAppServer(t *testing.T, app *recordApp, maxIdle int) (*testRouter, string) {
+	t.Helper()
+	network, addr := app.addr()
+	router := &testRouter{pin: Pin{Release: "r7", Root: "/srv/releases/r7", Backend: NewBackend(network, addr, maxIdle)}}
+	_, front := startServer(t, router)
+	t.Cleanup(router.pin.Backend.Close)
+	return router, front
+}
+
+func getRequest(id uint16) []byte {
+	return request(id, true, "", "SCRIPT_FILENAME", testDocroot+"/index.php", "REQUEST_METHOD", "GET")
+}
+
+// TestPoolClosingKeptConnectionsFailsNothing is php-fpm with
+// pm.max_requests = 1: every child closes its connection right after its
+// response, whatever FCGI_KEEP_CONN asked. No request may fail for finding
+// a kept connection dead, over unix sockets or TCP, one client or several.
+func TestPoolClosingKeptConnectionsFailsNothing(t *testing.T) {
+	for _, network := range []string{"unix", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			app := startRecordApp(t, network, recordAppOptions{resp: pageResponse("page"), closeAfter: true})
+			router, front := startAppServer(t, app, 4)
+			const clients, each = 4, 50
+			var wg sync.WaitGroup
+			errs := make(chan string, clients*each)
+			for range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c := dialRaw(t, front)
+					for range each {
+						c.send(getRequest(1))
+						if r := c.read(1); !strings.HasSuffix(r.stdout, "page") {
+							errs <- fmt.Sprintf("response %q", r.stdout)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for e := range errs {
+				t.Error(e)
+			}
+			if n := app.requests.Load(); n != clients*each {
+				t.Errorf("the pool answered %d requests, want %d", n, clients*each)
+			}
+			for _, code := range router.doneCodes() {
+				if code != 200 {
+					t.Fatalf("a request ended with %d", code)
+				}
+			}
+		})
+	}
+}
+
+// TestRetryOnlyIdempotentRequests: a kept connection that php-fpm closes
+// after reading the next request, before answering, gets a GET sent again
+// on a new connection, and a POST a 502: it may have run.
+func TestRetryOnlyIdempotentRequests(t *testing.T) {
+	tests := []struct {
+		method    string
+		wantCode  int
+		wantConns int64
+	}{
+		{"GET", 200, 2},
+		{"HEAD", 200, 2},
+		{"POST", 502, 1},
+		{"PATCH", 502, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("page"), dropSecond: true})
+			router, front := startAppServer(t, app, 4)
+			c := dialRaw(t, front)
+			c.send(getRequest(1)) // the first request leaves the connection kept
+			if r := c.read(1); !strings.HasSuffix(r.stdout, "page") {
+				t.Fatalf("first response %q", r.stdout)
+			}
+			c.send(request(1, true, "", "SCRIPT_FILENAME", testDocroot+"/index.php", "REQUEST_METHOD", tt.method))
+			r := c.read(1)
+			codes := router.doneCodes()
+			if got := codes[len(codes)-1]; got != tt.wantCode {
+				t.Errorf("second request ended with %d (%q), want %d", got, r.stdout, tt.wantCode)
+			}
+			if n := app.conns.Load(); n != tt.wantConns {
+				t.Errorf("the pool saw %d connections, want %d", n, tt.wantConns)
+			}
+		})
+	}
+}
+
+// TestBytesAfterEndRequestDropTheConnection: a pool connection on which
+// php-fpm sent something unasked after END_REQUEST is not reused.
+func TestBytesAfterEndRequestDropTheConnection(t *testing.T) {
+	app := startRecordApp(t, "unix", recordAppOptions{
+		resp:     pageResponse("page"),
+		trailing: appendRecord(nil, typeStdout, 1, []byte("late")),
+	})
+	_, front := startAppServer(t, app, 4)
+	c := dialRaw(t, front)
+	for i := range 3 {
+		c.send(getRequest(1))
+		if r := c.read(1); r.stdout != "Content-type: text/html; charset=UTF-8\r\n\r\npage" {
+			t.Fatalf("response %d: %q", i, r.stdout)
+		}
+	}
+	if n := app.conns.Load(); n != 3 {
+		t.Errorf("the pool saw %d connections for 3 requests, want 3 (none reused)", n)
+	}
+}
+
+// TestResponseRecordsPassThrough: STDOUT and STDERR reach the web server
+// as php-fpm sent them, and a record type that has no place in a response
+// is dropped.
+func TestResponseRecordsPassThrough(t *testing.T) {
+	var extra []byte
+	extra = appendRecord(extra, typeStderr, 1, []byte("PHP Notice: x"))
+	extra = appendRecord(extra, typeGetValuesResult, 1, []byte("junk"))
+	extra = appendStream(extra, typeStdout, 1, []byte(strings.Repeat("b", 70000)))
+	app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("a", extra)})
+	_, front := startAppServer(t, app, 4)
+	c := dialRaw(t, front)
+	c.send(getRequest(1))
+	r := c.read(1) // read fails the test on a record type other than STDOUT, STDERR, END
+	if want := "Content-type: text/html; charset=UTF-8\r\n\r\na" + strings.Repeat("b", 70000); r.stdout != want {
+		t.Errorf("stdout: %d bytes, want %d", len(r.stdout), len(want))
+	}
+	if r.stderr != "PHP Notice: x" {
+		t.Errorf("stderr %q", r.stderr)
+	}
+}
+
+// TestIdlePoolConnectionsExpire: a kept pool connection unused for the
+// idle timeout is closed, giving php-fpm its child back.
+func TestIdlePoolConnectionsExpire(t *testing.T) {
+	app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("page")})
+	router, front := startAppServer(t, app, 4)
+	b := router.pin.Backend
+	b.idleTimeout = 50 * time.Millisecond
+	c := dialRaw(t, front)
+	c.send(getRequest(1))
+	c.read(1)
+	if n := b.Idle(); n != 1 {
+		t.Fatalf("%d idle pool connections after a request, want 1", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Idle() > 0 || app.openConns() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5s: %d idle, %d open at the pool", b.Idle(), app.openConns())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.send(getRequest(1)) // and the next request dials again
+	if r := c.read(1); !strings.HasSuffix(r.stdout, "page") {
+		t.Fatalf("response after expiry %q", r.stdout)
+	}
+	if n := app.conns.Load(); n != 2 {
+		t.Errorf("the pool saw %d connections, want 2", n)
+	}
+}
+
+// TestBackendKeepsAtMostMaxIdle: however many requests ran at once, no more
+// than maxIdle connections stay open afterwards.
+func TestBackendKeepsAtMostMaxIdle(t *testing.T) {
+	app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("page")})
+	router, front := startAppServer(t, app, 2)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dialRaw(t, front)
+			for range 20 {
+				c.send(getRequest(1))
+				c.read(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := router.pin.Backend.Idle(); n > 2 {
+		t.Errorf("%d idle pool connections, want at most 2", n)
+	}
+	router.pin.Backend.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for app.openConns() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pool connections still open 5s after Close", app.openConns())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
