@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -613,4 +614,45 @@ func TestSecondSignalCutsTheWait(t *testing.T) {
 	s.waitFor("php-fpm to follow fpmux", 15*time.Second, func() bool {
 		return len(s.phpFPMProcesses()) == 0
 	})
+}
+
+// TestPoolMaxRequestsLosesNothing runs php-fpm with pm.max_requests = 3:
+// every child exits, closing the connection fpmux keeps to it, after its
+// third request. Through nginx with keep-alive on both hops, no GET or POST
+// may fail for meeting such a connection.
+func TestPoolMaxRequestsLosesNothing(t *testing.T) {
+	s := newStack(t, stackOptions{pool: map[string]string{"pm.max_requests": "3"}})
+	s.deploy("r1")
+	const clients, each = 4, 100
+	var wg sync.WaitGroup
+	var failed, posts atomic.Int64
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := newHTTPClient()
+			defer c.CloseIdleConnections()
+			for j := range each {
+				var st int
+				var body string
+				var err error
+				if (i+j)%2 == 0 {
+					st, body, err = s.get(c, "/index.php?ms=0")
+				} else {
+					posts.Add(1)
+					st, body, err = s.post(c, "/index.php?ms=0", "x=1")
+				}
+				if rel, _, _ := servedBy(body); err != nil || st != 200 || rel != "r1" {
+					if failed.Add(1) <= 3 {
+						t.Errorf("request %d of client %d: %d %v %q", j, i, st, err, body)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("pm.max_requests=3: %d requests (%d POST), %d failed", clients*each, posts.Load(), failed.Load())
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of %d requests failed", n, clients*each)
+	}
 }

@@ -87,6 +87,7 @@ type stackOptions struct {
 	startTimeout string            // default 20s
 	phpFPM       string            // php-fpm binary override (a wrapper)
 	ini          map[string]string // extra php_fpm.ini
+	pool         map[string]string // extra php_fpm.pool directives
 }
 
 type lockedBuffer struct {
@@ -164,9 +165,12 @@ func newStack(t *testing.T, o stackOptions) *stack {
 			t.Fatal(err)
 		}
 	}
-	var ini strings.Builder
+	var ini, pool strings.Builder
 	for k, v := range o.ini {
 		fmt.Fprintf(&ini, "    %s: %q\n", k, v)
+	}
+	for k, v := range o.pool {
+		fmt.Fprintf(&pool, "    %s: %q\n", k, v)
 	}
 	cfg := fmt.Sprintf(`listen: unix:%s
 admin: %s
@@ -182,9 +186,9 @@ php_fpm:
   pool:
     pm: static
     pm.max_children: 4
-  ini:
+%s  ini:
     opcache.enable: 1
-%s`, s.sock, s.admin, s.metrics, s.stateDir, s.docroot, s.releases, o.drainTimeout, phpFPM, o.startTimeout, ini.String())
+%s`, s.sock, s.admin, s.metrics, s.stateDir, s.docroot, s.releases, o.drainTimeout, phpFPM, o.startTimeout, pool.String(), ini.String())
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -506,6 +510,17 @@ func (s *stack) assertNoPHPFPM() {
 // get fetches a page through nginx.
 func (s *stack) get(c *http.Client, path string) (int, string, error) {
 	resp, err := c.Get(s.nginxURL + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// post sends a form through nginx.
+func (s *stack) post(c *http.Client, path, form string) (int, string, error) {
+	resp, err := c.Post(s.nginxURL+path, "application/x-www-form-urlencoded", strings.NewReader(form))
 	if err != nil {
 		return 0, "", err
 	}
