@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -108,6 +109,80 @@ func (b *bench) countDeploys(section string, d deployStats) {
 	}
 }
 
+// controlLoop sends GET /hello.php as raw FastCGI straight to a pool's
+// socket at rate per second, on a new connection each as nginx does without
+// keep-alive, until ctx ends. It is the switch section's control: a pool
+// fpmux does not route to, so a stall it shares with the requests through
+// fpmux comes from the machine (php-fpm starting), not from fpmux's switch.
+func controlLoop(ctx context.Context, sock, root string, rate float64) (time.Time, []sample) {
+	req := encodeRequest(1, helloParams(root), false)
+	period := time.Duration(float64(time.Second) / rate)
+	var (
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		samples []sample
+	)
+	start := time.Now()
+	for i := 0; ; i++ {
+		intended := time.Duration(i) * period
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(start.Add(intended))):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := dialFCGI("unix", sock, req)
+			if err == nil {
+				var resp fcgiResponse
+				resp, err = c.do(requestTimeout)
+				c.Close()
+				if err == nil && resp.httpStatus() != 200 {
+					err = fmt.Errorf("status %d", resp.httpStatus())
+				}
+			}
+			s := sample{intended: intended, lat: time.Since(start.Add(intended)), failed: err != nil, done: true}
+			mu.Lock()
+			samples = append(samples, s)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.SortFunc(samples, func(a, b sample) int { return int(a.intended - b.intended) })
+	return start, samples
+}
+
+// aroundDeploys splits samples into those whose intended start lies within
+// window after one of the deploy starts, and the others.
+type aroundDeploys struct {
+	during, steady         []time.Duration // sorted
+	failDuring, failSteady int
+}
+
+func splitAround(start time.Time, samples []sample, deploys []time.Time, window time.Duration) aroundDeploys {
+	var a aroundDeploys
+	for _, s := range samples {
+		at := start.Add(s.intended)
+		if slices.ContainsFunc(deploys, func(d time.Time) bool { return !at.Before(d) && at.Before(d.Add(window)) }) {
+			a.during = append(a.during, s.lat)
+			a.failDuring += btoi(s.failed)
+		} else {
+			a.steady = append(a.steady, s.lat)
+			a.failSteady += btoi(s.failed)
+		}
+	}
+	slices.Sort(a.during)
+	slices.Sort(a.steady)
+	return a
+}
+
+func (a aroundDeploys) p(pct float64) (steady, during float64) {
+	return ms(percentile(a.steady, pct)), ms(percentile(a.during, pct))
+}
+
 // switches deploys releases s1..sN through fpmux under an open-loop load
 // and compares the latency right after each deploy with the rest.
 func (b *bench) switches(ctx context.Context) (*table, error) {
@@ -120,11 +195,34 @@ func (b *bench) switches(ctx context.Context) (*table, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The control pool: a release started without traffic.
+	ctlRoot := filepath.Join(b.s.releases, "ctl")
+	if b.o.controlRate > 0 {
+		if err := writeHelloRelease(ctlRoot); err != nil {
+			return nil, err
+		}
+		if _, _, err := b.s.deploy(ctx, "ctl", ctlRoot, false); err != nil {
+			return nil, err
+		}
+	}
 	if err := b.pause(ctx); err != nil {
 		return nil, err
 	}
 	const window = 2 * time.Second
 	load := b.startLoad(ctx, rate, time.Duration(n+1)*every)
+	ctlCtx, ctlStop := context.WithCancel(ctx)
+	defer ctlStop()
+	var (
+		ctlStart   time.Time
+		ctlSamples []sample
+		ctlDone    = make(chan struct{})
+	)
+	go func() {
+		defer close(ctlDone)
+		if b.o.controlRate > 0 {
+			ctlStart, ctlSamples = controlLoop(ctlCtx, filepath.Join(b.s.stateDir, "pools", "ctl", "fpm.sock"), ctlRoot, b.o.controlRate)
+		}
+	}()
 	t0 := time.Now()
 	var (
 		ds     deployStats
@@ -140,37 +238,33 @@ func (b *bench) switches(ctx context.Context) (*table, error) {
 		}
 		id := fmt.Sprintf("s%d", i+1)
 		starts = append(starts, time.Now())
-		took, _, err := b.s.deploy(ctx, id, roots[i])
+		took, _, err := b.s.deploy(ctx, id, roots[i], true)
 		ds.add("switch", id, took, err)
 		if err == nil {
 			logf("switch: deployed %s in %.0f ms", id, ms(took))
 		}
 	}
 	lp, err := load.wait(ctx, false)
+	ctlStop()
+	<-ctlDone
 	if err != nil {
 		return nil, err
 	}
+	logTimeline("switch", lp, every)
 	b.count("switch", lp.phase)
 	b.countDeploys("switch", ds)
-
-	var during, steady []time.Duration
-	var failDuring, failSteady int
-	for _, s := range lp.samples {
-		at := lp.start.Add(s.intended)
-		in := slices.ContainsFunc(starts, func(d time.Time) bool { return !at.Before(d) && at.Before(d.Add(window)) })
-		switch {
-		case in:
-			during = append(during, s.lat)
-			failDuring += btoi(s.failed)
-		default:
-			steady = append(steady, s.lat)
-			failSteady += btoi(s.failed)
+	if b.o.controlRate > 0 {
+		if err := b.s.retire(ctx, "ctl"); err != nil {
+			return nil, err
+		}
+		if left, err := b.s.waitRetired(ctx, 30*time.Second); err != nil {
+			return nil, fmt.Errorf("%w (left: %s)", err, strings.Join(left, ", "))
 		}
 	}
-	slices.Sort(during)
-	slices.Sort(steady)
-	p50s, p50d := ms(percentile(steady, 50)), ms(percentile(during, 50))
-	p99s, p99d := ms(percentile(steady, 99)), ms(percentile(during, 99))
+
+	a := splitAround(lp.start, lp.samples, starts, window)
+	p50s, p50d := a.p(50)
+	p99s, p99d := a.p(99)
 	t := &table{
 		title:  fmt.Sprintf("switch: %d deploys %v apart through fpmux, open loop at %.0f req/s", n, every, rate),
 		header: []string{"metric", "steady state", "within 2 s of a deploy", "ratio or value", "target", "met?"},
@@ -178,8 +272,21 @@ func (b *bench) switches(ctx context.Context) (*table, error) {
 	addDeployRows(t, ds, 3, 250)
 	t.add("p50 latency (ms)", fmtMS(p50s), fmtMS(p50d), fmtRatio(p50d/p50s), "", "")
 	t.add("p99 latency (ms)", fmtMS(p99s), fmtMS(p99d), fmtRatio(p99d/p99s), "<= 1.2", met(p99d/p99s <= 1.2))
-	t.add("requests", fmt.Sprint(len(steady)), fmt.Sprint(len(during)), "", "", "")
-	t.add("failed requests", fmt.Sprint(failSteady), fmt.Sprint(failDuring), "", "0", met(failSteady+failDuring == 0))
+	t.add("requests", fmt.Sprint(len(a.steady)), fmt.Sprint(len(a.during)), "", "", "")
+	t.add("failed requests", fmt.Sprint(a.failSteady), fmt.Sprint(a.failDuring), "", "0", met(a.failSteady+a.failDuring == 0))
+	if b.o.controlRate > 0 {
+		c := splitAround(ctlStart, ctlSamples, starts, window)
+		c50s, c50d := c.p(50)
+		c99s, c99d := c.p(99)
+		t.add("control, p50 latency (ms)", fmtMS(c50s), fmtMS(c50d), fmtRatio(c50d/c50s), "", "")
+		t.add("control, p99 latency (ms)", fmtMS(c99s), fmtMS(c99d), fmtRatio(c99d/c99s), "", "")
+		t.add("control, requests / failed", fmt.Sprintf("%d / %d", len(c.steady), c.failSteady), fmt.Sprintf("%d / %d", len(c.during), c.failDuring), "", "", "")
+		b.failed += c.failSteady + c.failDuring
+		if c.failSteady+c.failDuring > 0 {
+			b.failures = append(b.failures, fmt.Sprintf("switch control: %d failed", c.failSteady+c.failDuring))
+		}
+		t.note("Control: %.0f req/s of raw FastCGI, a new connection each, straight to the socket of a pool fpmux keeps ready but sends nothing to (release ctl, deployed without activating). It shares the machine, not fpmux's routing: a stall after a deploy that it shows too comes from starting php-fpm on two cores.", b.o.controlRate)
+	}
 	t.note("Deploy→active is the admin POST /v1/releases until its 201. A request is \"within 2 s of a deploy\" when its intended start lies in the 2 s after a deploy began.")
 	t.note("The client used up to %d connections; a request waited for a connection %d times; the dispatcher was at most %.2f ms late.", lp.conns, lp.waited, ms(lp.lateness))
 	return t, nil
@@ -215,7 +322,7 @@ func (b *bench) deploys(ctx context.Context) (*table, error) {
 			break
 		}
 		id := fmt.Sprintf("d%d", i+1)
-		took, _, err := b.s.deploy(ctx, id, roots[i])
+		took, _, err := b.s.deploy(ctx, id, roots[i], true)
 		ds.add("deploys", id, took, err)
 		if (i+1)%20 == 0 {
 			logf("deploys: %d/%d, last took %.0f ms", i+1, n, ms(took))
@@ -227,24 +334,12 @@ func (b *bench) deploys(ctx context.Context) (*table, error) {
 	if err != nil {
 		return nil, err
 	}
+	logTimeline("deploys", lp, 5*time.Second)
 	b.count("deploys", lp.phase)
 	b.countDeploys("deploys", ds)
 
 	drainStart := time.Now()
-	var notRetired []string
-	err = waitFor(ctx, "the old releases to retire", 60*time.Second, func() (bool, error) {
-		rs, err := b.s.releaseList(ctx)
-		if err != nil {
-			return false, err
-		}
-		notRetired = notRetired[:0]
-		for _, r := range rs {
-			if r.State != "active" && r.State != "retired" && r.State != "failed" {
-				notRetired = append(notRetired, r.ID+" "+r.State)
-			}
-		}
-		return len(notRetired) == 0, nil
-	})
+	notRetired, err := b.s.waitRetired(ctx, 60*time.Second)
 	drained := time.Since(drainStart)
 	if err != nil && ctx.Err() != nil {
 		return nil, err

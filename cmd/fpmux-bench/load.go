@@ -135,6 +135,7 @@ type phase struct {
 	failed   int
 	firstErr string
 	elapsed  time.Duration
+	cpu      cpuUse // filled by the caller, which can see the processes
 }
 
 func (p phase) rps() float64       { return float64(p.ok) / p.elapsed.Seconds() }

@@ -47,6 +47,7 @@ type options struct {
 	nginxWorkers string
 	switches     int
 	switchEvery  time.Duration
+	controlRate  float64
 	idleConns    int
 	deploys      int
 }
@@ -69,6 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.nginxWorkers, "nginx-workers", "auto", "nginx worker_processes")
 	fs.IntVar(&o.switches, "switches", 20, "deploys in the switch section")
 	fs.DurationVar(&o.switchEvery, "switch-every", 2500*time.Millisecond, "time between deploys in the switch section")
+	fs.Float64Var(&o.controlRate, "control-rate", 50, "req/s straight to an idle control pool during the switch section (0: none)")
 	fs.IntVar(&o.idleConns, "idle-conns", 2000, "idle FastCGI connections in the scale section")
 	fs.IntVar(&o.deploys, "deploys", 200, "deploys in the deploys section")
 	if err := fs.Parse(args); err != nil {
@@ -112,8 +114,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-duration and -warmup must be positive, -pause not negative")
 	case o.conns < 1 || o.children < 2 || o.switches < 1 || o.idleConns < 1 || o.deploys < 1:
 		return o, errors.New("-c, -switches, -idle-conns and -deploys must be at least 1, -children at least 2")
-	case o.rate < 0:
-		return o, errors.New("-rate must not be negative")
+	case o.rate < 0 || o.controlRate < 0:
+		return o, errors.New("-rate and -control-rate must not be negative")
 	}
 	return o, nil
 }
@@ -161,6 +163,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	fmt.Fprintf(stdout, "### Run\n\n")
 	fmt.Fprintf(stdout, "- total run time: %s\n", time.Since(started).Round(time.Second))
+	fmt.Fprintf(stdout, "- load average at the end: %s\n", loadavg())
 	if b.maxPoolAtDirect > 0 {
 		fmt.Fprintf(stdout, "- fpmux still held up to %d connections to php-fpm when a direct phase started (each pins a php-fpm child the direct phase cannot use)\n", b.maxPoolAtDirect)
 	}
@@ -195,6 +198,7 @@ func header(o options, s *stack, args []string) string {
 	fmt.Fprintf(&b, "- machine: %d CPUs (GOMAXPROCS %d), Linux %s, %s (%s), %s, %s\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), strings.TrimSpace(string(kernel)),
 		firstLine(s.phpFPM, "-v"), s.phpFPM, firstLine(s.nginxBin, "-v"), runtime.Version())
+	fmt.Fprintf(&b, "- load average at the start: %s\n", loadavg())
 	only := []string{}
 	for _, n := range sectionNames {
 		if o.only[n] {
@@ -207,8 +211,8 @@ func header(o options, s *stack, args []string) string {
 	}
 	fmt.Fprintf(&b, "- sections: %s; %d rounds of %v per mode, modes alternating, %v warm-up before each mode's first phase, %v pause before every phase\n",
 		strings.Join(only, ", "), o.rounds, o.duration, o.warmup, o.pause)
-	fmt.Fprintf(&b, "- closed loop: %d keep-alive connections; open loop: %s; switch: %d deploys %v apart; scale: %d idle connections; deploys: %d\n",
-		o.conns, rate, o.switches, o.switchEvery, o.idleConns, o.deploys)
+	fmt.Fprintf(&b, "- closed loop: %d keep-alive connections; open loop: %s; switch: %d deploys %v apart, with a control at %.0f req/s; scale: %d idle connections; deploys: %d\n",
+		o.conns, rate, o.switches, o.switchEvery, o.controlRate, o.idleConns, o.deploys)
 	fmt.Fprintf(&b, "- php-fpm: pm static, pm.max_children %d, opcache on, validate_timestamps 0 (fpmux's defaults); nginx: worker_processes %s, direct: fastcgi_pass to the pool's socket, one connection per request; via fpmux: upstream keepalive 32, fastcgi_keep_conn on, over unix sockets\n",
 		o.children, o.nginxWorkers)
 	b.WriteString("- client: Go, raw HTTP/1.1 on keep-alive TCP connections to nginx, responses parsed by net/http's ReadResponse; percentiles are nearest-rank over every recorded latency\n\n")
@@ -240,4 +244,15 @@ func firstLine(bin string, args ...string) string {
 	}
 	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	return line
+}
+
+// loadavg returns /proc/loadavg's three averages: a busy machine shows
+// here before it shows in the figures.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }

@@ -19,6 +19,7 @@ type snapshot struct {
 	goroutines float64
 	fds        fdUse
 	rssKB      int64
+	heapStack  float64 // bytes of Go heap and goroutine stacks in use
 	phpFPM     int
 }
 
@@ -31,18 +32,39 @@ func (b *bench) quietSnapshot(ctx context.Context) (snapshot, error) {
 	return b.snapshot()
 }
 
+// snapshot reads fpmux's figures five times 200 ms apart and keeps the
+// lowest goroutine and descriptor counts: a status poll or a scrape in
+// progress adds a goroutine or a connection for a moment, and the baseline
+// is what stays. Memory and processes are the last reading's.
 func (b *bench) snapshot() (snapshot, error) {
 	pid := b.s.fpmux.pid()
 	var sn snapshot
-	var err error
-	if sn.fds, err = fdsOf(pid, b.s.sock, b.s.adminSock); err != nil {
-		return sn, err
-	}
-	if sn.rssKB, err = rssKB(pid); err != nil {
-		return sn, err
-	}
-	if sn.goroutines, err = b.s.metric("go_goroutines"); err != nil {
-		return sn, err
+	for i := range 5 {
+		if i > 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+		fds, err := fdsOf(pid, b.s.sock, b.s.adminSock)
+		if err != nil {
+			return sn, err
+		}
+		m, err := b.s.metrics()
+		if err != nil {
+			return sn, err
+		}
+		g, ok := m["go_goroutines"]
+		if !ok {
+			return sn, fmt.Errorf("read metrics: no go_goroutines")
+		}
+		if i == 0 || fds.total < sn.fds.total {
+			sn.fds = fds
+		}
+		if i == 0 || g < sn.goroutines {
+			sn.goroutines = g
+		}
+		sn.heapStack = m["go_memstats_heap_inuse_bytes"] + m["go_memstats_stack_inuse_bytes"]
+		if sn.rssKB, err = rssKB(pid); err != nil {
+			return sn, err
+		}
 	}
 	sn.phpFPM = phpFPMUnder(pid)
 	return sn, nil
@@ -191,6 +213,8 @@ func (b *bench) scale(ctx context.Context) (*table, error) {
 	wo, rawWO := summarize(res[1])
 	t.add("fpmux RSS (MB)", fmtMB(before.rssKB), fmtMB(after.rssKB), fmt.Sprintf("%+.1f MB", float64(after.rssKB-before.rssKB)/1024), "", "")
 	t.add("RSS per idle connection (KB)", "", "", fmt.Sprintf("%.1f", kb), "", "")
+	t.add("Go heap + stacks in use (MB)", fmt.Sprintf("%.1f", before.heapStack/(1<<20)), fmt.Sprintf("%.1f", after.heapStack/(1<<20)),
+		fmt.Sprintf("%.1f KB per connection", (after.heapStack-before.heapStack)/1024/float64(held)), "", "")
 	t.add("go_goroutines", fmt.Sprint(before.goroutines), fmt.Sprint(after.goroutines), fmt.Sprintf("%+.0f (%.2f per connection)", after.goroutines-before.goroutines, b.goPerConn), "", "")
 	t.add("fpmux open fds", fmt.Sprint(before.fds.total), fmt.Sprint(after.fds.total), fmt.Sprintf("%+d", after.fds.total-before.fds.total), "", "")
 	t.add("hello via fpmux, requests/s", fmtRate(wo.rps), fmtRate(w.rps), fmtRatio(w.rps/wo.rps), "", "")
@@ -198,7 +222,8 @@ func (b *bench) scale(ctx context.Context) (*table, error) {
 	t.add("hello via fpmux, p99 (ms)", fmtMS(wo.p99), fmtMS(w.p99), fmtDiffMS(w.p99-wo.p99), "", "")
 	failed := failedOf(res[0]) + failedOf(res[1]) + idleFailed
 	t.add("failed requests", fmt.Sprint(failedOf(res[1])), fmt.Sprint(failedOf(res[0])+idleFailed), "", "0", met(failed == 0))
-	t.note("Each idle connection did one GET /hello.php with FCGI_KEEP_CONN and then stayed open; RSS is VmRSS, after 1 s of quiet. %d of %d connections opened.", held, n)
+	addCPURows(t, wo, w)
+	t.note("Each idle connection did one GET /hello.php with FCGI_KEEP_CONN and then stayed open; RSS is VmRSS, after 1 s of quiet; it can grow less than the heap when Go reuses memory freed earlier, so the heap and stacks in use (go_memstats_heap_inuse_bytes + go_memstats_stack_inuse_bytes) are shown too. %d of %d connections opened.", held, n)
 	t.note("Load: closed loop, %d connections through nginx, medians over %d rounds of %v, with and without alternating. Per round, with: %s.", b.o.conns, b.o.rounds, b.o.duration, rawW)
 	t.note("Per round, without: %s.", rawWO)
 	if len(stillOpen) > 0 {

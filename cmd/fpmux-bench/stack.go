@@ -37,20 +37,20 @@ type stackOptions struct {
 
 // stack is everything one run starts. Paths are under dir.
 type stack struct {
-	o         stackOptions
-	dir       string
-	fpmuxBin  string
-	phpFPM    string
-	nginxBin  string
-	sock      string // fpmux's FastCGI socket
-	adminSock string
-	metrics   string // host:port
-	stateDir  string
-	releases  string // the allowed root
-	current   string // fpmux's docroot, a symlink to releases/r1
-	direct    string // nginx host:port straight to r1's pool
-	via       string // nginx host:port through fpmux
-	fpmuxLog  string
+	o           stackOptions
+	dir         string
+	fpmuxBin    string
+	phpFPM      string
+	nginxBin    string
+	sock        string // fpmux's FastCGI socket
+	adminSock   string
+	metricsAddr string // host:port
+	stateDir    string
+	releases    string // the allowed root
+	current     string // fpmux's docroot, a symlink to releases/r1
+	direct      string // nginx host:port straight to r1's pool
+	via         string // nginx host:port through fpmux
+	fpmuxLog    string
 
 	fpmux, nginx *proc
 	admin        *http.Client
@@ -192,7 +192,7 @@ func (s *stack) start(ctx context.Context) error {
 	if err := s.startFpmux(ctx); err != nil {
 		return err
 	}
-	if _, _, err := s.deploy(ctx, "r1", r1); err != nil {
+	if _, _, err := s.deploy(ctx, "r1", r1, true); err != nil {
 		return err
 	}
 	return s.startNginx(ctx)
@@ -203,7 +203,7 @@ func (s *stack) startFpmux(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.metrics = fmt.Sprintf("127.0.0.1:%d", port)
+	s.metricsAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	// pm static: the default pool is dynamic, whose spare-server settings
 	// are dropped (null) since they mean nothing to a static pool.
 	cfg := fmt.Sprintf(`listen: unix:%s
@@ -221,7 +221,7 @@ php_fpm:
     pm.start_servers: null
     pm.min_spare_servers: null
     pm.max_spare_servers: null
-`, s.sock, s.adminSock, s.metrics, s.stateDir, s.current, s.releases, s.phpFPM, s.o.children)
+`, s.sock, s.adminSock, s.metricsAddr, s.stateDir, s.current, s.releases, s.phpFPM, s.o.children)
 	cfgPath := filepath.Join(s.dir, "fpmux.yaml")
 	if err := writeFile(cfgPath, cfg); err != nil {
 		return err
@@ -404,10 +404,10 @@ type release struct {
 	} `json:"pool"`
 }
 
-// deploy registers and activates a release and returns how long the admin
-// POST took to answer 201: deploy to active.
-func (s *stack) deploy(ctx context.Context, id, root string) (time.Duration, release, error) {
-	body, _ := json.Marshal(map[string]any{"id": id, "root": root, "activate": true})
+// deploy registers a release and, with activate, makes it active; it
+// returns how long the admin POST took to answer 201: deploy to active.
+func (s *stack) deploy(ctx context.Context, id, root string, activate bool) (time.Duration, release, error) {
+	body, _ := json.Marshal(map[string]any{"id": id, "root": root, "activate": activate})
 	req, err := http.NewRequestWithContext(ctx, "POST", "http://fpmux/v1/releases", bytes.NewReader(body))
 	if err != nil {
 		return 0, release{}, fmt.Errorf("deploy %s: %w", id, err)
@@ -439,6 +439,43 @@ func (s *stack) deploy(ctx context.Context, id, root string) (time.Duration, rel
 	return took, r, nil
 }
 
+// retire asks fpmux to drain and stop a release that is not active.
+func (s *stack) retire(ctx context.Context, id string) error {
+	req, err := http.NewRequestWithContext(ctx, "DELETE", "http://fpmux/v1/releases/"+id, nil)
+	if err != nil {
+		return fmt.Errorf("retire %s: %w", id, err)
+	}
+	resp, err := s.admin.Do(req)
+	if err != nil {
+		return fmt.Errorf("retire %s: %w", id, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("retire %s: %s: %s", id, resp.Status, bytes.TrimSpace(b))
+	}
+	return nil
+}
+
+// waitRetired waits until no release but the active one is starting,
+// ready or draining.
+func (s *stack) waitRetired(ctx context.Context, bound time.Duration) (notRetired []string, err error) {
+	err = waitFor(ctx, "the old releases to retire", bound, func() (bool, error) {
+		rs, err := s.releaseList(ctx)
+		if err != nil {
+			return false, err
+		}
+		notRetired = notRetired[:0]
+		for _, r := range rs {
+			if r.State != "active" && r.State != "retired" && r.State != "failed" {
+				notRetired = append(notRetired, r.ID+" "+r.State)
+			}
+		}
+		return len(notRetired) == 0, nil
+	})
+	return notRetired, err
+}
+
 func (s *stack) releaseList(ctx context.Context) ([]release, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://fpmux/v1/releases", nil)
 	if err != nil {
@@ -460,26 +497,31 @@ func (s *stack) releaseList(ctx context.Context) ([]release, error) {
 	return rs, nil
 }
 
-// metric reads one unlabelled sample from fpmux's /metrics.
-func (s *stack) metric(name string) (float64, error) {
+// metrics reads fpmux's /metrics and returns its unlabelled samples by
+// name (go_goroutines, go_memstats_heap_inuse_bytes, ...).
+func (s *stack) metrics() (map[string]float64, error) {
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get("http://" + s.metrics + "/metrics")
+	resp, err := c.Get("http://" + s.metricsAddr + "/metrics")
 	if err != nil {
-		return 0, fmt.Errorf("read metric %s: %w", name, err)
+		return nil, fmt.Errorf("read metrics: %w", err)
 	}
 	defer resp.Body.Close()
+	m := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			v, err := strconv.ParseFloat(rest, 64)
-			if err != nil {
-				return 0, fmt.Errorf("read metric %s: %w", name, err)
-			}
-			return v, nil
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(val, 64); err == nil {
+			m[name] = v
 		}
 	}
-	return 0, fmt.Errorf("read metric %s: not in /metrics", name)
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read metrics: %w", err)
+	}
+	return m, nil
 }
 
 // logTail returns the last n lines of fpmux's log.

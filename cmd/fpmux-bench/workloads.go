@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -149,13 +150,15 @@ func (b *bench) ab(ctx context.Context, section string, names [2]string, targets
 			if targets[m].addr == b.s.direct {
 				b.notePoolConns()
 			}
+			cpu0 := b.s.takeCPU()
 			p, err := run(ctx, targets[m], b.o.duration)
 			if err != nil {
 				return res, err
 			}
+			p.cpu = b.s.takeCPU().since(cpu0)
 			b.count(fmt.Sprintf("%s round %d %s", section, r+1, names[m]), p)
-			logf("%s: round %d/%d %-8s %7.0f req/s  p50 %.2f ms  p99 %.2f ms  failed %d",
-				section, r+1, b.o.rounds, names[m], p.rps(), ms(p.p50()), ms(p.p99()), p.failed)
+			logf("%s: round %d/%d %-8s %7.0f req/s  p50 %.2f ms  p99 %.2f ms  failed %d  others' CPU %.0f%%",
+				section, r+1, b.o.rounds, names[m], p.rps(), ms(p.p50()), ms(p.p99()), p.failed, 100*p.cpu.others())
 			res[m] = append(res[m], p)
 		}
 	}
@@ -178,18 +181,76 @@ func (b *bench) notePoolConns() {
 }
 
 // summary is the median of each figure over a mode's rounds.
-type summary struct{ rps, p50, p99 float64 }
+type summary struct {
+	rps, p50, p99 float64
+	cpu           map[string]float64 // µs of CPU per request, by group
+	others        float64            // share of the machine's CPU outside the bench
+}
 
 func summarize(ps []phase) (summary, string) {
-	var rps, p50, p99 []float64
+	var rps, p50, p99, others []float64
+	cpu := map[string][]float64{}
 	var raw []string
 	for _, p := range ps {
 		rps = append(rps, p.rps())
 		p50 = append(p50, ms(p.p50()))
 		p99 = append(p99, ms(p.p99()))
+		others = append(others, p.cpu.others())
+		var all float64
+		for _, g := range cpuGroups {
+			us := float64(p.cpu.group[g]) / float64(time.Microsecond) / float64(max(1, len(p.lat)))
+			cpu[g] = append(cpu[g], us)
+			all += us
+		}
+		cpu["all"] = append(cpu["all"], all)
 		raw = append(raw, fmt.Sprintf("%.0f req/s %.2f/%.2f ms", p.rps(), ms(p.p50()), ms(p.p99())))
 	}
-	return summary{median(rps), median(p50), median(p99)}, strings.Join(raw, "; ")
+	s := summary{rps: median(rps), p50: median(p50), p99: median(p99), others: median(others), cpu: map[string]float64{}}
+	for g, xs := range cpu {
+		s.cpu[g] = median(xs)
+	}
+	return s, strings.Join(raw, "; ")
+}
+
+// addCPURows adds the CPU per request of each part of the stack, and the
+// share of the machine other processes took, for modes d and f.
+func addCPURows(t *table, d, f summary) {
+	for _, g := range append(cpuGroups, "all") {
+		name := "CPU per request, " + g + " (µs)"
+		if g == "all" {
+			name = "CPU per request, all of the above (µs)"
+		}
+		t.add(name, fmt.Sprintf("%.0f", d.cpu[g]), fmt.Sprintf("%.0f", f.cpu[g]), fmt.Sprintf("%+.0f µs", f.cpu[g]-d.cpu[g]), "", "")
+	}
+	t.add("CPU taken by other processes (% of machine)", fmt.Sprintf("%.0f%%", 100*d.others), fmt.Sprintf("%.0f%%", 100*f.others), "", "", "")
+	t.note("CPU per request: user+system time in /proc (10 ms ticks) over a phase, divided by its requests; client is this process. Other processes: the machine's busy time less these four, as a share of all its CPUs; it is the noise a phase ran in.")
+}
+
+// logTimeline writes an open-loop phase's latency per bucket of intended
+// start to stderr, to show when a run went wrong.
+func logTimeline(section string, lp openPhase, bucket time.Duration) {
+	if len(lp.samples) == 0 {
+		return
+	}
+	var cur []time.Duration
+	from, failed := time.Duration(0), 0
+	flush := func() {
+		if len(cur) > 0 {
+			slices.Sort(cur)
+			logf("%s: %5.1fs-%5.1fs  %5d requests  p50 %8.2f ms  p99 %8.2f ms  failed %d", section,
+				from.Seconds(), (from + bucket).Seconds(), len(cur), ms(percentile(cur, 50)), ms(percentile(cur, 99)), failed)
+		}
+		cur, failed = cur[:0], 0
+	}
+	for _, s := range lp.samples {
+		for s.intended >= from+bucket {
+			flush()
+			from += bucket
+		}
+		cur = append(cur, s.lat)
+		failed += btoi(s.failed)
+	}
+	flush()
 }
 
 var modeNames = [2]string{"direct", "fpmux"}
@@ -219,6 +280,7 @@ func (b *bench) closedSection(ctx context.Context, name, path string, minRatio f
 	t.add("p50 latency (ms)", fmtMS(d.p50), fmtMS(f.p50), fmtDiffMS(f.p50-d.p50), "", "")
 	t.add("p99 latency (ms)", fmtMS(d.p99), fmtMS(f.p99), fmtDiffMS(f.p99-d.p99), "", "")
 	t.add("failed requests", fmt.Sprint(failedOf(res[0])), fmt.Sprint(failedOf(res[1])), "", "0", met(failedOf(res[0])+failedOf(res[1]) == 0))
+	addCPURows(t, d, f)
 	t.note("Medians over %d rounds of %v each, modes alternating. Per round, direct: %s.", b.o.rounds, b.o.duration, rawD)
 	t.note("Per round, fpmux: %s.", rawF)
 	if name == "framework" {
@@ -294,6 +356,7 @@ func (b *bench) rate(ctx context.Context) (*table, error) {
 	t.add("p50 latency (ms)", fmtMS(d.p50), fmtMS(f.p50), fmtDiffMS(f.p50-d.p50), "<= +0.30 ms", met(f.p50-d.p50 <= 0.3))
 	t.add("p99 latency (ms)", fmtMS(d.p99), fmtMS(f.p99), fmtDiffMS(f.p99-d.p99), "<= +0.30 ms", met(f.p99-d.p99 <= 0.3))
 	t.add("failed requests", fmt.Sprint(failedOf(res[0])), fmt.Sprint(failedOf(res[1])), "", "0", met(failedOf(res[0])+failedOf(res[1]) == 0))
+	addCPURows(t, d, f)
 	conns, waited, late := 0, 0, time.Duration(0)
 	for _, p := range info {
 		conns, waited, late = max(conns, p.conns), waited+p.waited, max(late, p.lateness)

@@ -1,0 +1,153 @@
+// This file owns the CPU accounting of a phase: how much CPU time nginx,
+// fpmux, php-fpm and the client itself spent, and how much went to
+// processes outside the bench. On a shared two-core machine throughput
+// moves with whatever else runs; CPU time per request is the steadier
+// measure of what the extra hop costs, and the share taken by others says
+// how far a phase's figures can be trusted.
+
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// clockTick is USER_HZ, the unit of /proc's CPU times: 100 on every Linux
+// architecture Go runs on.
+const clockTick = 10 * time.Millisecond
+
+// cpuGroups are the parts of the stack whose CPU time is counted apart.
+var cpuGroups = []string{"nginx", "fpmux", "php-fpm", "client"}
+
+// cpuSnap is the CPU time consumed so far, per process and machine-wide.
+type cpuSnap struct {
+	procs  map[int]procCPU
+	client time.Duration
+	busy   time.Duration // all CPUs, not idle
+	total  time.Duration // all CPUs, idle included
+}
+
+type procCPU struct {
+	group string
+	used  time.Duration
+}
+
+// cpuUse is what a phase consumed.
+type cpuUse struct {
+	group map[string]time.Duration
+	busy  time.Duration // machine-wide
+	total time.Duration
+}
+
+// others is the CPU time of processes outside the bench (and the kernel's
+// own work), as a share of the machine's capacity.
+func (u cpuUse) others() float64 {
+	var ours time.Duration
+	for _, d := range u.group {
+		ours += d
+	}
+	if u.total <= 0 {
+		return 0
+	}
+	return max(0, float64(u.busy-ours)/float64(u.total))
+}
+
+// takeCPU reads the CPU times of nginx (master and workers), fpmux, the
+// php-fpm processes below fpmux, this process, and the machine.
+func (s *stack) takeCPU() cpuSnap {
+	sn := cpuSnap{procs: map[int]procCPU{}}
+	ps := processes()
+	add := func(pid int, group string) {
+		if d, err := procCPUTime(pid); err == nil {
+			sn.procs[pid] = procCPU{group, d}
+		}
+	}
+	if s.nginx != nil {
+		add(s.nginx.pid(), "nginx")
+		for _, p := range descendants(ps, s.nginx.pid()) {
+			add(p.pid, "nginx")
+		}
+	}
+	if s.fpmux != nil {
+		add(s.fpmux.pid(), "fpmux")
+		for _, p := range descendants(ps, s.fpmux.pid()) {
+			if strings.HasPrefix(p.cmdline, "php-fpm") {
+				add(p.pid, "php-fpm")
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		sn.client = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	sn.busy, sn.total = machineCPU()
+	return sn
+}
+
+// since returns what was consumed from before to sn, counting only the
+// processes present in both.
+func (sn cpuSnap) since(before cpuSnap) cpuUse {
+	u := cpuUse{group: map[string]time.Duration{}, busy: sn.busy - before.busy, total: sn.total - before.total}
+	for pid, p := range sn.procs {
+		if b, ok := before.procs[pid]; ok && b.group == p.group {
+			u.group[p.group] += p.used - b.used
+		}
+	}
+	u.group["client"] = sn.client - before.client
+	return u
+}
+
+// procCPUTime returns a process's user and system time from
+// /proc/<pid>/stat (fields 14 and 15).
+func procCPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read stat of pid %d: %w", pid, err)
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("read stat of pid %d: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// After the command: state(3) ppid(4) ... utime(14) stime(15).
+	if len(f) < 13 {
+		return 0, fmt.Errorf("read stat of pid %d: %d fields", pid, len(f))
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("read stat of pid %d: bad times %q %q", pid, f[11], f[12])
+	}
+	return time.Duration(ut+st) * clockTick, nil
+}
+
+// machineCPU returns the busy and total CPU time of all CPUs from the
+// first line of /proc/stat (idle and iowait are not busy).
+func machineCPU() (busy, total time.Duration) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0
+	}
+	var sum, idle int64
+	for i, s := range f[1:] {
+		if i >= 8 { // guest time is already counted in user
+			break
+		}
+		n, _ := strconv.ParseInt(s, 10, 64)
+		sum += n
+		if i == 3 || i == 4 { // idle, iowait
+			idle += n
+		}
+	}
+	return time.Duration(sum-idle) * clockTick, time.Duration(sum) * clockTick
+}
