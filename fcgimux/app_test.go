@@ -19,6 +19,7 @@ type recordApp struct {
 	o        recordAppOptions
 	tail     []byte
 	conns    atomic.Int64 // connections accepted
+	peak     int          // most connections open at once; guarded by mu
 	requests atomic.Int64 // requests answered
 	wg       sync.WaitGroup
 	mu       sync.Mutex
@@ -36,6 +37,11 @@ type recordAppOptions struct {
 	// dropSecond reads the second request of each connection and closes
 	// the connection without answering.
 	dropSecond bool
+	// drainSecond, on the second BEGIN_REQUEST of a connection, shuts it
+	// for writing and reads until end of file, discarding: what php-fpm
+	// does when its child reached pm.max_requests, here crossing the next
+	// request on the way.
+	drainSecond bool
 	// trailing is sent after each response, unasked.
 	trailing []byte
 }
@@ -83,6 +89,7 @@ func (a *recordApp) serve() {
 		a.conns.Add(1)
 		a.mu.Lock()
 		a.open[c] = struct{}{}
+		a.peak = max(a.peak, len(a.open))
 		a.mu.Unlock()
 		a.wg.Add(1)
 		go a.serveConn(c)
@@ -108,6 +115,11 @@ func (a *recordApp) serveConn(c net.Conn) {
 		case h.Type == typeBeginRequest:
 			br, _ := parseBeginRequest(content)
 			keep = br.KeepConn
+			if n == 1 && a.o.drainSecond {
+				c.(interface{ CloseWrite() error }).CloseWrite()
+				io.Copy(io.Discard, c)
+				return
+			}
 		case h.Type == typeStdin && len(content) == 0:
 			if n++; n == 2 && a.o.dropSecond {
 				return
@@ -120,6 +132,7 @@ func (a *recordApp) serveConn(c net.Conn) {
 			if err != nil || !keep || a.o.closeAfter {
 				return
 			}
+
 		}
 	}
 }

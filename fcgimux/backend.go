@@ -12,40 +12,54 @@ import (
 	"time"
 )
 
-// Backend is the way to one php-fpm pool. It keeps up to maxIdle idle
-// connections for reuse. A php-fpm child serves one connection at a time and
-// a kept connection pins its child, so reuse must never starve a new
-// connection waiting in php-fpm's accept queue: a connection is dialed only
-// when no idle one is left (every open one is busy), and while such a new
-// connection has not been answered yet, each busy connection that finishes
-// is closed instead of kept, which frees its child for the waiting one. For
-// the same reason an idle connection unused for idleTimeout is closed: a
-// pool whose traffic fell gets its children back (pm dynamic and ondemand
-// can retire them, and php-fpm's status page counts them idle).
+// Backend is the way to one php-fpm pool.
+//
+// A php-fpm child serves one connection at a time, and a kept connection
+// pins its child. So Backend opens at most maxOpen connections (the pool's
+// pm.max_children): a request that finds them all busy waits here, in
+// order, for one to finish, and takes it over as it is, rather than dialing
+// a connection that would wait in php-fpm's accept queue and be torn down
+// after one request. Idle connections are kept for reuse, up to maxIdle.
+//
+// Reuse must never starve a connection waiting in php-fpm's accept queue.
+// With maxOpen at pm.max_children that cannot last: a connection is dialed
+// only when every open one is busy, and php-fpm has a child for each of up
+// to max_children connections (under pm dynamic it spawns one within its
+// one-second maintenance tick, since no child is idle). Without a bound,
+// while a dialed connection has not been answered yet, each busy connection
+// that finishes is closed instead of kept, which frees its child for the
+// waiting one. And an idle connection unused for idleTimeout is closed, so
+// a pool whose traffic fell gets its children back (pm dynamic and ondemand
+// can retire them).
+//
 // Close drops the idle ones and makes every connection handed back later
-// close too, which is what a draining pool needs.
+// close too, unless a request is waiting for it: what a draining pool needs.
 type Backend struct {
 	network, addr string
+	maxOpen       int // 0: no bound
 	maxIdle       int
 	dialTimeout   time.Duration
 	idleTimeout   time.Duration
 	unanswered    atomic.Int64 // dialed connections php-fpm has not answered on yet
 
-	mu     sync.Mutex
-	idle   []*backendConn // most recently used last
-	sweep  *time.Timer    // armed while idle is not empty
-	closed bool
+	mu      sync.Mutex
+	open    int                  // connections open or being dialed
+	idle    []*backendConn       // most recently used last
+	waiters []chan *backendConn // requests waiting for a connection, oldest first
+	sweep   *time.Timer         // armed while idle is not empty
+	closed  bool
 }
 
 // backendIdleTimeout is how long an idle pool connection is kept.
 const backendIdleTimeout = 2 * time.Second
 
 // NewBackend returns a Backend for the pool listening at network/addr
-// ("unix", "/var/lib/fpmux/pools/42/fpm.sock"). maxIdle <= 0 keeps none; a
-// caller passes fewer than pm.max_children so that one child stays free for
-// the pool's ping and status pages.
-func NewBackend(network, addr string, maxIdle int) *Backend {
-	return &Backend{network: network, addr: addr, maxIdle: max(maxIdle, 0),
+// ("unix", "/var/lib/fpmux/pools/42/fpm.sock") that opens at most maxOpen
+// connections (<= 0: no bound) and keeps at most maxIdle idle. A caller
+// passes pm.max_children and one less, so that when the pool is idle a
+// child stays free for its ping and status pages.
+func NewBackend(network, addr string, maxOpen, maxIdle int) *Backend {
+	return &Backend{network: network, addr: addr, maxOpen: max(maxOpen, 0), maxIdle: max(maxIdle, 0),
 		dialTimeout: 5 * time.Second, idleTimeout: backendIdleTimeout}
 }
 
@@ -66,6 +80,7 @@ type backendConn struct {
 	b        *Backend
 	// waiting is true from dial until php-fpm's first answer on it.
 	waiting atomic.Bool
+	closed  atomic.Bool
 }
 
 // answered notes php-fpm's first answer on a connection: a child took it.
@@ -75,49 +90,95 @@ func (bc *backendConn) answered() {
 	}
 }
 
-// Close closes the connection, and stops counting it as waiting.
+// Close closes the connection and gives its place to a waiting request.
+// Closing twice is harmless.
 func (bc *backendConn) Close() error {
+	if !bc.closed.CompareAndSwap(false, true) {
+		return nil
+	}
 	bc.answered()
-	return bc.Conn.Close()
+	err := bc.Conn.Close()
+	bc.b.closedOne()
+	return err
 }
 
-// get returns an idle connection that is still open, or a new one.
+// closedOne frees the place of a connection that was closed (or never
+// dialed): the oldest waiting request, if any, takes it and dials.
+func (b *Backend) closedOne() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.waiters) > 0 {
+		b.popWaiter() <- nil // its place is now the waiter's: it dials
+		return
+	}
+	b.open--
+}
+
+func (b *Backend) popWaiter() chan *backendConn {
+	w := b.waiters[0]
+	b.waiters[0] = nil
+	b.waiters = b.waiters[1:]
+	return w
+}
+
+// get returns an idle connection that is still open, a new one, or, when
+// maxOpen are open, the first of them to be handed back.
 func (b *Backend) get() (*backendConn, error) {
 	for {
 		b.mu.Lock()
-		n := len(b.idle)
-		if n == 0 {
+		var bc *backendConn
+		switch n := len(b.idle); {
+		case n > 0:
+			bc = b.idle[n-1]
+			b.idle[n-1] = nil
+			b.idle = b.idle[:n-1]
 			b.mu.Unlock()
-			break
+		case b.maxOpen == 0 || b.open < b.maxOpen:
+			b.open++
+			b.mu.Unlock()
+			return b.dialOpen()
+		default:
+			w := make(chan *backendConn, 1)
+			b.waiters = append(b.waiters, w)
+			b.mu.Unlock()
+			if bc = <-w; bc == nil {
+				return b.dialOpen() // a connection closed: its place is ours
+			}
 		}
-		bc := b.idle[n-1]
-		b.idle[n-1] = nil
-		b.idle = b.idle[:n-1]
-		b.mu.Unlock()
 		if bc.alive() {
 			bc.reused = true
 			return bc, nil
 		}
 		bc.Close()
 	}
-	return b.dial()
 }
 
+// dial opens a connection in addition to those counted in open: the one
+// that replaces a dead kept connection for a request already under way.
 func (b *Backend) dial() (*backendConn, error) {
+	b.mu.Lock()
+	b.open++
+	b.mu.Unlock()
+	return b.dialOpen()
+}
+
+// dialOpen dials a connection whose place in open is already taken.
+func (b *Backend) dialOpen() (*backendConn, error) {
 	nc, err := net.DialTimeout(b.network, b.addr, b.dialTimeout)
 	if err != nil {
+		b.closedOne()
 		return nil, fmt.Errorf("dial php-fpm %s: %w", b.addr, err)
 	}
 	b.unanswered.Add(1)
 	bc := &backendConn{Conn: nc, b: b}
+	bc.waiting.Store(true)
 	if sc, ok := nc.(syscall.Conn); ok {
 		if bc.raw, err = sc.SyscallConn(); err != nil {
-			nc.Close()
+			bc.Close()
 			return nil, fmt.Errorf("dial php-fpm %s: %w", b.addr, err)
 		}
 		bc.peekFn = bc.peek
 	}
-	bc.waiting.Store(true)
 	return bc, nil
 }
 
@@ -143,13 +204,37 @@ func (bc *backendConn) peek(fd uintptr) bool {
 	return true
 }
 
-// put hands back a connection whose last request ended cleanly.
+// peerDraining tells, after a read saw end of file, whether php-fpm's child
+// is still there, reading and discarding: a write to the connection
+// succeeds only if its side is still open for reading. On a unix socket a
+// write to a closed peer fails at once (EPIPE); over TCP it may succeed, so
+// the answer there is always false. What is written is an empty
+// FCGI_GET_VALUES, which php-fpm would answer harmlessly were it reading
+// records, and which a draining child throws away.
+func (bc *backendConn) peerDraining() bool {
+	if _, ok := bc.Conn.(*net.UnixConn); !ok {
+		return false
+	}
+	var rec [headerLen]byte
+	putHeader(rec[:], typeGetValues, 0, 0, 0)
+	_, err := bc.Write(rec[:])
+	return err == nil
+}
+
+// put hands back a connection whose last request ended cleanly: to the
+// oldest waiting request, else to the idle list.
 func (b *Backend) put(bc *backendConn) {
 	bc.answered()
 	b.mu.Lock()
-	if b.closed || len(b.idle) >= b.maxIdle || b.unanswered.Load() > 0 {
+	starving := b.maxOpen == 0 && b.unanswered.Load() > 0
+	if starving || len(b.waiters) == 0 && (b.closed || len(b.idle) >= b.maxIdle) {
 		b.mu.Unlock()
 		bc.Close()
+		return
+	}
+	if len(b.waiters) > 0 {
+		b.popWaiter() <- bc
+		b.mu.Unlock()
 		return
 	}
 	bc.lastUsed = time.Now()

@@ -12,8 +12,13 @@ import (
 // router, to read its done codes, and the front address.
 func startAppServer(t *testing.T, app *recordApp, maxIdle int) (*testRouter, string) {
 	t.Helper()
+	return startAppServerBounded(t, app, 0, maxIdle)
+}
+
+func startAppServerBounded(t *testing.T, app *recordApp, maxOpen, maxIdle int) (*testRouter, string) {
+	t.Helper()
 	network, addr := app.addr()
-	router := &testRouter{pin: Pin{Release: "r7", Root: "/srv/releases/r7", Backend: NewBackend(network, addr, maxIdle)}}
+	router := &testRouter{pin: Pin{Release: "r7", Root: "/srv/releases/r7", Backend: NewBackend(network, addr, maxOpen, maxIdle)}}
 	_, front := startServer(t, router)
 	t.Cleanup(router.pin.Backend.Close)
 	return router, front
@@ -65,30 +70,38 @@ func TestPoolClosingKeptConnectionsFailsNothing(t *testing.T) {
 	}
 }
 
-// TestRetryOnlyIdempotentRequests: a kept connection that php-fpm closes
-// after reading the next request, before answering, gets a GET sent again
-// on a new connection, and a POST a 502: it may have run.
-func TestRetryOnlyIdempotentRequests(t *testing.T) {
+// TestRetryAfterKeptConnectionFails: the kept connection a request was
+// sent on ends before php-fpm answered. When php-fpm shut it for writing
+// and drains it, as it does after pm.max_requests, the request was thrown
+// away unrun and is sent again whatever its method. When it was closed
+// after reading the request (a child that died), only a GET or HEAD is sent
+// again; a POST gets the 502, since it may have run.
+func TestRetryAfterKeptConnectionFails(t *testing.T) {
 	tests := []struct {
+		how       string
 		method    string
 		wantCode  int
 		wantConns int64
 	}{
-		{"GET", 200, 2},
-		{"HEAD", 200, 2},
-		{"POST", 502, 1},
-		{"PATCH", 502, 1},
+		{"drained", "GET", 200, 2},
+		{"drained", "POST", 200, 2},
+		{"drained", "PATCH", 200, 2},
+		{"closed", "GET", 200, 2},
+		{"closed", "HEAD", 200, 2},
+		{"closed", "POST", 502, 1},
+		{"closed", "PATCH", 502, 1},
 	}
 	for _, tt := range tests {
-		t.Run(tt.method, func(t *testing.T) {
-			app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("page"), dropSecond: true})
+		t.Run(tt.how+" "+tt.method, func(t *testing.T) {
+			o := recordAppOptions{resp: pageResponse("page"), dropSecond: tt.how == "closed", drainSecond: tt.how == "drained"}
+			app := startRecordApp(t, "unix", o)
 			router, front := startAppServer(t, app, 4)
 			c := dialRaw(t, front)
 			c.send(getRequest(1)) // the first request leaves the connection kept
 			if r := c.read(1); !strings.HasSuffix(r.stdout, "page") {
 				t.Fatalf("first response %q", r.stdout)
 			}
-			c.send(request(1, true, "", "SCRIPT_FILENAME", testDocroot+"/index.php", "REQUEST_METHOD", tt.method))
+			c.send(request(1, true, "x=1", "SCRIPT_FILENAME", testDocroot+"/index.php", "REQUEST_METHOD", tt.method))
 			r := c.read(1)
 			codes := router.doneCodes()
 			if got := codes[len(codes)-1]; got != tt.wantCode {
@@ -199,5 +212,47 @@ func TestBackendKeepsAtMostMaxIdle(t *testing.T) {
 			t.Fatalf("%d pool connections still open 5s after Close", app.openConns())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBackendBoundsOpenConnections: with maxOpen set (pm.max_children), 8
+// clients at once share 2 pool connections: requests beyond them wait in
+// fpmux and take over a connection as it finishes, instead of each dialing
+// one that php-fpm would close after a single request.
+func TestBackendBoundsOpenConnections(t *testing.T) {
+	app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("page")})
+	router, front := startAppServerBounded(t, app, 2, 1)
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dialRaw(t, front)
+			for range 50 {
+				c.send(getRequest(1))
+				if r := c.read(1); !strings.HasSuffix(r.stdout, "page") {
+					errs <- fmt.Sprintf("response %q", r.stdout)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	app.mu.Lock()
+	peak := app.peak
+	app.mu.Unlock()
+	if peak > 2 {
+		t.Errorf("the pool saw %d connections open at once, want at most 2", peak)
+	}
+	if n := app.conns.Load(); n > 4 {
+		t.Errorf("the pool saw %d connections for 400 requests: they were not handed over", n)
+	}
+	if n := len(router.doneCodes()); n != 400 {
+		t.Errorf("%d requests ended, want 400", n)
 	}
 }

@@ -99,7 +99,7 @@ func benchRequest(bodyLen int, keep bool) []byte {
 func benchServer(b *testing.B, app *recordApp) string {
 	b.Helper()
 	network, addr := app.addr()
-	router := &benchRouter{pin: Pin{Release: "r7", Root: "/srv/releases/r7", Backend: NewBackend(network, addr, 8)}}
+	router := &benchRouter{pin: Pin{Release: "r7", Root: "/srv/releases/r7", Backend: NewBackend(network, addr, 0, 8)}}
 	s, err := NewServer(Options{Docroot: testDocroot, Router: router})
 	if err != nil {
 		b.Fatal(err)

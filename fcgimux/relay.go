@@ -67,35 +67,40 @@ func (r *relay) pool() *backendConn {
 }
 
 // retry sends the request again on a new pool connection after the kept
-// one it was sent on failed before php-fpm answered anything: php-fpm
-// closes a kept connection when its child exits (pm.max_requests, a pool
-// scaling down), and the close can cross the next request on the way. As
-// nginx does for its cached upstream connections, this is done once, only
-// for a method that may be repeated, and only when the whole request is
+// one it was sent on failed before php-fpm answered anything, err being the
+// read's error. php-fpm ends a kept connection when its child is to exit
+// (pm.max_requests): it sends END_REQUEST, then shuts its side for writing
+// and reads whatever arrives, discarding it, until fpmux closes. A request
+// that crossed that shutdown was read and thrown away, never run, so it is
+// sent again whatever its method; that is the case when the read saw end of
+// file on a unix socket that still takes writes (see peerDraining). In any
+// other case the child may have died running it, and, as nginx does for its
+// cached upstream connections, only a method that may be repeated is sent
+// again. Either way this is done once, and only when the whole request is
 // still in hand.
-func (r *relay) retry() bool {
+func (r *relay) retry(err error) bool {
 	r.mu.Lock()
-	ok := !r.retried && r.bc.reused && r.resend != nil && r.idempotent && !r.aborted && !r.abandoned
+	bc := r.bc
+	ok := !r.retried && bc.reused && r.resend != nil && !r.aborted && !r.abandoned
 	r.retried = true
 	r.mu.Unlock()
-	if !ok {
+	if !ok || !r.idempotent && !(errors.Is(err, io.EOF) && bc.peerDraining()) {
 		return false
 	}
-	bc, err := r.pin.Backend.dial()
+	nbc, err := r.pin.Backend.dial()
 	if err != nil {
 		return false
 	}
 	r.mu.Lock()
 	if r.aborted || r.abandoned {
 		r.mu.Unlock()
-		bc.Close()
+		nbc.Close()
 		return false
 	}
-	old := r.bc
-	r.bc = bc
+	r.bc = nbc
 	r.mu.Unlock()
-	old.Close()
-	_, err = bc.Write(r.resend)
+	bc.Close()
+	_, err = nbc.Write(r.resend)
 	return err == nil
 }
 
@@ -179,7 +184,7 @@ func (r *relay) run() {
 			end += n
 			got = true
 		}
-		if err != nil && !got && r.retry() {
+		if err != nil && !got && r.retry(err) {
 			bc = r.pool()
 			continue
 		}

@@ -218,7 +218,7 @@ func echoHandler(w http.ResponseWriter, r *http.Request) {
 }
 
 func newTestRouter(b *testBackend, maxIdle int) *testRouter {
-	return &testRouter{pin: Pin{Release: "r7", Root: "/srv/releases/r7", Backend: NewBackend("unix", b.addr, maxIdle)}}
+	return &testRouter{pin: Pin{Release: "r7", Root: "/srv/releases/r7", Backend: NewBackend("unix", b.addr, 0, maxIdle)}}
 }
 
 func TestServerRelaysRequest(t *testing.T) {
@@ -294,7 +294,7 @@ func TestServerAnswersItself(t *testing.T) {
 		{"no active release", &testRouter{err: ErrNoRelease}, phpParams("/index.php"), "Status: 503"},
 		{"script outside docroot", newTestRouter(b, 1), phpParams("/../../etc/passwd"), "Status: 404"},
 		{"foreign script", newTestRouter(b, 1), []string{"SCRIPT_FILENAME", "/etc/passwd"}, "Status: 404"},
-		{"pool down", &testRouter{pin: Pin{Release: "r1", Root: "/r1", Backend: NewBackend("unix", "/nonexistent/fpm.sock", 1)}}, phpParams("/index.php"), "Status: 502"},
+		{"pool down", &testRouter{pin: Pin{Release: "r1", Root: "/r1", Backend: NewBackend("unix", "/nonexistent/fpm.sock", 0, 1)}}, phpParams("/index.php"), "Status: 502"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -383,7 +383,7 @@ func TestServerBackendDiesBeforeResponse(t *testing.T) {
 			c.Close()
 		}
 	}()
-	router := &testRouter{pin: Pin{Release: "r1", Root: "/r1", Backend: NewBackend("unix", addr, 1)}}
+	router := &testRouter{pin: Pin{Release: "r1", Root: "/r1", Backend: NewBackend("unix", addr, 0, 1)}}
 	_, front := startServer(t, router)
 	c := dialRaw(t, front)
 	c.send(request(1, true, "", phpParams("/index.php")...))
@@ -496,7 +496,20 @@ func (l *childLimitedListener) Accept() (net.Conn, error) {
 	return &slotConn{Conn: c, slots: l.slots}, nil
 }
 
+// TestKeptConnectionsDoNotStarveNewOnes runs a pool of 2 children with as
+// many idle connections kept as children: the case where reuse could pin
+// every child while a new connection waits in the backlog. Backend either
+// opens any number of connections, or as many as there are children. (With
+// a bound above the children, a pool that never grows, the wait would last
+// until the idle timeout closes a kept connection; php-fpm's pm dynamic
+// grows, and the supervisor's bound is pm.max_children.)
 func TestKeptConnectionsDoNotStarveNewOnes(t *testing.T) {
+	for _, maxOpen := range []int{0, 2} {
+		t.Run(fmt.Sprintf("maxOpen=%d", maxOpen), func(t *testing.T) { keptConnectionsDoNotStarve(t, maxOpen) })
+	}
+}
+
+func keptConnectionsDoNotStarve(t *testing.T, maxOpen int) {
 	addr := filepath.Join(t.TempDir(), "children.sock")
 	ln, err := net.Listen("unix", addr)
 	if err != nil {
@@ -513,9 +526,7 @@ func TestKeptConnectionsDoNotStarveNewOnes(t *testing.T) {
 		cl.Close()
 		<-done
 	})
-	// As many idle connections as children: the case where reuse could pin
-	// every child while a new connection waits in the backlog.
-	router := &testRouter{pin: Pin{Release: "r1", Root: "/r1", Backend: NewBackend("unix", addr, children)}}
+	router := &testRouter{pin: Pin{Release: "r1", Root: "/r1", Backend: NewBackend("unix", addr, maxOpen, children)}}
 	t.Cleanup(router.pin.Backend.Close)
 	_, front := startServer(t, router)
 	var wg sync.WaitGroup

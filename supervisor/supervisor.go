@@ -217,7 +217,7 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, er
 	}
 	r.pool = p
 	// One child stays free of kept connections for the status page.
-	r.backend = fcgimux.NewBackend("unix", p.Socket(), p.MaxChildren()-1)
+	r.backend = fcgimux.NewBackend("unix", p.Socket(), p.MaxChildren(), p.MaxChildren()-1)
 	r.readyIn = time.Since(r.createdAt)
 	r.state = StateReady
 	s.log.Info("release ready", "release", r.id, "ready_in", r.readyIn.Round(time.Millisecond))
