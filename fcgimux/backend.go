@@ -43,8 +43,8 @@ type Backend struct {
 	unanswered    atomic.Int64 // dialed connections php-fpm has not answered on yet
 
 	mu      sync.Mutex
-	open    int                  // connections open or being dialed
-	idle    []*backendConn       // most recently used last
+	open    int                 // connections open or being dialed
+	idle    []*backendConn      // most recently used last
 	waiters []chan *backendConn // requests waiting for a connection, oldest first
 	sweep   *time.Timer         // armed while idle is not empty
 	closed  bool
