@@ -261,3 +261,27 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitAroundAndAfterDeploys(t *testing.T) {
+	start := time.Unix(1000, 0)
+	ms := time.Millisecond
+	samples := []sample{
+		{intended: 0, lat: 1 * ms},                       // before any deploy: steady
+		{intended: 1000 * ms, lat: 50 * ms},              // at the deploy: during, bin 0
+		{intended: 1150 * ms, lat: 40 * ms},              // bin 1
+		{intended: 2999 * ms, lat: 2 * ms},               // last instant of the 2 s window
+		{intended: 3000 * ms, lat: 3 * ms, failed: true}, // window over: steady
+	}
+	deploys := []time.Time{start.Add(1000 * ms)}
+	a := splitAround(start, samples, deploys, 2*time.Second)
+	if len(a.during) != 3 || len(a.steady) != 2 || a.failSteady != 1 || a.failDuring != 0 {
+		t.Errorf("during %v steady %v failed %d/%d", a.during, a.steady, a.failDuring, a.failSteady)
+	}
+	if a.during[0] != 2*ms || a.steady[1] != 3*ms {
+		t.Errorf("not sorted: during %v steady %v", a.during, a.steady)
+	}
+	bins := afterDeploys(start, samples, deploys, 100*ms, 2500*ms)
+	if len(bins) != 25 || len(bins[0]) != 1 || len(bins[1]) != 1 || len(bins[19]) != 1 || len(bins[20]) != 1 {
+		t.Errorf("bins: %v", bins)
+	}
+}

@@ -179,6 +179,30 @@ func splitAround(start time.Time, samples []sample, deploys []time.Time, window 
 	return a
 }
 
+// afterDeploys bins the requests by how long after the last deploy start
+// their intended start lies, summed over all deploys: where in a deploy a
+// stall sits. Each bin's latencies come back sorted.
+func afterDeploys(start time.Time, samples []sample, deploys []time.Time, bin, span time.Duration) [][]time.Duration {
+	bins := make([][]time.Duration, int(span/bin))
+	for _, s := range samples {
+		at := start.Add(s.intended)
+		i, ok := slices.BinarySearchFunc(deploys, at, func(d, t time.Time) int { return d.Compare(t) })
+		if !ok {
+			i-- // the last deploy that began before at
+		}
+		if i < 0 {
+			continue
+		}
+		if k := int(at.Sub(deploys[i]) / bin); k < len(bins) {
+			bins[k] = append(bins[k], s.lat)
+		}
+	}
+	for _, b := range bins {
+		slices.Sort(b)
+	}
+	return bins
+}
+
 func (a aroundDeploys) p(pct float64) (steady, during float64) {
 	return ms(percentile(a.steady, pct)), ms(percentile(a.during, pct))
 }
@@ -251,6 +275,16 @@ func (b *bench) switches(ctx context.Context) (*table, error) {
 		return nil, err
 	}
 	logTimeline("switch", lp, every)
+	const bin = 100 * time.Millisecond
+	bins := afterDeploys(lp.start, lp.samples, starts, bin, every)
+	var profile []string
+	for k, lat := range bins {
+		logf("switch: %4.0f-%4.0f ms after a deploy began: %5d requests  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms",
+			ms(time.Duration(k)*bin), ms(time.Duration(k+1)*bin), len(lat), ms(percentile(lat, 50)), ms(percentile(lat, 99)), ms(percentile(lat, 100)))
+		if k < 8 {
+			profile = append(profile, fmt.Sprintf("%.0f–%.0f ms: %.1f/%.1f", ms(time.Duration(k)*bin), ms(time.Duration(k+1)*bin), ms(percentile(lat, 50)), ms(percentile(lat, 99))))
+		}
+	}
 	b.count("switch", lp.phase)
 	b.countDeploys("switch", ds)
 	if b.o.controlRate > 0 {
@@ -287,6 +321,7 @@ func (b *bench) switches(ctx context.Context) (*table, error) {
 		}
 		t.note("Control: %.0f req/s of raw FastCGI, a new connection each, straight to the socket of a pool fpmux keeps ready but sends nothing to (release ctl, deployed without activating). It shares the machine, not fpmux's routing: a stall after a deploy that it shows too comes from starting php-fpm on two cores.", b.o.controlRate)
 	}
+	t.note("p50/p99 latency (ms) of the requests by when after a deploy began they were meant to start, over all deploys: %s.", strings.Join(profile, "; "))
 	t.note("Deploy→active is the admin POST /v1/releases until its 201. A request is \"within 2 s of a deploy\" when its intended start lies in the 2 s after a deploy began.")
 	t.note("The client used up to %d connections; a request waited for a connection %d times; the dispatcher was at most %.2f ms late.", lp.conns, lp.waited, ms(lp.lateness))
 	return t, nil
