@@ -173,7 +173,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  - %s\n", f)
 	}
 	code := 0
-	if err != nil {
+	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintf(stderr, "fpmux-bench: interrupted (%v); stopped what it had started\n", err)
+		code = 1
+	case err != nil:
 		fmt.Fprintf(stderr, "fpmux-bench: %v\n", err)
 		code = 1
 	}
