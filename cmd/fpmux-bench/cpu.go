@@ -44,6 +44,14 @@ type cpuUse struct {
 	total time.Duration
 }
 
+// busyShare is the machine's busy time as a share of all its CPUs.
+func (u cpuUse) busyShare() float64 {
+	if u.total <= 0 {
+		return 0
+	}
+	return float64(u.busy) / float64(u.total)
+}
+
 // others is the CPU time of processes outside the bench (and the kernel's
 // own work), as a share of the machine's capacity.
 func (u cpuUse) others() float64 {

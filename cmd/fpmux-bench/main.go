@@ -201,7 +201,7 @@ func header(o options, s *stack, args []string) string {
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	fmt.Fprintf(&b, "- machine: %d CPUs (GOMAXPROCS %d), Linux %s, %s (%s), %s, %s\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), strings.TrimSpace(string(kernel)),
-		firstLine(s.phpFPM, "-v"), s.phpFPM, firstLine(s.nginxBin, "-v"), runtime.Version())
+		strings.Split(firstLine(s.phpFPM, "-v"), " (built")[0], s.phpFPM, firstLine(s.nginxBin, "-v"), runtime.Version())
 	fmt.Fprintf(&b, "- load average at the start: %s\n", loadavg())
 	only := []string{}
 	for _, n := range sectionNames {
@@ -213,7 +213,7 @@ func header(o options, s *stack, args []string) string {
 	if o.rate > 0 {
 		rate = fmt.Sprintf("%.0f req/s", o.rate)
 	}
-	fmt.Fprintf(&b, "- sections: %s; %d rounds of %v per mode, modes alternating, %v warm-up before each mode's first phase, %v pause before every phase\n",
+	fmt.Fprintf(&b, "- sections: %s; %d round(s) of %v per mode, modes alternating, %v warm-up before each mode's first phase, %v pause before every phase\n",
 		strings.Join(only, ", "), o.rounds, o.duration, o.warmup, o.pause)
 	fmt.Fprintf(&b, "- closed loop: %d keep-alive connections; open loop: %s; switch: %d deploys %v apart, with a control at %.0f req/s; scale: %d idle connections; deploys: %d\n",
 		o.conns, rate, o.switches, o.switchEvery, o.controlRate, o.idleConns, o.deploys)

@@ -224,7 +224,7 @@ func (b *bench) scale(ctx context.Context) (*table, error) {
 	t.add("failed requests", fmt.Sprint(failedOf(res[1])), fmt.Sprint(failedOf(res[0])+idleFailed), "", "0", met(failed == 0))
 	addCPURows(t, wo, w)
 	t.note("Each idle connection did one GET /hello.php with FCGI_KEEP_CONN and then stayed open; RSS is VmRSS, after 1 s of quiet; it can grow less than the heap when Go reuses memory freed earlier, so the heap and stacks in use (go_memstats_heap_inuse_bytes + go_memstats_stack_inuse_bytes) are shown too. %d of %d connections opened.", held, n)
-	t.note("Load: closed loop, %d connections through nginx, medians over %d rounds of %v, with and without alternating. Per round, with: %s.", b.o.conns, b.o.rounds, b.o.duration, rawW)
+	t.note("Load: closed loop, %d connections through nginx, medians over %d round(s) of %v, with and without alternating. Per round, with: %s.", b.o.conns, b.o.rounds, b.o.duration, rawW)
 	t.note("Per round, without: %s.", rawWO)
 	if len(stillOpen) > 0 {
 		t.note("Idle connections fpmux still held open when each with-phase ended: %s.", strings.Join(stillOpen, ", "))

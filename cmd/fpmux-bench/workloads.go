@@ -184,17 +184,19 @@ func (b *bench) notePoolConns() {
 type summary struct {
 	rps, p50, p99 float64
 	cpu           map[string]float64 // µs of CPU per request, by group
+	busy          float64            // share of the machine's CPU in use
 	others        float64            // share of the machine's CPU outside the bench
 }
 
 func summarize(ps []phase) (summary, string) {
-	var rps, p50, p99, others []float64
+	var rps, p50, p99, busy, others []float64
 	cpu := map[string][]float64{}
 	var raw []string
 	for _, p := range ps {
 		rps = append(rps, p.rps())
 		p50 = append(p50, ms(p.p50()))
 		p99 = append(p99, ms(p.p99()))
+		busy = append(busy, p.cpu.busyShare())
 		others = append(others, p.cpu.others())
 		var all float64
 		for _, g := range cpuGroups {
@@ -205,7 +207,7 @@ func summarize(ps []phase) (summary, string) {
 		cpu["all"] = append(cpu["all"], all)
 		raw = append(raw, fmt.Sprintf("%.0f req/s %.2f/%.2f ms", p.rps(), ms(p.p50()), ms(p.p99())))
 	}
-	s := summary{rps: median(rps), p50: median(p50), p99: median(p99), others: median(others), cpu: map[string]float64{}}
+	s := summary{rps: median(rps), p50: median(p50), p99: median(p99), busy: median(busy), others: median(others), cpu: map[string]float64{}}
 	for g, xs := range cpu {
 		s.cpu[g] = median(xs)
 	}
@@ -222,6 +224,7 @@ func addCPURows(t *table, d, f summary) {
 		}
 		t.add(name, fmt.Sprintf("%.0f", d.cpu[g]), fmt.Sprintf("%.0f", f.cpu[g]), fmt.Sprintf("%+.0f µs", f.cpu[g]-d.cpu[g]), "", "")
 	}
+	t.add("machine CPU busy (% of all CPUs)", fmt.Sprintf("%.0f%%", 100*d.busy), fmt.Sprintf("%.0f%%", 100*f.busy), "", "", "")
 	t.add("CPU taken by other processes (% of machine)", fmt.Sprintf("%.0f%%", 100*d.others), fmt.Sprintf("%.0f%%", 100*f.others), "", "", "")
 	t.note("CPU per request: user+system time in /proc (10 ms ticks) over a phase, divided by its requests; client is this process. Other processes: the machine's busy time less these four, as a share of all its CPUs; it is the noise a phase ran in.")
 }
@@ -281,7 +284,7 @@ func (b *bench) closedSection(ctx context.Context, name, path string, minRatio f
 	t.add("p99 latency (ms)", fmtMS(d.p99), fmtMS(f.p99), fmtDiffMS(f.p99-d.p99), "", "")
 	t.add("failed requests", fmt.Sprint(failedOf(res[0])), fmt.Sprint(failedOf(res[1])), "", "0", met(failedOf(res[0])+failedOf(res[1]) == 0))
 	addCPURows(t, d, f)
-	t.note("Medians over %d rounds of %v each, modes alternating. Per round, direct: %s.", b.o.rounds, b.o.duration, rawD)
+	t.note("Medians over %d round(s) of %v each, modes alternating. Per round, direct: %s.", b.o.rounds, b.o.duration, rawD)
 	t.note("Per round, fpmux: %s.", rawF)
 	if name == "framework" {
 		if _, body, err := fetch(newTarget(b.s.via, path)); err == nil {
@@ -365,7 +368,7 @@ func (b *bench) rate(ctx context.Context) (*table, error) {
 	if b.o.rate > 0 {
 		src = "-rate"
 	}
-	t.note("Rate: %s. Latency counts from each request's intended start. Medians over %d rounds of %v. Per round, direct: %s.", src, b.o.rounds, b.o.duration, rawD)
+	t.note("Rate: %s. Latency counts from each request's intended start. Medians over %d round(s) of %v. Per round, direct: %s.", src, b.o.rounds, b.o.duration, rawD)
 	t.note("Per round, fpmux: %s.", rawF)
 	t.note("Over all phases, warm-ups included, the client used up to %d connections; a request waited for a connection %d times; the dispatcher was at most %.2f ms late.", conns, waited, ms(late))
 	return t, nil
