@@ -4,6 +4,8 @@
 package fcgimux
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -204,6 +206,78 @@ func (bc *backendConn) peek(fd uintptr) bool {
 	return true
 }
 
+// Warm sends one request, made of params, on each of n connections at once,
+// and keeps every connection open until all are answered, so that each
+// lands on a php-fpm child of its own. A child's first request costs it
+// milliseconds (php-fpm and opcache set themselves up on first use); warmed
+// before a release takes traffic, that cost is not paid by the first
+// requests of a switch, queued behind it. The connections then stay in
+// the Backend for reuse, up to maxIdle. Warm returns the failures, joined,
+// after every connection has been dealt with; ctx bounds the whole.
+func (b *Backend) Warm(ctx context.Context, n int, params map[string]string) error {
+	var req, pairs []byte
+	for k, v := range params {
+		pairs = appendPair(pairs, k, v)
+	}
+	req = appendBeginRequest(req, 1, true)
+	req = appendRecord(req, typeParams, 1, pairs)
+	req = appendRecord(req, typeParams, 1, nil)
+	req = appendRecord(req, typeStdin, 1, nil)
+
+	conns := make([]*backendConn, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conns[i], errs[i] = b.warmOne(ctx, req)
+		}()
+	}
+	wg.Wait()
+	for i, bc := range conns {
+		if errs[i] == nil {
+			bc.SetDeadline(time.Time{})
+			b.put(bc)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// warmOne sends req on a connection of its own and reads the answer to its
+// end; it returns the connection, still open, or an error (and closes it).
+func (b *Backend) warmOne(ctx context.Context, req []byte) (*backendConn, error) {
+	bc, err := b.dial()
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		bc.SetDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, func() { bc.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := bc.Write(req); err != nil {
+		bc.Close()
+		return nil, fmt.Errorf("warm %s: %w", b.addr, err)
+	}
+	rr := newRecordReader(bc)
+	for {
+		h, content, err := rr.next()
+		if err != nil {
+			bc.Close()
+			return nil, fmt.Errorf("warm %s: %w", b.addr, err)
+		}
+		if h.Type == typeEndRequest {
+			bc.answered()
+			if er, err := parseEndRequest(content); err != nil || er.ProtocolStatus != statusRequestComplete || rr.buffered() > 0 {
+				bc.Close()
+				return nil, fmt.Errorf("warm %s: request not completed", b.addr)
+			}
+			return bc, nil
+		}
+	}
+}
+
 // peerDraining tells, after a read saw end of file, whether php-fpm's child
 // is still there, reading and discarding: a write to the connection
 // succeeds only if its side is still open for reading. On a unix socket a
@@ -289,6 +363,13 @@ func (b *Backend) Close() {
 	for _, bc := range idle {
 		bc.Close()
 	}
+}
+
+// Open returns how many connections to the pool are open or being dialed.
+func (b *Backend) Open() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.open
 }
 
 // Idle returns how many idle connections the backend holds.

@@ -223,6 +223,8 @@ func TestBackendBoundsOpenConnections(t *testing.T) {
 	app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("page")})
 	router, front := startAppServerBounded(t, app, 2, 1)
 	var wg sync.WaitGroup
+	var peakMu sync.Mutex
+	peak := 0
 	errs := make(chan string, 8)
 	for range 8 {
 		wg.Add(1)
@@ -235,6 +237,9 @@ func TestBackendBoundsOpenConnections(t *testing.T) {
 					errs <- fmt.Sprintf("response %q", r.stdout)
 					return
 				}
+				peakMu.Lock()
+				peak = max(peak, router.pin.Backend.Open())
+				peakMu.Unlock()
 			}
 		}()
 	}
@@ -243,16 +248,61 @@ func TestBackendBoundsOpenConnections(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	app.mu.Lock()
-	peak := app.peak
-	app.mu.Unlock()
 	if peak > 2 {
-		t.Errorf("the pool saw %d connections open at once, want at most 2", peak)
+		t.Errorf("fpmux had %d pool connections open at once, want at most 2", peak)
 	}
-	if n := app.conns.Load(); n > 4 {
+	// A connection beyond maxIdle (1) is closed when no request waits for
+	// it, so a lull between clients costs a dial; a dial per request would
+	// mean nothing was handed over.
+	if n := app.conns.Load(); n > 40 {
 		t.Errorf("the pool saw %d connections for 400 requests: they were not handed over", n)
 	}
 	if n := len(router.doneCodes()); n != 400 {
 		t.Errorf("%d requests ended, want 400", n)
 	}
+}
+
+// TestWarm sends a request on n connections open at once, so each reaches
+// a child of its own, and keeps up to maxIdle of them for reuse; a pool
+// that fails to answer makes Warm fail and leaves nothing open.
+func TestWarm(t *testing.T) {
+	params := map[string]string{"SCRIPT_FILENAME": "/fpmux-ping", "SCRIPT_NAME": "/fpmux-ping"}
+	t.Run("answered", func(t *testing.T) {
+		app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("pong")})
+		network, addr := app.addr()
+		b := NewBackend(network, addr, 4, 3)
+		defer b.Close()
+		if err := b.Warm(t.Context(), 4, params); err != nil {
+			t.Fatal(err)
+		}
+		app.mu.Lock()
+		peak := app.peak
+		app.mu.Unlock()
+		if n := app.requests.Load(); n != 4 || peak != 4 {
+			t.Errorf("the pool answered %d requests on %d connections open at once, want 4 and 4", n, peak)
+		}
+		if n := b.Idle(); n != 3 {
+			t.Errorf("%d connections kept after warming, want 3 (maxIdle)", n)
+		}
+	})
+	t.Run("not answered", func(t *testing.T) {
+		// an empty response: the connection closes with no END_REQUEST
+		app2 := startRecordApp(t, "unix", recordAppOptions{resp: nil, closeAfter: true})
+		network, addr := app2.addr()
+		b2 := NewBackend(network, addr, 4, 3)
+		defer b2.Close()
+		if err := b2.Warm(t.Context(), 3, params); err == nil {
+			t.Fatal("Warm against a pool that closes without answering succeeded")
+		}
+		if n := b2.Idle(); n != 0 {
+			t.Errorf("%d connections kept after a failed warm", n)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for app2.openConns() > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections left open at the pool", app2.openConns())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
 }

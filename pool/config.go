@@ -226,6 +226,27 @@ func (o *Options) maxChildren() int {
 	return defaultMaxChildren
 }
 
+// startChildren returns how many workers php-fpm starts with: all of
+// pm.max_children under pm static, pm.start_servers under pm dynamic
+// (php-fpm's default: min_spare + (max_spare - min_spare) / 2), none under
+// pm ondemand. o must have been validated.
+func (o *Options) startChildren() int {
+	num := func(key string, def int) int {
+		if n, err := strconv.Atoi(o.Directives[key]); err == nil {
+			return n
+		}
+		return def
+	}
+	switch o.Directives["pm"] {
+	case "static":
+		return o.maxChildren()
+	case "ondemand":
+		return 0
+	}
+	minSpare, maxSpare := num("pm.min_spare_servers", 1), num("pm.max_spare_servers", 3)
+	return min(num("pm.start_servers", minSpare+(maxSpare-minSpare)/2), o.maxChildren())
+}
+
 // workerIdentity returns the user and group the workers must run as when
 // fpmux is root and the caller set no user: php-fpm refuses to run workers
 // as root. Empty strings mean "write nothing".

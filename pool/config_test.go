@@ -314,3 +314,22 @@ func FuzzRenderConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestStartChildren(t *testing.T) {
+	tests := []struct {
+		directives map[string]string
+		want       int
+	}{
+		{map[string]string{"pm": "static", "pm.max_children": "4"}, 4},
+		{map[string]string{"pm": "dynamic", "pm.max_children": "5", "pm.start_servers": "2"}, 2},
+		{map[string]string{"pm": "dynamic", "pm.max_children": "20", "pm.min_spare_servers": "2", "pm.max_spare_servers": "8"}, 5},
+		{map[string]string{"pm.max_children": "10"}, 2}, // php-fpm's defaults: min 1, max 3
+		{map[string]string{"pm": "ondemand", "pm.max_children": "8"}, 0},
+	}
+	for _, tt := range tests {
+		o := Options{Directives: tt.directives}
+		if got := o.startChildren(); got != tt.want {
+			t.Errorf("startChildren(%v) = %d, want %d", tt.directives, got, tt.want)
+		}
+	}
+}

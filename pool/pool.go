@@ -36,6 +36,7 @@ type Pool struct {
 	args        []string
 	sock        string
 	maxChildren int
+	startKids   int
 
 	gate     *gate
 	pid      atomic.Int64
@@ -86,6 +87,7 @@ func Start(ctx context.Context, o Options) (*Pool, error) {
 		args:        commandArgs(filepath.Join(o.Dir, confName), o.Ini),
 		sock:        filepath.Join(o.Dir, socketName),
 		maxChildren: o.maxChildren(),
+		startKids:   o.startChildren(),
 		gate:        newGate(),
 		stopCh:      make(chan struct{}),
 		forceCh:     make(chan struct{}),
@@ -294,6 +296,11 @@ func (p *Pool) Socket() string { return p.sock }
 
 // MaxChildren returns pm.max_children (php-fpm's default 5 when unset).
 func (p *Pool) MaxChildren() int { return p.maxChildren }
+
+// StartChildren returns how many workers php-fpm starts the pool with
+// (pm.max_children under static, pm.start_servers under dynamic, 0 under
+// ondemand): how many a warm-up can reach at once.
+func (p *Pool) StartChildren() int { return p.startKids }
 
 // Pid returns the current master's pid, 0 while none is running.
 func (p *Pool) Pid() int { return int(p.pid.Load()) }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -41,6 +42,7 @@ func runServe(args []string, stderr io.Writer) int {
 	phpFPM := fs.String("php-fpm", "", "php-fpm binary `path`")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	profile := fs.Bool("pprof", false, "serve Go's profiles at /debug/pprof/ on the metrics listener (for measuring fpmux; off in production)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -85,7 +87,7 @@ func runServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fpmux serve: %v\n", err)
 		return 1
 	}
-	if err := serve(cfg, log); err != nil {
+	if err := serve(cfg, log, *profile); err != nil {
 		log.Error("fpmux stopped", "err", err)
 		return 1
 	}
@@ -216,7 +218,7 @@ func listenAddr(addr string, perm os.FileMode, files *[]string) (net.Listener, e
 // serve runs fpmux until SIGTERM or SIGINT, then stops in order: no new
 // deploys, no new connections, in-flight requests finish (bounded by
 // drain_timeout), every pool stops. A second signal cuts the wait short.
-func serve(cfg *config.Config, log *slog.Logger) error {
+func serve(cfg *config.Config, log *slog.Logger, profile bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -257,6 +259,12 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 	if lns.metrics != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		if profile {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- ignoreClosed(metricsSrv.Serve(lns.metrics)) }()
 	}
