@@ -41,6 +41,7 @@ type Pool struct {
 	gate     *gate
 	pid      atomic.Int64
 	restarts atomic.Int64
+	niced    atomic.Bool // started at backgroundNice, not yet Foreground
 
 	stopOnce  sync.Once
 	stopCh    chan struct{} // closed by the first Stop
@@ -102,6 +103,7 @@ func Start(ctx context.Context, o Options) (*Pool, error) {
 		_ = os.RemoveAll(o.Dir)
 		return nil, fmt.Errorf("start pool %s: %w", o.ID, err)
 	}
+	p.startInBackground(m.pid)
 	if err := p.waitReady(ctx, m); err != nil {
 		if kerr := m.kill(); kerr != nil {
 			err = errors.Join(err, kerr)
@@ -345,12 +347,59 @@ func (p *Pool) Done() <-chan struct{} { return p.done }
 // cuts short a graceful one in progress) and return the same result.
 func (p *Pool) Stop(force bool) error {
 	p.Drain()
+	p.setNice(backgroundNice) // its teardown yields to the releases serving
 	if force {
 		p.forceOnce.Do(func() { close(p.forceCh) })
 	}
 	p.stopOnce.Do(func() { close(p.stopCh) })
 	<-p.done
 	return p.stopErr
+}
+
+// backgroundNice is the CPU priority of a pool while it starts and while it
+// stops. Starting php-fpm costs about 0.1 s of CPU on two cores (the
+// master's and each worker's module set-up), stopping it a little less;
+// at normal priority that is taken from the release serving traffic, whose
+// latency jumps for as long.
+const backgroundNice = 5
+
+// startInBackground lowers the priority of a master just spawned (its
+// workers inherit it) until Foreground. Only when fpmux runs as root: a
+// process may lower its nice value back only with CAP_SYS_NICE, and a pool
+// left at nice 10 would serve slowly for good.
+func (p *Pool) startInBackground(pid int) {
+	if os.Geteuid() != 0 {
+		return
+	}
+	if err := syscall.Setpriority(syscall.PRIO_PROCESS, pid, backgroundNice); err != nil {
+		p.log.Debug("could not lower the starting pool's priority", "err", err)
+		return
+	}
+	p.niced.Store(true)
+}
+
+// Foreground gives the pool, master and workers, fpmux's own CPU priority
+// back after a start in the background: the release is about to take
+// traffic.
+func (p *Pool) Foreground() {
+	if !p.niced.CompareAndSwap(true, false) {
+		return
+	}
+	// The raw getpriority syscall answers 20 - nice.
+	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err != nil {
+		prio = 20
+	}
+	p.setNice(20 - prio)
+}
+
+// setNice sets the CPU priority of the master's process group.
+func (p *Pool) setNice(nice int) {
+	if pid := p.Pid(); pid > 0 {
+		if err := syscall.Setpriority(syscall.PRIO_PGRP, pid, nice); err != nil && !errors.Is(err, syscall.ESRCH) {
+			p.log.Debug("could not set the pool's priority", "nice", nice, "err", err)
+		}
+	}
 }
 
 func isDone(ch <-chan struct{}) bool {

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -473,4 +474,42 @@ func TestStartupTime(t *testing.T) {
 	}
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	t.Logf("Start until first pong: median %v (min %v, max %v, %d runs)", times[len(times)/2], times[0], times[len(times)-1], len(times))
+}
+
+// TestStartsInBackgroundUntilForeground: run as root, a pool starts at
+// backgroundNice, master and workers, and Foreground gives them fpmux's
+// own priority back. (Not root: the pool is never niced, since it could
+// not be given its priority back.)
+func TestStartsInBackgroundUntilForeground(t *testing.T) {
+	bin := phpFPM(t)
+	root := newRelease(t, map[string]string{"index.php": `<?php echo "x";`})
+	p := startPool(t, Options{ID: "nice1", Root: root, Dir: poolDir(t), Binary: bin, Logger: testLogger(t),
+		Directives: map[string]string{"pm": "static", "pm.max_children": "2"}})
+	nices := func() []int {
+		var out []int
+		for _, pid := range append([]int{p.Pid()}, groupMembers(p.Pid())...) {
+			prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, pid)
+			if err != nil {
+				t.Fatalf("getpriority %d: %v", pid, err)
+			}
+			out = append(out, 20-prio)
+		}
+		return out
+	}
+	own, _ := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	want := 20 - own
+	if os.Geteuid() == 0 {
+		want = backgroundNice
+	}
+	for _, n := range nices() {
+		if n != want {
+			t.Fatalf("nice values of master and workers after Start: %v, want all %d", nices(), want)
+		}
+	}
+	p.Foreground()
+	for _, n := range nices() {
+		if n != 20-own {
+			t.Fatalf("nice values after Foreground: %v, want all %d", nices(), 20-own)
+		}
+	}
 }

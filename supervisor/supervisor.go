@@ -233,6 +233,7 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, er
 		// free of kept connections for the status page.
 		backend = fcgimux.NewBackend("unix", p.Socket(), p.MaxChildren(), p.MaxChildren()-1)
 		s.warm(ctx, r.id, p, backend)
+		p.Foreground()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
