@@ -78,6 +78,7 @@ type backendConn struct {
 	peekFn   func(fd uintptr) bool
 	peekLive bool
 	reused   bool
+	unix     bool
 	lastUsed time.Time
 	b        *Backend
 	// waiting is true from dial until php-fpm's first answer on it.
@@ -173,6 +174,7 @@ func (b *Backend) dialOpen() (*backendConn, error) {
 	}
 	b.unanswered.Add(1)
 	bc := &backendConn{Conn: nc, b: b}
+	_, bc.unix = nc.(*net.UnixConn)
 	bc.waiting.Store(true)
 	if sc, ok := nc.(syscall.Conn); ok {
 		if bc.raw, err = sc.SyscallConn(); err != nil {
@@ -188,9 +190,14 @@ func (b *Backend) dialOpen() (*backendConn, error) {
 // that exited (pm.max_requests, a pool that scaled down) has closed it. It
 // peeks without blocking: nothing to read is the sign of a live, clean
 // connection; end of file, an error or bytes php-fpm sent unasked are not.
+//
+// A unix socket is not peeked: there a closed connection fails the first
+// write (EPIPE), which flushUp answers by dialing again, and one php-fpm
+// shut for writing (a child about to exit) is met by retry, whatever the
+// method. The peek would cost a system call per request for nothing.
 func (bc *backendConn) alive() bool {
-	if bc.raw == nil {
-		return true // not a socket (tests): a dead one fails on write and is redialed
+	if bc.raw == nil || bc.unix {
+		return true
 	}
 	bc.peekLive = false
 	err := bc.raw.Read(bc.peekFn)
