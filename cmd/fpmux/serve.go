@@ -15,9 +15,9 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"runtime"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
