@@ -45,6 +45,7 @@ type options struct {
 	keep         bool
 	children     int
 	nginxWorkers string
+	keepalive    int
 	switches     int
 	switchEvery  time.Duration
 	controlRate  float64
@@ -68,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (logs, configs) at the end")
 	fs.IntVar(&o.children, "children", 4, "pm.max_children of the static php-fpm pools")
 	fs.StringVar(&o.nginxWorkers, "nginx-workers", "auto", "nginx worker_processes")
+	fs.IntVar(&o.keepalive, "keepalive", 32, "idle connections nginx keeps to fpmux (upstream keepalive)")
 	fs.IntVar(&o.switches, "switches", 20, "deploys in the switch section")
 	fs.DurationVar(&o.switchEvery, "switch-every", 2500*time.Millisecond, "time between deploys in the switch section")
 	fs.Float64Var(&o.controlRate, "control-rate", 50, "req/s straight to an idle control pool during the switch section (0: none)")
@@ -145,7 +147,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	s, err := newStack(stackOptions{fpmuxBin: o.fpmuxBin, nginxWorkers: o.nginxWorkers, children: o.children, keep: o.keep})
+	s, err := newStack(stackOptions{fpmuxBin: o.fpmuxBin, nginxWorkers: o.nginxWorkers, keepalive: o.keepalive, children: o.children, keep: o.keep})
 	if err != nil {
 		fmt.Fprintf(stderr, "fpmux-bench: %v\n", err)
 		return 1
@@ -217,8 +219,8 @@ func header(o options, s *stack, args []string) string {
 		strings.Join(only, ", "), o.rounds, o.duration, o.warmup, o.pause)
 	fmt.Fprintf(&b, "- closed loop: %d keep-alive connections; open loop: %s; switch: %d deploys %v apart, with a control at %.0f req/s; scale: %d idle connections; deploys: %d\n",
 		o.conns, rate, o.switches, o.switchEvery, o.controlRate, o.idleConns, o.deploys)
-	fmt.Fprintf(&b, "- php-fpm: pm static, pm.max_children %d, opcache on, validate_timestamps 0 (fpmux's defaults); nginx: worker_processes %s, direct: fastcgi_pass to the pool's socket, one connection per request; via fpmux: upstream keepalive 32, fastcgi_keep_conn on, over unix sockets\n",
-		o.children, o.nginxWorkers)
+	fmt.Fprintf(&b, "- php-fpm: pm static, pm.max_children %d, opcache on, validate_timestamps 0 (fpmux's defaults); nginx: worker_processes %s, direct: fastcgi_pass to the pool's socket, one connection per request; via fpmux: upstream keepalive %d, fastcgi_keep_conn on, over unix sockets\n",
+		o.children, o.nginxWorkers, o.keepalive)
 	b.WriteString("- client: Go, raw HTTP/1.1 on keep-alive TCP connections to nginx, responses parsed by net/http's ReadResponse; percentiles are nearest-rank over every recorded latency\n\n")
 	return b.String()
 }

@@ -31,6 +31,7 @@ import (
 type stackOptions struct {
 	fpmuxBin     string // empty: build ./cmd/fpmux from the module root
 	nginxWorkers string // nginx's worker_processes
+	keepalive    int    // nginx's upstream keepalive to fpmux
 	children     int    // pm.max_children of every pool
 	keep         bool   // leave the temp dir behind
 }
@@ -269,7 +270,7 @@ http {
     # As config/examples/nginx.conf recommends.
     upstream fpmux {
         server unix:{{sock}};
-        keepalive 32;
+        keepalive {{keepalive}};
     }
 
     # direct: nginx straight to release r1's php-fpm pool, one connection
@@ -331,6 +332,7 @@ func (s *stack) startNginx(ctx context.Context) error {
 	conf := strings.NewReplacer(
 		"{{user}}", user,
 		"{{workers}}", s.o.nginxWorkers,
+		"{{keepalive}}", strconv.Itoa(s.o.keepalive),
 		"{{dir}}", dir,
 		"{{sock}}", s.sock,
 		"{{direct}}", s.direct,
