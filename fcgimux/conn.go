@@ -321,7 +321,6 @@ func (c *conn) startRelay() {
 	}
 	c.phase = phaseRelaying
 	c.rel.reset(pin, bc)
-	c.rel.idempotent = bc.reused && idempotent(c.params)
 	c.relActive = true
 }
 

@@ -34,8 +34,7 @@ type relay struct {
 	// one write, so a kept connection php-fpm turns out to have closed can
 	// be replaced (see retry). It aliases conn.up, which the connection
 	// goroutine leaves alone until the relay is waited for.
-	resend     []byte
-	idempotent bool // the method may be sent twice (RFC 9110, 9.2.2)
+	resend []byte
 
 	ended     atomic.Bool // the response is over (END_REQUEST sent or the request failed)
 	mu        sync.Mutex  // guards bc once run started, and the fields below
@@ -54,7 +53,7 @@ type relay struct {
 func (r *relay) reset(pin Pin, bc *backendConn) {
 	c := r.c
 	r.id, r.keepConn, r.pin, r.bc, r.start = c.id, c.keepConn, pin, bc, c.started
-	r.resend, r.idempotent = nil, false
+	r.resend = nil
 	r.ended.Store(false)
 	r.stdinDone, r.upErr, r.aborted, r.abandoned, r.retried, r.deferred = false, nil, false, false, false, false
 }
@@ -84,7 +83,9 @@ func (r *relay) retry(err error) bool {
 	ok := !r.retried && bc.reused && r.resend != nil && !r.aborted && !r.abandoned
 	r.retried = true
 	r.mu.Unlock()
-	if !ok || !r.idempotent && !(errors.Is(err, io.EOF) && bc.peerDraining()) {
+	// The method is looked up only now, on this rare path: c.params stays
+	// as it is until the connection goroutine has waited for the relay.
+	if !ok || !idempotent(r.c.params) && !(errors.Is(err, io.EOF) && bc.peerDraining()) {
 		return false
 	}
 	nbc, err := r.pin.Backend.dial()
