@@ -42,8 +42,6 @@ type recordAppOptions struct {
 	// does when its child reached pm.max_requests, here crossing the next
 	// request on the way.
 	drainSecond bool
-	// trailing is sent after each response, unasked.
-	trailing []byte
 }
 
 func startRecordApp(tb testing.TB, network string, o recordAppOptions) *recordApp {
@@ -124,11 +122,8 @@ func (a *recordApp) serveConn(c net.Conn) {
 			if n++; n == 2 && a.o.dropSecond {
 				return
 			}
+			a.requests.Add(1) // before the answer, which a test may act on at once
 			err := a.respond(c)
-			if err == nil && a.o.trailing != nil {
-				_, err = c.Write(a.o.trailing)
-			}
-			a.requests.Add(1)
 			if err != nil || !keep || a.o.closeAfter {
 				return
 			}

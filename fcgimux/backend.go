@@ -194,7 +194,9 @@ func (b *Backend) dialOpen() (*backendConn, error) {
 // A unix socket is not peeked: there a closed connection fails the first
 // write (EPIPE), which flushUp answers by dialing again, and one php-fpm
 // shut for writing (a child about to exit) is met by retry, whatever the
-// method. The peek would cost a system call per request for nothing.
+// method. The peek would cost a system call per request for that alone.
+// What it would also see, bytes sent unasked after END_REQUEST in a write of
+// their own, php-fpm never sends; sent with the response, finish sees them.
 func (bc *backendConn) alive() bool {
 	if bc.raw == nil || bc.unix {
 		return true
