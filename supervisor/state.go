@@ -34,7 +34,7 @@ func (s *Supervisor) persistLocked() {
 		st.Active = &histEntry{a.id, a.root}
 	}
 	st.History = s.history
-	if err := writeState(s.cfg.StateDir, st); err != nil {
+	if err := writeState(s.conf().StateDir, st); err != nil {
 		s.log.Error("persist state", "err", err)
 	}
 }
@@ -94,7 +94,7 @@ func (s *Supervisor) Restore(ctx context.Context) error {
 		return fmt.Errorf("restore: %w", err)
 	}
 	s.reapStalePools()
-	st, err := readState(s.cfg.StateDir)
+	st, err := readState(s.conf().StateDir)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}

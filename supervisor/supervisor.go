@@ -71,7 +71,7 @@ type Options struct {
 
 // Supervisor is the release registry. Its methods are safe for concurrent use.
 type Supervisor struct {
-	cfg *config.Config
+	cfg atomic.Pointer[config.Config] // swapped whole by Reload
 	log *slog.Logger
 	m   *metrics
 
@@ -130,11 +130,11 @@ func New(o Options) (*Supervisor, error) {
 		o.Logger = slog.Default()
 	}
 	s := &Supervisor{
-		cfg:      o.Config,
 		log:      o.Logger,
 		releases: map[string]*release{},
 		stopCh:   make(chan struct{}),
 	}
+	s.cfg.Store(o.Config)
 	s.m = newMetrics(s)
 	if o.Registerer != nil {
 		if err := s.m.register(o.Registerer); err != nil {
@@ -264,22 +264,22 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, er
 }
 
 func (s *Supervisor) startPool(ctx context.Context, id, root string) (*pool.Pool, error) {
-	ini, directives := s.cfg.PHPFPM.ForRelease(id, root)
+	ini, directives := s.conf().PHPFPM.ForRelease(id, root)
 	return pool.Start(ctx, pool.Options{
 		ID:           id,
 		Root:         root,
 		Dir:          filepath.Join(s.poolsDir(), id),
-		Binary:       s.cfg.PHPFPM.Binary,
+		Binary:       s.conf().PHPFPM.Binary,
 		Ini:          ini,
 		Directives:   directives,
-		StartTimeout: time.Duration(s.cfg.PHPFPM.StartTimeout),
-		StopTimeout:  time.Duration(s.cfg.PHPFPM.StopTimeout),
+		StartTimeout: time.Duration(s.conf().PHPFPM.StartTimeout),
+		StopTimeout:  time.Duration(s.conf().PHPFPM.StopTimeout),
 		Logger:       s.log,
 		OnRestart:    func() { s.m.restarts.WithLabelValues(id).Inc() },
 	})
 }
 
-func (s *Supervisor) poolsDir() string { return filepath.Join(s.cfg.StateDir, "pools") }
+func (s *Supervisor) poolsDir() string { return filepath.Join(s.conf().StateDir, "pools") }
 
 // checkRoot resolves a release root to its real path and checks that it is
 // a directory under one of allowed_roots (after symlinks, on both sides).
@@ -298,7 +298,7 @@ func (s *Supervisor) checkRoot(root string) (string, error) {
 	if !fi.IsDir() {
 		return "", errorf(422, "release root %s is not a directory", root)
 	}
-	for _, allowed := range s.cfg.AllowedRoots {
+	for _, allowed := range s.conf().AllowedRoots {
 		a, err := filepath.EvalSymlinks(allowed)
 		if err != nil {
 			continue
@@ -307,7 +307,7 @@ func (s *Supervisor) checkRoot(root string) (string, error) {
 			return real, nil
 		}
 	}
-	return "", errorf(422, "release root %s (real path %s) is not under allowed_roots %v", root, real, s.cfg.AllowedRoots)
+	return "", errorf(422, "release root %s (real path %s) is not under allowed_roots %v", root, real, s.conf().AllowedRoots)
 }
 
 // activateLocked makes r the release new requests go to and drains the one
@@ -346,7 +346,7 @@ func (s *Supervisor) drainLocked(r *release) {
 
 func (s *Supervisor) retireWhenIdle(r *release) {
 	defer s.drains.Done()
-	timer := time.NewTimer(time.Duration(s.cfg.DrainTimeout))
+	timer := time.NewTimer(time.Duration(s.conf().DrainTimeout))
 	defer timer.Stop()
 	forced := false
 	select {
@@ -361,7 +361,7 @@ func (s *Supervisor) retireWhenIdle(r *release) {
 	if forced {
 		s.m.drainsForced.Inc()
 		s.log.Warn("drain timed out; stopping the pool by force", "release", r.id,
-			"drain_timeout", time.Duration(s.cfg.DrainTimeout), "in_flight", r.pool.InFlight())
+			"drain_timeout", time.Duration(s.conf().DrainTimeout), "in_flight", r.pool.InFlight())
 	}
 	err := r.pool.Stop(forced)
 	s.m.drainSeconds.Observe(time.Since(start).Seconds())

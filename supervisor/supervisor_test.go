@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fpmux/fpmux/config"
 	"github.com/fpmux/fpmux/fcgimux"
@@ -159,5 +160,32 @@ func TestStateFileRoundTrip(t *testing.T) {
 	}
 	if st, err := readState(t.TempDir()); err != nil || st.Active != nil {
 		t.Errorf("no state file: %+v %v, want empty and no error", st, err)
+	}
+}
+
+func TestReload(t *testing.T) {
+	s, dir := newTestSupervisor(t)
+	old := *s.conf()
+	next := old
+	next.DrainTimeout = config.Duration(5 * time.Second)
+	next.Listen = "127.0.0.1:9999"
+	next.StateDir = filepath.Join(dir, "elsewhere")
+	next.AllowedRoots = []string{filepath.Join(dir, "other")}
+	need, err := s.Reload(&next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(need, ",") != "listen,state_dir" {
+		t.Errorf("needRestart = %v, want [listen state_dir]", need)
+	}
+	got := s.conf()
+	if got.DrainTimeout != next.DrainTimeout || got.AllowedRoots[0] != next.AllowedRoots[0] {
+		t.Errorf("drain_timeout %v, allowed_roots %v: the reload did not apply", got.DrainTimeout, got.AllowedRoots)
+	}
+	if got.Listen != old.Listen || got.StateDir != old.StateDir {
+		t.Errorf("listen %q, state_dir %q changed in place; they need a restart", got.Listen, got.StateDir)
+	}
+	if _, err := s.Reload(nil); err == nil {
+		t.Error("Reload(nil) succeeded")
 	}
 }
