@@ -31,7 +31,11 @@ type metrics struct {
 	activeInfo  *prometheus.Desc
 	poolProcs   *prometheus.Desc
 	listenQueue *prometheus.Desc
+	maxQueue    *prometheus.Desc
 	maxReached  *prometheus.Desc
+	slow        *prometheus.Desc
+	memory      *prometheus.Desc
+	conns       *prometheus.Desc
 }
 
 func newMetrics(s *Supervisor) *metrics {
@@ -64,7 +68,11 @@ func newMetrics(s *Supervisor) *metrics {
 		activeInfo:  prometheus.NewDesc("fpmux_active_release_info", "The release new requests go to (value 1).", rel, nil),
 		poolProcs:   prometheus.NewDesc("fpmux_pool_processes", "php-fpm worker processes of a live release's pool, by state (active, idle).", []string{"release", "state"}, nil),
 		listenQueue: prometheus.NewDesc("fpmux_pool_listen_queue", "Connections waiting in a pool's accept queue.", rel, nil),
+		maxQueue:    prometheus.NewDesc("fpmux_pool_max_listen_queue", "The longest a pool's accept queue has been since it started.", rel, nil),
 		maxReached:  prometheus.NewDesc("fpmux_pool_max_children_reached", "Times a pool hit pm.max_children since it started.", rel, nil),
+		slow:        prometheus.NewDesc("fpmux_pool_slow_requests", "Requests of a pool that ran past request_slowlog_timeout since it started.", rel, nil),
+		memory:      prometheus.NewDesc("fpmux_pool_memory_bytes", "Memory of a live pool's master and workers: rss counts shared pages in every process, pss shares them out, so pss adds up across pools.", []string{"release", "kind"}, nil),
+		conns:       prometheus.NewDesc("fpmux_pool_connections", "fpmux's connections to a live pool: open (busy or idle) and idle.", []string{"release", "state"}, nil),
 	}
 }
 
@@ -128,7 +136,7 @@ func (m *metrics) forget(release string) {
 
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.inFlight, m.state, m.activeInfo, m.poolProcs, m.listenQueue, m.maxReached} {
+	for _, d := range []*prometheus.Desc{m.inFlight, m.state, m.activeInfo, m.poolProcs, m.listenQueue, m.maxQueue, m.maxReached, m.slow, m.memory, m.conns} {
 		ch <- d
 	}
 }
@@ -148,10 +156,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		if r.pool != nil && r.state.live() {
 			ch <- prometheus.MustNewConstMetric(m.inFlight, prometheus.GaugeValue, float64(r.pool.InFlight()), r.id)
-			if r.state == StateReady || r.state == StateActive {
-				lives = append(lives, r) // a draining pool is being stopped
-			}
+			ch <- prometheus.MustNewConstMetric(m.conns, prometheus.GaugeValue, float64(r.backend.Open()), r.id, "open")
+			ch <- prometheus.MustNewConstMetric(m.conns, prometheus.GaugeValue, float64(r.backend.Idle()), r.id, "idle")
+			lives = append(lives, r)
 		}
+	}
+	states := make(map[*release]State, len(lives))
+	for _, r := range lives {
+		states[r] = r.state
 	}
 	s.mu.Unlock()
 	if a := s.active.Load(); a != nil {
@@ -162,17 +174,32 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
-			defer cancel()
-			st, err := r.pool.Status(ctx)
-			if err != nil {
-				return
-			}
-			ch <- prometheus.MustNewConstMetric(m.poolProcs, prometheus.GaugeValue, float64(st.ActiveProcesses), r.id, "active")
-			ch <- prometheus.MustNewConstMetric(m.poolProcs, prometheus.GaugeValue, float64(st.IdleProcesses), r.id, "idle")
-			ch <- prometheus.MustNewConstMetric(m.listenQueue, prometheus.GaugeValue, float64(st.ListenQueue), r.id)
-			ch <- prometheus.MustNewConstMetric(m.maxReached, prometheus.GaugeValue, float64(st.MaxChildrenReached), r.id)
+			m.collectPool(ch, r, states[r])
 		}()
 	}
 	wg.Wait()
+}
+
+// collectPool sends a live pool's memory and, unless it is draining (being
+// stopped), php-fpm's own status figures.
+func (m *metrics) collectPool(ch chan<- prometheus.Metric, r *release, state State) {
+	if mem, err := r.pool.Memory(); err == nil {
+		ch <- prometheus.MustNewConstMetric(m.memory, prometheus.GaugeValue, float64(mem.RSS), r.id, "rss")
+		ch <- prometheus.MustNewConstMetric(m.memory, prometheus.GaugeValue, float64(mem.PSS), r.id, "pss")
+	}
+	if state != StateReady && state != StateActive {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+	defer cancel()
+	st, err := r.pool.Status(ctx)
+	if err != nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(m.poolProcs, prometheus.GaugeValue, float64(st.ActiveProcesses), r.id, "active")
+	ch <- prometheus.MustNewConstMetric(m.poolProcs, prometheus.GaugeValue, float64(st.IdleProcesses), r.id, "idle")
+	ch <- prometheus.MustNewConstMetric(m.listenQueue, prometheus.GaugeValue, float64(st.ListenQueue), r.id)
+	ch <- prometheus.MustNewConstMetric(m.maxQueue, prometheus.GaugeValue, float64(st.MaxListenQueue), r.id)
+	ch <- prometheus.MustNewConstMetric(m.maxReached, prometheus.GaugeValue, float64(st.MaxChildrenReached), r.id)
+	ch <- prometheus.MustNewConstMetric(m.slow, prometheus.GaugeValue, float64(st.SlowRequests), r.id)
 }
