@@ -1,8 +1,6 @@
 package main
 
 import (
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -16,33 +14,18 @@ func TestMetricsFollowADeployUnderLoad(t *testing.T) {
 	s.deploy("r1")
 
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var sent, failed atomic.Int64
-	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := newHTTPClient()
-			defer c.CloseIdleConnections()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				st, _, err := s.get(c, "/index.php?ms=5")
-				sent.Add(1)
-				if err != nil || st != 200 {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
+	results := s.runLoad(2, "/index.php?ms=5", stop)
 	defer func() {
 		close(stop)
-		wg.Wait()
-		if n := failed.Load(); n > 0 {
-			t.Errorf("%d of %d requests failed", n, sent.Load())
+		all := results()
+		failed := 0
+		for _, r := range all {
+			if r.err != nil || r.status != 200 {
+				failed++
+			}
+		}
+		if failed > 0 {
+			t.Errorf("%d of %d requests failed", failed, len(all))
 		}
 	}()
 
