@@ -143,7 +143,7 @@ func (p *Pool) spawn() (*master, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spawn %s: %w", p.binary, err)
 	}
-	p.log.Info("php-fpm spawned", "pid", m.pid, "binary", p.binary)
+	p.log.Info("php-fpm spawned", "step", "spawned", "pid", m.pid, "binary", p.binary)
 	return m, nil
 }
 

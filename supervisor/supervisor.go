@@ -172,10 +172,10 @@ const warmTimeout = 2 * time.Second
 // under load), and without this the first requests after a switch pay it,
 // with all the traffic queued behind them. A failed warm-up is logged; the
 // pool passed its health check and serves, only cold.
-func (s *Supervisor) warm(ctx context.Context, id string, p *pool.Pool, b *fcgimux.Backend) {
+func (s *Supervisor) warm(ctx context.Context, id string, p *pool.Pool, b *fcgimux.Backend) bool {
 	n := p.StartChildren()
 	if n == 0 {
-		return
+		return false
 	}
 	ctx, cancel := context.WithTimeout(ctx, warmTimeout)
 	defer cancel()
@@ -185,10 +185,20 @@ func (s *Supervisor) warm(ctx context.Context, id string, p *pool.Pool, b *fcgim
 		"REQUEST_METHOD": "GET", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
 	})
 	if err != nil {
-		s.log.Warn("warming the pool's workers failed; it serves cold", "release", id, "err", err)
-		return
+		s.log.Warn("warming the pool's workers failed; it serves cold", "release", id, "err", err, "in", time.Since(start).Round(time.Millisecond))
+		return false
 	}
-	s.log.Debug("pool workers warmed", "release", id, "workers", n, "in", time.Since(start).Round(time.Millisecond))
+	return true
+}
+
+// step logs one step of a release's life (healthy, warmed, ready, active,
+// drained, retired) with how long it took since from, and how long since
+// the deploy began: one line each, so a slow deploy or drain shows where
+// its time went.
+func (s *Supervisor) step(r *release, step string, from time.Time, attrs ...any) {
+	now := time.Now()
+	s.log.Info("release "+step, append([]any{"release", r.id, "step", step,
+		"in", now.Sub(from).Round(time.Millisecond), "since_deploy", now.Sub(r.createdAt).Round(time.Millisecond)}, attrs...)...)
 }
 
 // DeployRequest is what a deploy asks for.
@@ -229,10 +239,14 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, er
 	p, err := s.startPool(ctx, r.id, root)
 	var backend *fcgimux.Backend
 	if err == nil {
+		s.step(r, "healthy", r.createdAt)
 		// At most max_children connections; when idle, one child stays
 		// free of kept connections for the status page.
 		backend = fcgimux.NewBackend("unix", p.Socket(), p.MaxChildren(), p.MaxChildren()-1)
-		s.warm(ctx, r.id, p, backend)
+		warmStart := time.Now()
+		if s.warm(ctx, r.id, p, backend) {
+			s.step(r, "warmed", warmStart)
+		}
 		p.Foreground()
 	}
 	s.mu.Lock()
@@ -255,7 +269,7 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, er
 	r.backend = backend
 	r.readyIn = time.Since(r.createdAt)
 	r.state = StateReady
-	s.log.Info("release ready", "release", r.id, "ready_in", r.readyIn.Round(time.Millisecond))
+	s.step(r, "ready", r.createdAt)
 	if req.Activate {
 		s.activateLocked(r)
 	}
@@ -322,7 +336,7 @@ func (s *Supervisor) activateLocked(r *release) {
 	r.state = StateActive
 	r.activatedAt = time.Now()
 	s.active.Store(r)
-	s.log.Info("release active", "release", r.id, "deploy_to_active", r.activatedAt.Sub(r.createdAt).Round(time.Millisecond))
+	s.step(r, "active", r.createdAt)
 	if prev != nil {
 		s.history = append(s.history, histEntry{prev.id, prev.root})
 		if len(s.history) > keepGone {
@@ -358,6 +372,10 @@ func (s *Supervisor) retireWhenIdle(r *release) {
 		return
 	}
 	start := r.drainedAt
+	if !forced {
+		s.step(r, "drained", start)
+	}
+	stopStart := time.Now()
 	if forced {
 		s.m.drainsForced.Inc()
 		s.log.Warn("drain timed out; stopping the pool by force", "release", r.id,
@@ -372,7 +390,7 @@ func (s *Supervisor) retireWhenIdle(r *release) {
 		r.err = err.Error()
 		s.log.Error("release retired with an error", "release", r.id, "err", err)
 	} else {
-		s.log.Info("release retired", "release", r.id, "drained_in", time.Since(start).Round(time.Millisecond), "forced", forced)
+		s.step(r, "retired", stopStart, "forced", forced)
 	}
 }
 

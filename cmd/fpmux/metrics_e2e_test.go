@@ -1,6 +1,8 @@
 package main
 
 import (
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -77,4 +79,14 @@ func TestMetricsFollowADeployUnderLoad(t *testing.T) {
 	want(`fpmux_requests_total{code="200",release="r1"}`, atLeast(1), ">= 1")
 	want(`fpmux_requests_total{code="200",release="r2"}`, atLeast(1), ">= 1")
 	want(`fpmux_deploys_total{outcome="ok"}`, is(2), "2")
+
+	// One log line per step of r1's life, each with its release and time.
+	log := s.logBuf.String()
+	for _, step := range []string{"spawned", "healthy", "warmed", "ready", "active", "drained", "retired"} {
+		re := regexp.MustCompile(`(?m)^.*release=r1 .*step=` + step + `( .*)?$`)
+		line := re.FindString(log)
+		if line == "" || (step != "spawned" && !strings.Contains(line, " in=")) {
+			t.Errorf("no log line for step %s of r1 with its duration (found %q)", step, line)
+		}
+	}
 }
