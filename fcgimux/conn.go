@@ -51,9 +51,18 @@ type conn struct {
 	stdinDone bool   // the web server's body is complete
 	started   time.Time
 
-	mu           sync.Mutex // guards busy, idleDeadline and the read deadline
+	mu           sync.Mutex // guards busy, cur, idleDeadline and the read deadline
 	busy         bool
+	cur          current // the request being relayed, for InFlight
 	idleDeadline time.Time
+}
+
+// current is what InFlight tells of a connection's request: kept in
+// buffers the connection reuses, so recording it allocates nothing.
+type current struct {
+	release     string // "" when no request is being relayed
+	started     time.Time
+	method, uri []byte
 }
 
 // upFlushSize is how much of a request body is gathered before it is
@@ -152,6 +161,7 @@ func (c *conn) requestEnded(keepConn bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.busy = false
+	c.cur.release = ""
 	if !keepConn {
 		// Like php-fpm: shut the write side and read until the web server
 		// closes, so it never sees a reset while sending the rest of a body.
@@ -322,6 +332,17 @@ func (c *conn) startRelay() {
 	c.phase = phaseRelaying
 	c.rel.reset(pin, bc)
 	c.relActive = true
+	c.record(pin.Release)
+}
+
+// record notes the request now relayed, for InFlight.
+func (c *conn) record(release string) {
+	method, uri := requestLine(c.params)
+	c.mu.Lock()
+	c.cur.release, c.cur.started = release, c.started
+	c.cur.method = append(c.cur.method[:0], method...)
+	c.cur.uri = append(c.cur.uri[:0], uri...)
+	c.mu.Unlock()
 }
 
 // bodyRecord queues one STDIN record for php-fpm; the empty one that ends

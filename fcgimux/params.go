@@ -158,6 +158,24 @@ func idempotent(params []byte) bool {
 	return ok
 }
 
+// requestLine returns the REQUEST_METHOD and REQUEST_URI params, slices of
+// params.
+func requestLine(params []byte) (method, uri []byte) {
+	eachPair(params, func(name, value []byte) error {
+		switch string(name) {
+		case "REQUEST_METHOD":
+			method = value
+		case "REQUEST_URI":
+			uri = value
+		}
+		if method != nil && uri != nil {
+			return errStop
+		}
+		return nil
+	})
+	return method, uri
+}
+
 // errStop ends an eachPair walk early.
 var errStop = errors.New("stop")
 

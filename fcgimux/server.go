@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -195,6 +196,34 @@ func (s *Server) forget(c *conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.wg.Done()
+}
+
+// Request is a request in flight, as InFlight reports it.
+type Request struct {
+	Method  string
+	URI     string // as the web server sent it, query string included
+	Started time.Time
+}
+
+// InFlight returns the requests being relayed to release, oldest first:
+// what holds a draining release up.
+func (s *Server) InFlight(release string) []Request {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	var out []Request
+	for _, c := range conns {
+		c.mu.Lock()
+		if c.busy && c.cur.release == release {
+			out = append(out, Request{Method: string(c.cur.method), URI: string(c.cur.uri), Started: c.cur.started})
+		}
+		c.mu.Unlock()
+	}
+	slices.SortFunc(out, func(a, b Request) int { return a.Started.Compare(b.Started) })
+	return out
 }
 
 // Shutdown stops accepting, closes connections that carry no request, and

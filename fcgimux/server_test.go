@@ -627,3 +627,42 @@ func TestNoGoroutineOutlivesShutdown(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestInFlightListsRequestsOldestFirst: InFlight names the requests being
+// relayed to a release, with method and URI, oldest first, and forgets
+// each once it ends.
+func TestInFlightListsRequestsOldestFirst(t *testing.T) {
+	release := make(chan struct{})
+	b := startTestBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		fmt.Fprint(w, "done")
+	})
+	s, front := startServer(t, newTestRouter(b, 2))
+	var clients []*rawClient
+	for i, uri := range []string{"/first?x=1", "/second"} {
+		c := dialRaw(t, front)
+		c.send(request(1, true, "", "SCRIPT_FILENAME", testDocroot+"/index.php", "REQUEST_METHOD", "GET", "REQUEST_URI", uri, "SERVER_PROTOCOL", "HTTP/1.1"))
+		clients = append(clients, c)
+		deadline := time.Now().Add(5 * time.Second)
+		for len(s.InFlight("r7")) != i+1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("after request %d: InFlight = %+v", i+1, s.InFlight("r7"))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	got := s.InFlight("r7")
+	if len(got) != 2 || got[0].URI != "/first?x=1" || got[1].URI != "/second" || got[0].Method != "GET" || got[0].Started.After(got[1].Started) {
+		t.Fatalf("InFlight = %+v, want /first?x=1 then /second, GET", got)
+	}
+	if other := s.InFlight("r8"); len(other) != 0 {
+		t.Errorf("InFlight of another release = %+v", other)
+	}
+	close(release)
+	for _, c := range clients {
+		c.read(1)
+	}
+	if n := len(s.InFlight("r7")); n != 0 {
+		t.Errorf("%d requests listed after every one ended", n)
+	}
+}

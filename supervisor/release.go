@@ -5,6 +5,8 @@ package supervisor
 
 import (
 	"context"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -22,7 +24,21 @@ type Release struct {
 	ReadyMS     int64      `json:"ready_ms,omitempty"`
 	Error       string     `json:"error,omitempty"`
 	Pool        *PoolInfo  `json:"pool,omitempty"`
+	// Holding lists, for a draining release, the requests still in flight
+	// on it, oldest first: why its drain is slow.
+	Holding []HeldRequest `json:"holding,omitempty"`
 }
+
+// HeldRequest is a request in flight on a draining release.
+type HeldRequest struct {
+	Method    string    `json:"method"`
+	URI       string    `json:"uri"` // query values that look like credentials are redacted
+	StartedAt time.Time `json:"started_at"`
+	AgeMS     int64     `json:"age_ms"`
+}
+
+// maxHeld bounds the requests listed for one release.
+const maxHeld = 50
 
 // PoolInfo is a live release's php-fpm master and, when it answered its
 // status page in time, the pool's own figures.
@@ -69,6 +85,59 @@ func (r *release) snapshot() Release {
 // statusTimeout bounds the wait for a pool's status page: php-fpm answers
 // it from a worker, so a saturated pool may not answer soon.
 const statusTimeout = 300 * time.Millisecond
+
+// addHolding lists the requests a draining release still holds, when the
+// front that relays them was given with ListRequestsWith.
+func (s *Supervisor) addHolding(snap *Release) {
+	if snap.State != StateDraining {
+		return
+	}
+	list := s.requests.Load()
+	if list == nil {
+		return
+	}
+	now := time.Now()
+	for i, r := range (*list)(snap.ID) {
+		if i == maxHeld {
+			break
+		}
+		snap.Holding = append(snap.Holding, HeldRequest{
+			Method: r.Method, URI: redactURI(r.URI), StartedAt: r.Started, AgeMS: now.Sub(r.Started).Milliseconds(),
+		})
+	}
+}
+
+// credentialWords mark query parameters whose values are not shown.
+var credentialWords = []string{"token", "key", "secret", "pass", "auth", "sig", "session", "code", "jwt", "credential", "nonce"}
+
+// redactURI replaces the value of every query parameter whose name holds
+// one of credentialWords with REDACTED, so that listing what holds a drain
+// does not print an API token or a password reset code.
+func redactURI(uri string) string {
+	path, query, ok := strings.Cut(uri, "?")
+	if !ok {
+		return uri
+	}
+	params := strings.Split(query, "&")
+	for i, p := range params {
+		name, _, hasValue := strings.Cut(p, "=")
+		if !hasValue {
+			continue
+		}
+		n := name
+		if u, err := url.QueryUnescape(name); err == nil {
+			n = u
+		}
+		n = strings.ToLower(n)
+		for _, w := range credentialWords {
+			if strings.Contains(n, w) {
+				params[i] = name + "=REDACTED"
+				break
+			}
+		}
+	}
+	return path + "?" + strings.Join(params, "&")
+}
 
 // addPoolFigures fills in the php-fpm status of a live pool, if it answers
 // in time.

@@ -73,6 +73,9 @@ type Options struct {
 type Supervisor struct {
 	cfg atomic.Pointer[config.Config] // swapped whole by Reload
 	log *slog.Logger
+	// requests lists the requests in flight on a release (the FastCGI
+	// front's InFlight), for status; set once by ListRequestsWith.
+	requests atomic.Pointer[func(release string) []fcgimux.Request]
 	m   *metrics
 
 	active atomic.Pointer[release] // read on every request, without s.mu
@@ -495,6 +498,7 @@ func (s *Supervisor) Get(ctx context.Context, id string) (Release, error) {
 		return Release{}, errorf(404, "release %s is not known", id)
 	}
 	s.addPoolFigures(ctx, &snap, r)
+	s.addHolding(&snap)
 	return snap, nil
 }
 
@@ -513,8 +517,17 @@ func (s *Supervisor) List(ctx context.Context) []Release {
 	s.mu.Unlock()
 	for i := range snaps {
 		s.addPoolFigures(ctx, &snaps[i], rs[i])
+		s.addHolding(&snaps[i])
 	}
 	return snaps
+}
+
+// ListRequestsWith gives the supervisor the front's list of requests in
+// flight (fcgimux.Server.InFlight), so that status can show what holds a
+// draining release. The front is made after the supervisor, whose Pin it
+// calls, hence a setter.
+func (s *Supervisor) ListRequestsWith(list func(release string) []fcgimux.Request) {
+	s.requests.Store(&list)
 }
 
 // ActiveID returns the active release's id, or "".

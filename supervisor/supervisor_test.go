@@ -189,3 +189,20 @@ func TestReload(t *testing.T) {
 		t.Error("Reload(nil) succeeded")
 	}
 }
+
+func TestRedactURI(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"/index.php", "/index.php"},
+		{"/a?page=2&sort=name", "/a?page=2&sort=name"},
+		{"/reset?token=abc123&user=7", "/reset?token=REDACTED&user=7"},
+		{"/api?api_key=k&Session_ID=s&x", "/api?api_key=REDACTED&Session_ID=REDACTED&x"},
+		{"/cb?code=xyz&state=1", "/cb?code=REDACTED&state=1"},
+		{"/q?pass%77ord=hunter2", "/q?pass%77ord=REDACTED"},
+		{"/s?sig=", "/s?sig=REDACTED"},
+	}
+	for _, tt := range tests {
+		if got := redactURI(tt.in); got != tt.want {
+			t.Errorf("redactURI(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
