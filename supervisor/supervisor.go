@@ -76,7 +76,7 @@ type Supervisor struct {
 	// requests lists the requests in flight on a release (the FastCGI
 	// front's InFlight), for status; set once by ListRequestsWith.
 	requests atomic.Pointer[func(release string) []fcgimux.Request]
-	m   *metrics
+	m        *metrics
 
 	active atomic.Pointer[release] // read on every request, without s.mu
 
