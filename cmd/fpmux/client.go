@@ -51,6 +51,11 @@ type clientRelease struct {
 	ReadyMS     *int64      `json:"ready_ms,omitempty"`
 	Error       string      `json:"error,omitempty"`
 	Pool        *clientPool `json:"pool,omitempty"`
+	Holding     []struct {
+		Method string `json:"method"`
+		URI    string `json:"uri"`
+		AgeMS  int64  `json:"age_ms"`
+	} `json:"holding,omitempty"`
 }
 
 // clientPool holds a release's php-fpm figures, when the server has them.
@@ -522,6 +527,10 @@ func (c *client) printTable(rs []clientRelease) error {
 		}
 		if r.Error != "" {
 			details = append(details, fmt.Sprintf("%s: error: %s", r.ID, clientOneLine(r.Error)))
+		}
+		for _, h := range r.Holding {
+			details = append(details, fmt.Sprintf("%s: draining, held by %s %s (%s)", r.ID, h.Method, clientOneLine(h.URI),
+				clientAge(time.Duration(h.AgeMS)*time.Millisecond)))
 		}
 	}
 	if len(details) > 0 {

@@ -523,3 +523,24 @@ func TestClientTimeout(t *testing.T) {
 		t.Fatalf("timeout should be a plain error (exit 1), got exit error %d", ee.code)
 	}
 }
+
+// TestClientStatusShowsWhatHoldsADrain: the requests a draining release
+// still holds are listed under the table, oldest first as the server sent
+// them.
+func TestClientStatusShowsWhatHoldsADrain(t *testing.T) {
+	srv := startClientTestServer(t, "unix")
+	srv.answer(200, `[
+	 {"id":"r1","state":"draining","in_flight":2,
+	  "holding":[{"method":"POST","uri":"/upload?token=REDACTED","age_ms":75000},{"method":"GET","uri":"/report","age_ms":3200}]},
+	 {"id":"r2","state":"active","in_flight":0}
+	]`)
+	code, stdout, stderr := runClientTest("status", []string{"-admin", srv.admin})
+	if code != 0 || stderr != "" {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	want := "r1: draining, held by POST /upload?token=REDACTED (1m15s)\n" +
+		"r1: draining, held by GET /report (3s)\n"
+	if !strings.HasSuffix(stdout, want) {
+		t.Errorf("status:\n%s\nwant it to end with:\n%s", stdout, want)
+	}
+}
