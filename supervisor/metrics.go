@@ -22,6 +22,7 @@ type metrics struct {
 	drainsForced prometheus.Counter
 	restarts     *prometheus.CounterVec
 	deploys      *prometheus.CounterVec
+	unrouted     prometheus.Counter
 
 	codesMu sync.Mutex
 	codes   map[int]string // status code -> label, so requests do not format it each time
@@ -62,6 +63,9 @@ func newMetrics(s *Supervisor) *metrics {
 		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fpmux_deploys_total", Help: "Deploys by outcome: ok, refused (bad id or root), failed (pool did not start or pass its health check).",
 		}, []string{"outcome"}),
+		unrouted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fpmux_requests_unrouted_total", Help: "Requests answered 503 by fpmux itself because no release was active.",
+		}),
 		codes:       map[int]string{},
 		inFlight:    prometheus.NewDesc("fpmux_requests_in_flight", "Requests pinned to a release and not yet ended.", rel, nil),
 		state:       prometheus.NewDesc("fpmux_release_state", "1 for the state a release is in, 0 for the others.", []string{"release", "state"}, nil),
@@ -77,7 +81,7 @@ func newMetrics(s *Supervisor) *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.deploys, m} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.deploys, m.unrouted, m} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

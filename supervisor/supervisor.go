@@ -155,6 +155,7 @@ func (s *Supervisor) Pin() (fcgimux.Pin, error) {
 	for range 100 {
 		r := s.active.Load()
 		if r == nil {
+			s.m.unrouted.Inc()
 			return fcgimux.Pin{}, fcgimux.ErrNoRelease
 		}
 		if !r.pool.Enter() {

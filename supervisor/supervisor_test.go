@@ -14,6 +14,7 @@ import (
 
 	"github.com/fpmux/fpmux/config"
 	"github.com/fpmux/fpmux/fcgimux"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // newTestSupervisor returns a Supervisor over a temp state dir whose
@@ -43,6 +44,9 @@ func TestPinWithoutActiveRelease(t *testing.T) {
 	s, _ := newTestSupervisor(t)
 	if _, err := s.Pin(); !errors.Is(err, fcgimux.ErrNoRelease) {
 		t.Fatalf("Pin with no release: %v, want ErrNoRelease", err)
+	}
+	if v := testutil.ToFloat64(s.m.unrouted); v != 1 {
+		t.Errorf("fpmux_requests_unrouted_total = %v after one request with no release, want 1", v)
 	}
 }
 
