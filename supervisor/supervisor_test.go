@@ -14,7 +14,7 @@ import (
 
 	"github.com/fpmux/fpmux/config"
 	"github.com/fpmux/fpmux/fcgimux"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // newTestSupervisor returns a Supervisor over a temp state dir whose
@@ -45,7 +45,11 @@ func TestPinWithoutActiveRelease(t *testing.T) {
 	if _, err := s.Pin(); !errors.Is(err, fcgimux.ErrNoRelease) {
 		t.Fatalf("Pin with no release: %v, want ErrNoRelease", err)
 	}
-	if v := testutil.ToFloat64(s.m.unrouted); v != 1 {
+	var m dto.Metric
+	if err := s.m.unrouted.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if v := m.GetCounter().GetValue(); v != 1 {
 		t.Errorf("fpmux_requests_unrouted_total = %v after one request with no release, want 1", v)
 	}
 }
