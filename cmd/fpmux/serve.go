@@ -18,10 +18,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/fpmux/fpmux/config"
 	"github.com/fpmux/fpmux/fcgimux"
 	"github.com/fpmux/fpmux/pool"
@@ -61,35 +65,43 @@ func runServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fpmux serve: %v\n", err)
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath)
+	// load reads the config file (or the defaults) with the command line's
+	// flags on top; SIGHUP calls it again.
+	load := func() (*config.Config, error) {
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "listen":
+				cfg.Listen = *listen
+			case "admin":
+				cfg.Admin = *admin
+			case "metrics":
+				cfg.Metrics = *metrics
+				if *metrics == "off" {
+					cfg.Metrics = ""
+				}
+			case "state-dir":
+				cfg.StateDir = *stateDir
+			case "docroot":
+				cfg.Docroot = *docroot
+			case "php-fpm":
+				cfg.PHPFPM.Binary = *phpFPM
+			}
+		})
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		return cfg, nil
+	}
+	cfg, err := load()
 	if err != nil {
 		fmt.Fprintf(stderr, "fpmux serve: %v\n", err)
 		return 1
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "listen":
-			cfg.Listen = *listen
-		case "admin":
-			cfg.Admin = *admin
-		case "metrics":
-			cfg.Metrics = *metrics
-			if *metrics == "off" {
-				cfg.Metrics = ""
-			}
-		case "state-dir":
-			cfg.StateDir = *stateDir
-		case "docroot":
-			cfg.Docroot = *docroot
-		case "php-fpm":
-			cfg.PHPFPM.Binary = *phpFPM
-		}
-	})
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "fpmux serve: %v\n", err)
-		return 1
-	}
-	if err := serve(cfg, log, *profile); err != nil {
+	if err := serve(cfg, load, log, *profile); err != nil {
 		log.Error("fpmux stopped", "err", err)
 		return 1
 	}
@@ -128,10 +140,13 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 // listeners are the sockets fpmux serves on, and the unix socket files it
-// must remove when it stops.
+// created and removes when it stops. A socket systemd passed is never
+// removed: its socket unit owns the file, and keeps the socket listening
+// while fpmux restarts.
 type listeners struct {
-	fastcgi, admin, metrics net.Listener
-	files                   []string
+	fastcgi, admin, metrics    net.Listener
+	fastcgiPassed, adminPassed bool // came from systemd
+	files                      []string
 }
 
 func (l *listeners) close() {
@@ -146,44 +161,54 @@ func (l *listeners) close() {
 }
 
 // openListeners takes the sockets systemd passed (named "fastcgi" and
-// "admin" with FileDescriptorName=, or unnamed in that order), and opens the
-// rest from the config.
+// "admin" with FileDescriptorName=; others are taken in the order systemd
+// passed them, the FastCGI socket first), and opens the rest from the
+// config.
 func openListeners(cfg *config.Config, log *slog.Logger) (*listeners, error) {
 	l := &listeners{}
-	named, err := activation.ListenersWithNames()
-	if err != nil {
-		return nil, fmt.Errorf("systemd sockets: %w", err)
-	}
 	var unnamed []net.Listener
-	for name, lns := range named {
-		for _, ln := range lns {
-			switch {
-			case name == "fastcgi" && l.fastcgi == nil:
-				l.fastcgi = ln
-			case name == "admin" && l.admin == nil:
-				l.admin = ln
-			default:
-				unnamed = append(unnamed, ln)
+	for _, f := range activation.Files(true) {
+		name, fd := f.Name(), f.Fd()
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			l.close()
+			for _, ln := range unnamed {
+				ln.Close()
 			}
+			return nil, fmt.Errorf("systemd socket %s (fd %d): %w", name, fd, err)
+		}
+		if ul, ok := ln.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(false) // already so for a passed socket; the socket unit owns the file
+		}
+		switch {
+		case name == "fastcgi" && l.fastcgi == nil:
+			l.fastcgi, l.fastcgiPassed = ln, true
+		case name == "admin" && l.admin == nil:
+			l.admin, l.adminPassed = ln, true
+		default:
+			unnamed = append(unnamed, ln)
 		}
 	}
 	for _, ln := range unnamed {
 		switch {
 		case l.fastcgi == nil:
-			l.fastcgi = ln
+			l.fastcgi, l.fastcgiPassed = ln, true
 		case l.admin == nil:
-			l.admin = ln
+			l.admin, l.adminPassed = ln, true
 		default:
+			log.Warn("closing a socket systemd passed that fpmux has no use for", "addr", ln.Addr())
 			ln.Close()
 		}
 	}
-	if l.fastcgi != nil {
+	var err error
+	if l.fastcgiPassed {
 		log.Info("using the FastCGI socket systemd passed", "addr", l.fastcgi.Addr())
 	} else if l.fastcgi, err = listenAddr(cfg.Listen, 0o666, &l.files); err != nil {
 		l.close()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	if l.admin != nil {
+	if l.adminPassed {
 		log.Info("using the admin socket systemd passed", "addr", l.admin.Addr())
 	} else if l.admin, err = listenAddr(cfg.Admin, 0o660, &l.files); err != nil {
 		l.close()
@@ -236,9 +261,17 @@ func listenAddr(addr string, perm os.FileMode, files *[]string) (net.Listener, e
 // serve runs fpmux until SIGTERM or SIGINT, then stops in order: no new
 // deploys, no new connections, in-flight requests finish (bounded by
 // drain_timeout), every pool stops. A second signal cuts the wait short.
-func serve(cfg *config.Config, log *slog.Logger, profile bool) error {
+// SIGHUP reloads the configuration with load. Under systemd it reports
+// READY=1 once the restored release serves, STATUS=, RELOADING=1 and
+// STOPPING=1, and pings the watchdog (see monitor).
+func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Logger, profile bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Caught until serve returns: a SIGHUP while fpmux stops is ignored
+	// rather than killing it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -261,6 +294,26 @@ func serve(cfg *config.Config, log *slog.Logger, profile bool) error {
 	}
 	defer lns.close()
 
+	notify := &notifier{log: log}
+	notifying := os.Getenv("NOTIFY_SOCKET") != ""
+	watchdog, err := daemon.SdWatchdogEnabled(true)
+	if err != nil {
+		log.Warn("ignoring systemd's watchdog settings", "err", err)
+	}
+	var accepting atomic.Bool
+	mon := newMonitor(sup, notify.send, accepting.Load, watchdog, log)
+	monCtx, monStop := context.WithCancel(context.Background())
+	defer monStop()
+	monDone := make(chan struct{})
+	if notifying {
+		go func() {
+			defer close(monDone)
+			mon.run(monCtx)
+		}()
+	} else {
+		close(monDone)
+	}
+
 	// The listeners are open, so the web server's connections wait in the
 	// backlog while the active release comes back; nothing is accepted
 	// before it serves.
@@ -270,8 +323,17 @@ func serve(cfg *config.Config, log *slog.Logger, profile bool) error {
 	}
 
 	errc := make(chan error, 3)
-	go func() { errc <- ignoreClosed(front.Serve(lns.fastcgi)) }()
-	adminSrv := &http.Server{Handler: sup.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	accepting.Store(true)
+	go func() {
+		err := front.Serve(lns.fastcgi)
+		accepting.Store(false)
+		errc <- ignoreClosed(err)
+	}()
+	adminHandler := sup.Handler()
+	if notifying {
+		adminHandler = refreshAfter(adminHandler, mon.refresh)
+	}
+	adminSrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 10 * time.Second}
 	go func() { errc <- ignoreClosed(adminSrv.Serve(lns.admin)) }()
 	var metricsSrv *http.Server
 	if lns.metrics != nil {
@@ -288,15 +350,32 @@ func serve(cfg *config.Config, log *slog.Logger, profile bool) error {
 	}
 	log.Info("fpmux serving", "listen", lns.fastcgi.Addr().String(), "admin", lns.admin.Addr().String(),
 		"metrics", cfg.Metrics, "docroot", cfg.Docroot, "state_dir", cfg.StateDir, "active", sup.ActiveID())
+	if notifying {
+		mon.announce("READY=1")
+	}
 
 	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info("stopping: finishing in-flight requests", "bound", time.Duration(cfg.DrainTimeout))
-	case serveErr = <-errc:
-		log.Error("a listener failed; stopping", "err", serveErr)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping: finishing in-flight requests", "bound", time.Duration(cfg.DrainTimeout))
+			break wait
+		case serveErr = <-errc:
+			log.Error("a listener failed; stopping", "err", serveErr)
+			break wait
+		case <-hup:
+			notify.send("RELOADING=1\n" + daemon.SdNotifyMonotonicUsec())
+			cfg = reload(sup, cfg, load, lns, log)
+			if notifying {
+				mon.announce("READY=1")
+			}
+		}
 	}
 	stop() // a second signal now kills the process the default way
+	monStop()
+	<-monDone
+	notify.send("STOPPING=1\nSTATUS=stopping: finishing in-flight requests, then stopping the pools")
 
 	bound, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.DrainTimeout))
 	defer cancel()
@@ -316,6 +395,42 @@ func serve(cfg *config.Config, log *slog.Logger, profile bool) error {
 	}
 	log.Info("fpmux stopped")
 	return serveErr
+}
+
+// reload reads the configuration again (SIGHUP) and puts it in force for
+// what comes next: drain_timeout, allowed_roots and php_fpm (see
+// supervisor.Reload). It returns the configuration now in force: cur when
+// the file is bad, which is logged with every problem's key and line.
+func reload(sup *supervisor.Supervisor, cur *config.Config, load func() (*config.Config, error), lns *listeners, log *slog.Logger) *config.Config {
+	next, err := load()
+	if err == nil {
+		var restart []string
+		if restart, err = sup.Reload(next); err == nil {
+			// A socket systemd passed does not come from the config.
+			restart = slices.DeleteFunc(restart, func(k string) bool {
+				return k == "listen" && lns.fastcgiPassed || k == "admin" && lns.adminPassed
+			})
+			if len(restart) > 0 {
+				log.Warn("reload: these keys changed but keep their running values until fpmux restarts", "keys", strings.Join(restart, ", "))
+			}
+			log.Info("configuration reloaded; it applies to the next deploys and drains",
+				"drain_timeout", time.Duration(next.DrainTimeout), "allowed_roots", next.AllowedRoots, "php_fpm", next.PHPFPM.Binary)
+			return next
+		}
+	}
+	log.Error("reload failed; the configuration in force is unchanged", "err", err)
+	return cur
+}
+
+// refreshAfter has the monitor refresh systemd's status line after every
+// admin request that may have changed a release.
+func refreshAfter(h http.Handler, refresh func()) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			refresh()
+		}
+	})
 }
 
 func ignoreClosed(err error) error {
