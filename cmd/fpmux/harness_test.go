@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,13 +68,22 @@ type stack struct {
 	releases string // allowed root holding the test's releases
 	stateDir string
 	docroot  string
-	sock     string // fpmux's FastCGI socket
-	admin    string // "unix:/..."
+	sock     string // the FastCGI socket nginx points at
+	admin    string // "unix:/...", where the test reaches the admin API
 	metrics  string // host:port
 	nginxURL string
 	phpFPM   string
 	nginx    string
 	cfgPath  string
+	cfgText  string // what cfgPath held at start
+
+	// With socket activation: the configured sockets fpmux must leave
+	// alone, and the sockets the test holds as systemd would.
+	cfgSock, cfgAdmin string
+	passed            []*os.File
+	watchdog          time.Duration
+	notes             *notifyLog // nil without NOTIFY_SOCKET
+	connPerRequest    bool
 
 	mu     sync.Mutex
 	fpmux  *exec.Cmd
@@ -88,6 +98,17 @@ type stackOptions struct {
 	phpFPM       string            // php-fpm binary override (a wrapper)
 	ini          map[string]string // extra php_fpm.ini
 	pool         map[string]string // extra php_fpm.pool directives
+
+	// activation hands fpmux its FastCGI and admin sockets as systemd's
+	// socket activation does (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES),
+	// held open by the test across fpmux restarts; the config names other
+	// paths, which fpmux must not create.
+	activation bool
+	notify     bool          // NOTIFY_SOCKET: the test reads what fpmux tells systemd
+	watchdog   time.Duration // WATCHDOG_USEC (with WATCHDOG_PID); needs notify
+	// connPerRequest has nginx open a new connection to fpmux for every
+	// request (no upstream keepalive, fastcgi_keep_conn off).
+	connPerRequest bool
 }
 
 type lockedBuffer struct {
@@ -159,6 +180,20 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		cfgPath:  filepath.Join(dir, "fpmux.yaml"),
 		pgids:    map[int]bool{},
 		logBuf:   &lockedBuffer{},
+		watchdog: o.watchdog,
+	}
+	s.connPerRequest = o.connPerRequest
+	s.cfgSock, s.cfgAdmin = s.sock, s.admin
+	if o.activation {
+		s.sock = filepath.Join(dir, "sd-fastcgi.sock")
+		s.admin = "unix:" + filepath.Join(dir, "sd-admin.sock")
+		s.passed = []*os.File{
+			holdSocket(t, s.sock, 0o666),
+			holdSocket(t, strings.TrimPrefix(s.admin, "unix:"), 0o660),
+		}
+	}
+	if o.notify {
+		s.notes = listenNotify(t, filepath.Join(dir, "notify.sock"))
 	}
 	for _, d := range []string{s.releases, s.docroot} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -188,7 +223,8 @@ php_fpm:
     pm.max_children: 4
 %s  ini:
     opcache.enable: 1
-%s`, s.sock, s.admin, s.metrics, s.stateDir, s.docroot, s.releases, o.drainTimeout, phpFPM, o.startTimeout, pool.String(), ini.String())
+%s`, s.cfgSock, s.cfgAdmin, s.metrics, s.stateDir, s.docroot, s.releases, o.drainTimeout, phpFPM, o.startTimeout, pool.String(), ini.String())
+	s.cfgText = cfg
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +247,31 @@ php_fpm:
 func (s *stack) startFpmux() {
 	s.t.Helper()
 	cmd := exec.Command(os.Args[0], "serve", "-config", s.cfgPath)
-	cmd.Env = append(os.Environ(), "FPMUX_TEST_EXEC=1")
+	cmd.Env = append(withoutSystemdEnv(os.Environ()), "FPMUX_TEST_EXEC=1")
+	if s.notes != nil {
+		cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+s.notes.path)
+	}
+	var pids []string
+	if len(s.passed) > 0 {
+		cmd.ExtraFiles = s.passed // fds 3 and 4
+		cmd.Env = append(cmd.Env, "LISTEN_FDS=2", "LISTEN_FDNAMES=fastcgi:admin")
+		pids = append(pids, "LISTEN_PID")
+	}
+	if s.watchdog > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("WATCHDOG_USEC=%d", s.watchdog.Microseconds()))
+		pids = append(pids, "WATCHDOG_PID")
+	}
+	if len(pids) > 0 {
+		// systemd sets LISTEN_PID and WATCHDOG_PID to the service's own pid
+		// after it forked; a shell that sets them to its pid and then execs
+		// fpmux in its place does the same.
+		script := ""
+		for _, v := range pids {
+			script += "export " + v + "=$$; "
+		}
+		cmd.Args = append([]string{"/bin/sh", "-c", script + `exec "$0" "$@"`}, cmd.Args...)
+		cmd.Path = "/bin/sh"
+	}
 	cmd.Stdout = s.logBuf
 	cmd.Stderr = s.logBuf
 	if err := cmd.Start(); err != nil {
@@ -261,6 +321,10 @@ func (s *stack) startNginx() {
 	s.nginxURL = fmt.Sprintf("http://127.0.0.1:%d", port)
 	tmp := filepath.Join(s.dir, "nginx-tmp")
 	os.MkdirAll(tmp, 0o755)
+	keepalive, keepConn := "keepalive 32;", "on"
+	if s.connPerRequest {
+		keepalive, keepConn = "", "off"
+	}
 	user := ""
 	if os.Geteuid() == 0 {
 		user = "user root;" // workers must reach the socket under the test's temp dir
@@ -281,7 +345,7 @@ http {
     scgi_temp_path %[3]s/scgi;
     upstream fpmux {
         server unix:%[4]s;
-        keepalive 32;
+        %[7]s
     }
     server {
         listen 127.0.0.1:%[5]d;
@@ -290,12 +354,12 @@ http {
             include /etc/nginx/fastcgi_params;
             fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
             fastcgi_pass fpmux;
-            fastcgi_keep_conn on;
+            fastcgi_keep_conn %[8]s;
             fastcgi_read_timeout 120s;
         }
     }
 }
-`, user, s.dir, tmp, s.sock, port, s.docroot)
+`, user, s.dir, tmp, s.sock, port, s.docroot, keepalive, keepConn)
 	path := filepath.Join(s.dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		s.t.Fatal(err)
@@ -555,4 +619,133 @@ func (s *stack) metric(series string) float64 {
 		}
 	}
 	return -1
+}
+
+// holdSocket listens on a unix socket as a systemd socket unit does and
+// returns the file to pass to fpmux. The test keeps the socket open, so it
+// goes on listening (and queueing connections) while fpmux restarts.
+func holdSocket(t *testing.T, path string, perm os.FileMode) *os.File {
+	t.Helper()
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, perm); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.(*net.UnixListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.Close()
+		ln.Close()
+	})
+	return f
+}
+
+// withoutSystemdEnv drops what systemd may have set for the test itself,
+// so fpmux sees only what a test sets.
+func withoutSystemdEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID":
+		default:
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// notifyLog is a fake systemd notify socket: every datagram fpmux sends,
+// with the time it arrived.
+type notifyLog struct {
+	path string
+	mu   sync.Mutex
+	msgs []notifyMsg
+}
+
+type notifyMsg struct {
+	at   time.Time
+	text string // newline-separated assignments, as sent
+}
+
+func listenNotify(t *testing.T, path string) *notifyLog {
+	t.Helper()
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &notifyLog{path: path}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 64<<10)
+		for {
+			k, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				return
+			}
+			n.mu.Lock()
+			n.msgs = append(n.msgs, notifyMsg{time.Now(), string(buf[:k])})
+			n.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		conn.Close()
+		<-done
+		if t.Failed() {
+			t.Logf("notify messages:\n%s", n.dump())
+		}
+	})
+	return n
+}
+
+// len is how many messages have arrived; a later wait can start there.
+func (n *notifyLog) len() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.msgs)
+}
+
+func (n *notifyLog) all() []notifyMsg {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.msgs)
+}
+
+func (n *notifyLog) dump() string {
+	var b strings.Builder
+	for _, m := range n.all() {
+		fmt.Fprintf(&b, "%s %q\n", m.at.Format("15:04:05.000"), m.text)
+	}
+	return b.String()
+}
+
+// hasLine tells whether a message holds a line for which match holds.
+func (m notifyMsg) hasLine(match func(line string) bool) bool {
+	return slices.ContainsFunc(strings.Split(m.text, "\n"), match)
+}
+
+// waitNotify waits for a message, from the from-th on, with a line that
+// match accepts, and returns its index.
+func (s *stack) waitNotify(what string, from int, bound time.Duration, match func(line string) bool) (int, notifyMsg) {
+	s.t.Helper()
+	idx, found := -1, notifyMsg{}
+	s.waitFor(what, bound, func() bool {
+		for i, m := range s.notes.all()[from:] {
+			if m.hasLine(match) {
+				idx, found = from+i, m
+				return true
+			}
+		}
+		return false
+	})
+	return idx, found
+}
+
+// lineIs matches a notify line exactly.
+func lineIs(want string) func(string) bool {
+	return func(line string) bool { return line == want }
 }
