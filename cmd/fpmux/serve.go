@@ -323,10 +323,13 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 	}
 
 	errc := make(chan error, 3)
+	fresh := &freshListener{Listener: lns.fastcgi}
+	acceptDone := make(chan struct{})
 	accepting.Store(true)
 	go func() {
-		err := front.Serve(lns.fastcgi)
+		err := front.Serve(fresh)
 		accepting.Store(false)
+		close(acceptDone)
 		errc <- ignoreClosed(err)
 	}()
 	adminHandler := sup.Handler()
@@ -384,6 +387,15 @@ wait:
 		adminSrv.Close()
 	}
 	adminCancel()
+	// Stop accepting, then let the connections accepted a moment ago have
+	// their request read before Shutdown closes those without one. A
+	// systemd socket stays open in systemd: what arrives from now on waits
+	// in its backlog for the next fpmux.
+	lns.fastcgi.Close()
+	<-acceptDone
+	if !fresh.wait(freshBound) {
+		log.Warn("a new FastCGI connection sent no request in time; closing it", "waited", freshBound)
+	}
 	if err := front.Shutdown(bound); err != nil {
 		log.Warn("in-flight requests cut at the shutdown bound", "err", err)
 	}
@@ -432,6 +444,11 @@ func refreshAfter(h http.Handler, refresh func()) http.Handler {
 		}
 	})
 }
+
+// freshBound is how long shutdown waits for connections accepted just
+// before it to deliver their request. nginx sends it as it connects, so
+// this is reached only by a client that connected and stays silent.
+const freshBound = 500 * time.Millisecond
 
 func ignoreClosed(err error) error {
 	if errors.Is(err, fcgimux.ErrServerClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {

@@ -158,13 +158,16 @@ func TestSystemdNotify(t *testing.T) {
 // (systemd's socket unit), the old fpmux finishes what it accepted and
 // exits, connections meanwhile wait in the backlog, and the new fpmux
 // restores r1 from state.json before it accepts them. With kept
-// connections, nginx's idle ones to the old fpmux are closed under it.
+// connections, nginx's idle ones to the old fpmux are closed under it;
+// with a connection per request, some were accepted by the old fpmux a
+// moment before it stopped.
 func TestRestartWithPassedSocketsLosesNothing(t *testing.T) {
 	for _, tt := range []struct {
 		name           string
 		connPerRequest bool
 	}{
 		{"kept connections", false},
+		{"a connection per request", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStack(t, stackOptions{activation: true, notify: true, connPerRequest: tt.connPerRequest})
