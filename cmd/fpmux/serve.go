@@ -1,6 +1,8 @@
 // This file owns `fpmux serve`: flags over the config, the listeners
 // (systemd-passed or opened here), wiring the supervisor to the FastCGI
-// front, the admin API and metrics, and the order things stop in.
+// front, the admin API and metrics, reloading the config on SIGHUP, when
+// systemd is told READY, RELOADING and STOPPING, and the order things stop
+// in.
 
 package main
 
