@@ -76,13 +76,13 @@ func (f *fakeLister) unwedge() {
 	f.mu.Unlock()
 }
 
-// runMonitor runs a monitor over sup with a watchdog of wd and returns the
-// messages it sends.
-func runMonitor(t *testing.T, sup lister, accepting func() bool, wd time.Duration) (*monitor, <-chan string) {
+// runMonitor runs a monitor over sup with a watchdog of wd, refreshing the
+// status every statusEvery, and returns the messages it sends.
+func runMonitor(t *testing.T, sup lister, accepting func() bool, wd, statusEvery time.Duration) (*monitor, <-chan string) {
 	t.Helper()
 	msgs := make(chan string, 1000)
 	m := newMonitor(sup, func(s string) { msgs <- s }, accepting, wd, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	m.every = 20 * time.Millisecond
+	m.every = statusEvery
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -143,7 +143,8 @@ func drainFor(msgs <-chan string, d time.Duration) {
 func TestMonitorPingsTheWatchdogOnlyWhileHealthy(t *testing.T) {
 	sup := &fakeLister{}
 	var accepting atomic.Bool
-	_, msgs := runMonitor(t, sup, accepting.Load, 40*time.Millisecond)
+	// Status refreshes out of the way: only the watchdog lists.
+	_, msgs := runMonitor(t, sup, accepting.Load, 40*time.Millisecond, time.Hour)
 
 	// Before the FastCGI accept loop runs (fpmux restoring its release),
 	// and after it stopped: no ping.
@@ -168,7 +169,7 @@ func TestMonitorSendsStatusWhenItChanges(t *testing.T) {
 	sup := &fakeLister{}
 	var accepting atomic.Bool
 	accepting.Store(true)
-	m, msgs := runMonitor(t, sup, accepting.Load, 0)
+	m, msgs := runMonitor(t, sup, accepting.Load, 0, 20*time.Millisecond)
 	expectMsg(t, msgs, "STATUS=no active release")
 	sup.set(supervisor.Release{ID: "r1", State: supervisor.StateActive})
 	m.refresh()
