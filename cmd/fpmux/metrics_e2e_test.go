@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
@@ -62,6 +63,26 @@ func TestMetricsFollowADeployUnderLoad(t *testing.T) {
 	want(`fpmux_requests_in_flight{release="r1"}`, is(1), "1 (the slow request; new ones go to r2)")
 	want(`fpmux_pool_memory_bytes{kind="pss",release="r1"}`, atLeast(1<<20), ">= 1 MiB while it drains")
 	drainsBefore := s.metric(`fpmux_drain_duration_seconds_count`)
+
+	// What holds r1: the slow request, listed by the admin API.
+	body, err := s.adminGet("/v1/releases/r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r1 struct {
+		State   string `json:"state"`
+		Holding []struct {
+			Method, URI string
+			AgeMS       int64 `json:"age_ms"`
+		} `json:"holding"`
+	}
+	if err := json.Unmarshal(body, &r1); err != nil {
+		t.Fatalf("GET /v1/releases/r1: %v: %s", err, body)
+	}
+	if r1.State != "draining" || len(r1.Holding) != 1 || r1.Holding[0].Method != "GET" ||
+		r1.Holding[0].URI != "/index.php?ms=2000" || r1.Holding[0].AgeMS <= 0 {
+		t.Errorf("r1 while draining: %s, want one GET /index.php?ms=2000 holding it", body)
+	}
 
 	if r := <-slow; r.err != nil || r.status != 200 {
 		t.Fatalf("slow request: %d %v", r.status, r.err)

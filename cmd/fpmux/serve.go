@@ -290,6 +290,7 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 	if err != nil {
 		return err
 	}
+	sup.ListRequestsWith(front.InFlight) // status shows what holds a drain
 	lns, err := openListeners(cfg, log)
 	if err != nil {
 		return err
