@@ -10,8 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -48,11 +50,13 @@ type conn struct {
 	up        []byte // records for php-fpm not yet written: BEGIN, PARAMS, STDIN
 	rel       relay  // the current request's relay; reused
 	relActive bool   // rel carries a request not yet waited for
+	crossing  bool   // reading a request that crossed Shutdown; its deadline is set
 	stdinDone bool   // the web server's body is complete
 	started   time.Time
 
-	mu           sync.Mutex // guards busy, cur, idleDeadline and the read deadline
+	mu           sync.Mutex // guards busy, closing, cur, idleDeadline and the read deadline
 	busy         bool
+	closing      bool    // Shutdown asked the connection to go once idle
 	cur          current // the request being relayed, for InFlight
 	idleDeadline time.Time
 }
@@ -91,10 +95,20 @@ func (c *conn) serve() {
 				// connection holds no buffer.
 				c.rr.release()
 			}
-			c.setReadDeadline()
+			if !c.crossing {
+				c.setReadDeadline()
+			}
 		}
 		h, content, err := c.rr.next()
+		c.crossing = false
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && c.crossedShutdown() {
+				// The web server sent a request as Shutdown came: serve
+				// it, then go (requestEnded closes in shutdown).
+				c.crossing = true
+				c.nc.SetReadDeadline(time.Now().Add(c.s.readTO))
+				continue
+			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.phase != phaseNone {
 				c.s.log.Info("web server connection ended mid-request", "err", err)
 			}
@@ -146,6 +160,8 @@ func (c *conn) setReadDeadline() {
 	defer c.mu.Unlock()
 	var d time.Time
 	switch {
+	case c.closing && !c.busy:
+		d = time.Now() // wake the read: see crossedShutdown
 	case c.phase == phaseParams || c.phase == phaseRelaying && !c.stdinDone:
 		d = time.Now().Add(c.s.readTO)
 	case c.phase == phaseRelaying && !c.rel.ended.Load():
@@ -176,18 +192,62 @@ func (c *conn) requestEnded(keepConn bool) {
 	}
 	c.nc.SetReadDeadline(c.idleDeadline)
 	if c.s.inShutdown.Load() {
-		c.nc.Close()
+		if keepConn {
+			// As closeIfIdle: a request sent on it meanwhile is served.
+			c.closing = true
+			c.nc.SetReadDeadline(time.Now())
+		} else {
+			c.nc.Close()
+		}
 	}
 }
 
-// closeIfIdle closes the connection if it carries no request; it is how
-// Shutdown lets idle keep-alive connections go.
+// closeIfIdle makes the connection go if it carries no request; it is how
+// Shutdown lets idle keep-alive connections go. It does not close the
+// connection under the serve goroutine, which may be reading a request the
+// web server sent a moment before (a kept connection is the web server's to
+// reuse at any time, and nginx sends a POST on it again only if it never
+// went out): it wakes the goroutine's read, which then looks for such a
+// request (crossedShutdown) before it closes.
 func (c *conn) closeIfIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.busy {
-		c.nc.Close()
+		c.closing = true
+		c.nc.SetReadDeadline(time.Now())
 	}
+}
+
+// crossedShutdown tells, after Shutdown woke an idle connection's read,
+// whether the web server has sent a request on it all the same: part of a
+// record already read, or bytes waiting on the socket.
+func (c *conn) crossedShutdown() bool {
+	c.mu.Lock()
+	closing := c.closing && !c.busy
+	c.mu.Unlock()
+	if !closing {
+		return false
+	}
+	if c.rr.buffered() > 0 {
+		return true
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	// Control, not Read: the read deadline has passed, and Read would
+	// answer that without looking.
+	waiting := false
+	rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		waiting = err == nil && n > 0
+	})
+	return waiting
 }
 
 // handle acts on one record. An error closes the connection.

@@ -666,3 +666,37 @@ func TestInFlightListsRequestsOldestFirst(t *testing.T) {
 		t.Errorf("%d requests listed after every one ended", n)
 	}
 }
+
+// TestShutdownServesARequestThatCrossedIt: a web server may send the next
+// request on a kept connection just as fpmux shuts down. That request is
+// answered whole before the connection closes, rather than met with a
+// reset, which nginx would not retry for a POST.
+func TestShutdownServesARequestThatCrossedIt(t *testing.T) {
+	b := startTestBackend(t, echoHandler)
+	for i := range 40 {
+		s, err := NewServer(Options{Docroot: testDocroot, Router: newTestRouter(b, 2), ReadTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		front, served := serveUnix(t, s)
+		c := dialRaw(t, front)
+		c.send(request(1, true, "one", phpParams("/index.php")...))
+		c.read(1) // the connection is idle and kept now
+		c.send(request(1, true, fmt.Sprintf("crossing %d", i), phpParams("/index.php")...))
+		if i%2 == 1 {
+			time.Sleep(time.Millisecond) // let the request be read first, half the time
+		}
+		if err := s.Shutdown(t.Context()); err != nil {
+			t.Fatalf("round %d: shutdown: %v", i, err)
+		}
+		if r := c.read(1); !strings.Contains(r.stdout, fmt.Sprintf("body=crossing %d", i)) {
+			t.Fatalf("round %d: the crossing request got %q", i, r.stdout)
+		}
+		if _, _, err := c.rr.next(); !errors.Is(err, io.EOF) {
+			t.Fatalf("round %d: after the answer: %v, want the connection closed", i, err)
+		}
+		if err := <-served; !errors.Is(err, ErrServerClosed) {
+			t.Fatalf("round %d: serve returned %v", i, err)
+		}
+	}
+}
