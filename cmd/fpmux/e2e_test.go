@@ -7,6 +7,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -27,9 +28,15 @@ type loadResult struct {
 	err        error
 }
 
-// runLoad sends requests to path from n clients until stop is closed and
-// returns every result.
+// runLoad sends GET requests to path from n clients until stop is closed
+// and returns every result.
 func (s *stack) runLoad(n int, path string, stop <-chan struct{}) func() []loadResult {
+	return s.runLoadWith(n, stop, func(c *http.Client) (int, string, error) { return s.get(c, path) })
+}
+
+// runLoadWith runs do from n clients until stop is closed and returns
+// every result.
+func (s *stack) runLoadWith(n int, stop <-chan struct{}, do func(c *http.Client) (int, string, error)) func() []loadResult {
 	var mu sync.Mutex
 	var all []loadResult
 	var wg sync.WaitGroup
@@ -46,7 +53,7 @@ func (s *stack) runLoad(n int, path string, stop <-chan struct{}) func() []loadR
 				default:
 				}
 				r := loadResult{start: time.Now()}
-				r.status, r.body, r.err = s.get(c, path)
+				r.status, r.body, r.err = do(c)
 				r.end = time.Now()
 				mu.Lock()
 				all = append(all, r)
