@@ -177,6 +177,19 @@ func (r *relay) run() {
 	c := r.c
 	var start, pos, end int // buf[start:pos] is to send; buf[pos:end] is not yet scanned
 	status, wrote, got := 0, false, false
+	// send writes what is scanned and not yet sent; false: the request
+	// failed and is over.
+	send := func() bool {
+		if pos == start {
+			return true
+		}
+		if err := c.write(buf[start:pos]); err != nil {
+			r.fail(err, true, status)
+			return false
+		}
+		wrote, start = true, pos
+		return true
+	}
 	bc := r.pool()
 	for {
 		n, err := bc.Read(buf[end:])
@@ -221,23 +234,14 @@ func (r *relay) run() {
 				return
 			default:
 				// Nothing else is part of a response: not forwarded.
-				if pos > start {
-					if werr := c.write(buf[start:pos]); werr != nil {
-						r.fail(werr, true, status)
-						return
-					}
-					wrote = true
+				if !send() {
+					return
 				}
 				pos, start = recEnd, recEnd
 			}
 		}
-		if pos > start {
-			if werr := c.write(buf[start:pos]); werr != nil {
-				r.fail(werr, true, status)
-				return
-			}
-			wrote = true
-			start = pos
+		if !send() {
+			return
 		}
 		if err != nil {
 			if err == io.EOF {
