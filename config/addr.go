@@ -26,3 +26,18 @@ func ParseAddr(s string) (network, address string, err error) {
 	}
 	return "tcp", net.JoinHostPort(host, port), nil
 }
+
+// IsLoopback reports whether a TCP "host:port" listens only on the loopback
+// interface: 127.0.0.0/8, ::1 or "localhost". An empty host, a wildcard or
+// any other name is not loopback.
+func IsLoopback(address string) bool {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

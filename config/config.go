@@ -50,6 +50,23 @@ type Config struct {
 	// positive. Default: 60s.
 	DrainTimeout Duration `yaml:"drain_timeout"`
 
+	// AdminToken, when set, is a bearer token every admin API request must
+	// carry ("Authorization: Bearer <token>"), compared in constant time.
+	// A TCP admin address other than loopback is refused without it.
+	// At least 16 characters. Default: "" (no token: the admin socket's
+	// own permissions, or loopback, are the only guard). (fpmux extension.)
+	AdminToken string `yaml:"admin_token"`
+
+	// AdminOwner and AdminGroup own a unix admin socket, which is created
+	// with mode 0660: only they may deploy. A user or group name, or a
+	// numeric id. Default: "" (fpmux's own user and group). (fpmux
+	// extension.)
+	AdminOwner string `yaml:"admin_owner"`
+	AdminGroup string `yaml:"admin_group"`
+
+	// Limits bounds what a web server connection and a pool may take.
+	Limits Limits `yaml:"limits"`
+
 	// PHPFPM configures the php-fpm master run for each release.
 	PHPFPM PHPFPM `yaml:"php_fpm"`
 
@@ -57,6 +74,38 @@ type Config struct {
 	// "allowed_roots[0]", "php_fpm.pool.pm.max_children") to the line of
 	// the file Load read it from. Nil for a Config not read from a file.
 	lines map[string]int
+}
+
+// Limits bounds the resources one web server connection, one request and
+// one pool may hold, so a misbehaving client or a stuck pool costs a clean
+// error rather than fpmux's memory or file descriptors. (fpmux extension.)
+type Limits struct {
+	// MaxConnections bounds the web server connections open at once. A
+	// connection over it is accepted and closed at once (the web server
+	// answers 502), and counted. Default: 4096.
+	MaxConnections int `yaml:"max_connections"`
+
+	// MaxParamsBytes bounds the FastCGI params of one request (all names
+	// and values). Over it the request is answered 431 without reaching
+	// PHP. Default: 1048576 (1 MiB; nginx sends a few KiB).
+	MaxParamsBytes int `yaml:"max_params_bytes"`
+
+	// ReadTimeout bounds the wait for the first record on a new
+	// connection and for each record of a request being read (params,
+	// body): a client that sends nothing, or a byte now and then, is cut.
+	// Default: 60s (nginx's fastcgi_send_timeout).
+	ReadTimeout Duration `yaml:"read_timeout"`
+
+	// IdleTimeout closes a kept-alive connection that carries no request.
+	// Default: 5m.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+
+	// MaxInFlight bounds the requests one release's pool holds at once:
+	// those php-fpm runs plus those waiting in fpmux for a free worker.
+	// Over it a request is answered 503 at once instead of queueing.
+	// Default: 512 (php-fpm's own default listen.backlog, the queue a pool
+	// had before fpmux).
+	MaxInFlight int `yaml:"max_in_flight"`
 }
 
 // PHPFPM configures the php-fpm master (one per release) and its pool.

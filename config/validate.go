@@ -30,6 +30,18 @@ var reservedPoolKeys = []string{
 // placeholders are the only "{...}" forms allowed in ini and pool values.
 var placeholders = []string{"{release_root}", "{release_id}"}
 
+// reAccount matches a user or group name (as useradd takes it) or a
+// numeric id.
+var reAccount = regexp.MustCompile(`^([a-z_][a-z0-9_-]*\$?|[0-9]+)$`)
+
+// minTokenLen is the shortest admin_token accepted: shorter ones can be
+// guessed.
+const minTokenLen = 16
+
+// minParamsBytes is the smallest limits.max_params_bytes accepted: nginx's
+// own params for one request take a few KiB.
+const minParamsBytes = 4096
+
 // maxUnixPath is the longest unix socket path Linux takes (sun_path is 108
 // bytes with the terminating NUL).
 const maxUnixPath = 107
@@ -89,6 +101,31 @@ func (c *Config) Validate() error {
 	}
 
 	v.positive("drain_timeout", c.DrainTimeout)
+	v.positive("limits.read_timeout", c.Limits.ReadTimeout)
+	v.positive("limits.idle_timeout", c.Limits.IdleTimeout)
+	v.atLeast("limits.max_connections", c.Limits.MaxConnections, 1)
+	v.atLeast("limits.max_params_bytes", c.Limits.MaxParamsBytes, minParamsBytes)
+	v.atLeast("limits.max_in_flight", c.Limits.MaxInFlight, 1)
+
+	if t := c.AdminToken; t != "" {
+		if len(t) < minTokenLen {
+			v.add("admin_token", "is %d characters long: want at least %d (e.g. openssl rand -hex 32)", len(t), minTokenLen)
+		}
+		for _, r := range t {
+			if r <= ' ' || r > '~' {
+				v.add("admin_token", "must be printable ASCII without spaces (it travels in an HTTP header)")
+				break
+			}
+		}
+	}
+	if network, address, err := ParseAddr(c.Admin); err == nil && network == "tcp" && c.AdminToken == "" && !IsLoopback(address) {
+		v.add("admin", "%s is reachable from other hosts: listen on 127.0.0.1, ::1 or a unix socket, or set admin_token", c.Admin)
+	}
+	for _, k := range []struct{ key, s string }{{"admin_owner", c.AdminOwner}, {"admin_group", c.AdminGroup}} {
+		if k.s != "" && !reAccount.MatchString(k.s) {
+			v.add(k.key, "%q is not a user or group name or a numeric id", k.s)
+		}
+	}
 	v.positive("php_fpm.start_timeout", c.PHPFPM.StartTimeout)
 	v.positive("php_fpm.stop_timeout", c.PHPFPM.StopTimeout)
 
@@ -116,6 +153,13 @@ func (c *Config) Validate() error {
 	v.pm(c.PHPFPM.Pool)
 
 	return joinSorted(v.errs)
+}
+
+// atLeast adds a problem when n is below min.
+func (v *validator) atLeast(key string, n, min int) {
+	if n < min {
+		v.add(key, "is %d: want at least %d", n, min)
+	}
 }
 
 // validator collects problems, attaching the line each key came from.
