@@ -40,6 +40,7 @@ type Backend struct {
 	network, addr string
 	maxOpen       int // 0: no bound
 	maxIdle       int
+	maxWaiting    int // 0: no bound
 	dialTimeout   time.Duration
 	idleTimeout   time.Duration
 	unanswered    atomic.Int64 // dialed connections php-fpm has not answered on yet
@@ -63,6 +64,23 @@ const backendIdleTimeout = 2 * time.Second
 func NewBackend(network, addr string, maxOpen, maxIdle int) *Backend {
 	return &Backend{network: network, addr: addr, maxOpen: max(maxOpen, 0), maxIdle: max(maxIdle, 0),
 		dialTimeout: 5 * time.Second, idleTimeout: backendIdleTimeout}
+}
+
+// ErrPoolBusy is returned for a request that would exceed the pool's bound
+// on requests in flight (SetMaxInFlight): it is answered 503 at once rather
+// than queued without end behind a pool that cannot keep up.
+var ErrPoolBusy = errors.New("pool at its limit of requests in flight")
+
+// SetMaxInFlight bounds the requests the Backend holds at once, those on
+// its maxOpen connections plus those waiting for one, to n (<= 0: no
+// bound). A request over it gets ErrPoolBusy. It takes effect only with a
+// bound on open connections, since without one nothing waits here. Call it
+// before the Backend is used.
+func (b *Backend) SetMaxInFlight(n int) {
+	b.maxWaiting = 0
+	if n > 0 && b.maxOpen > 0 {
+		b.maxWaiting = max(n-b.maxOpen, 1)
+	}
 }
 
 // Addr returns the pool's address, for messages.
@@ -140,6 +158,9 @@ func (b *Backend) get() (*backendConn, error) {
 			b.open++
 			b.mu.Unlock()
 			return b.dialOpen()
+		case b.maxWaiting > 0 && len(b.waiters) >= b.maxWaiting:
+			b.mu.Unlock()
+			return nil, ErrPoolBusy
 		default:
 			w := make(chan *backendConn, 1)
 			b.waiters = append(b.waiters, w)

@@ -383,6 +383,12 @@ func (c *conn) startRelay() {
 		return
 	}
 	bc, err := pin.Backend.get()
+	if errors.Is(err, ErrPoolBusy) {
+		c.s.log.Warn("request refused", "release", pin.Release, "status", 503, "reason", err)
+		pin.Done(503, time.Since(c.started))
+		c.answer(503, "release "+pin.Release+" is busy: too many requests in flight")
+		return
+	}
 	if err != nil {
 		c.s.log.Warn("request failed", "release", pin.Release, "status", 502, "err", err)
 		pin.Done(502, time.Since(c.started))

@@ -76,6 +76,11 @@ type Options struct {
 	// IdleTimeout closes a kept-alive connection that carries no request.
 	// Default 5m.
 	IdleTimeout time.Duration
+	// MaxConns bounds the web server connections open at once. One over it
+	// is closed as soon as it is accepted (the web server answers 502 and
+	// may try another upstream), counted in ConnStats and logged at most
+	// once a second. Default 4096.
+	MaxConns int
 	// ReservedScriptNames are SCRIPT_NAMEs answered 404 without reaching
 	// PHP: the ping and status pages php-fpm serves itself.
 	ReservedScriptNames []string
@@ -90,7 +95,10 @@ type Server struct {
 	readTO     time.Duration
 	idleTO     time.Duration
 	reserved   []string
+	maxConns   int
 	inShutdown atomic.Bool
+	refused    atomic.Uint64
+	refusedLog atomic.Int64 // unix nanoseconds of the last "refused" log line
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -114,6 +122,7 @@ func NewServer(o Options) (*Server, error) {
 		readTO:    o.ReadTimeout,
 		idleTO:    o.IdleTimeout,
 		reserved:  o.ReservedScriptNames,
+		maxConns:  o.MaxConns,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
 	}
@@ -128,6 +137,9 @@ func NewServer(o Options) (*Server, error) {
 	}
 	if s.idleTO <= 0 {
 		s.idleTO = 5 * time.Minute
+	}
+	if s.maxConns <= 0 {
+		s.maxConns = 4096
 	}
 	return s, nil
 }
@@ -186,9 +198,24 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	if s.inShutdown.Load() {
 		return nil
 	}
+	if len(s.conns) >= s.maxConns {
+		s.refused.Add(1)
+		if now, last := time.Now().UnixNano(), s.refusedLog.Load(); now-last > int64(time.Second) && s.refusedLog.CompareAndSwap(last, now) {
+			s.log.Warn("connection refused: limits.max_connections reached", "max_connections", s.maxConns, "refused_total", s.refused.Load())
+		}
+		return nil
+	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return c
+}
+
+// ConnStats returns the web server connections open now and how many were
+// refused since the start for being over MaxConns.
+func (s *Server) ConnStats() (open int, refused uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns), s.refused.Load()
 }
 
 func (s *Server) forget(c *conn) {

@@ -16,8 +16,9 @@ func (s *Supervisor) conf() *config.Config { return s.cfg.Load() }
 // drains, allowed_roots and php_fpm (binary, ini, pool directives, start and
 // stop timeouts) for the next deploys. Pools already running keep the
 // settings they were started with; a release deployed again gets the new
-// ones. Keys whose change needs a restart (the listeners, state_dir,
-// docroot) keep their running values and are returned, so the caller can
+// ones, and limits.max_in_flight the next deploys; admin_token the next
+// admin request. Keys whose change needs a restart (the listeners,
+// state_dir, docroot, admin_owner and admin_group, the other limits) keep their running values and are returned, so the caller can
 // say so. cfg must have passed Validate.
 func (s *Supervisor) Reload(cfg *config.Config) (needRestart []string, err error) {
 	if cfg == nil {
@@ -34,12 +35,22 @@ func (s *Supervisor) Reload(cfg *config.Config) (needRestart []string, err error
 		{"metrics", &old.Metrics, &next.Metrics},
 		{"state_dir", &old.StateDir, &next.StateDir},
 		{"docroot", &old.Docroot, &next.Docroot},
+		{"admin_owner", &old.AdminOwner, &next.AdminOwner},
+		{"admin_group", &old.AdminGroup, &next.AdminGroup},
 	} {
 		if *k.old != *k.next {
 			needRestart = append(needRestart, k.key)
 			*k.next = *k.old
 		}
 	}
+	// The FastCGI front reads its limits once; max_in_flight applies to
+	// the next deploys.
+	inFlight := next.Limits.MaxInFlight
+	if next.Limits.MaxInFlight = old.Limits.MaxInFlight; next.Limits != old.Limits {
+		needRestart = append(needRestart, "limits (but max_in_flight)")
+	}
+	next.Limits = old.Limits
+	next.Limits.MaxInFlight = inFlight
 	next.AllowedRoots = slices.Clone(cfg.AllowedRoots)
 	s.cfg.Store(&next)
 	return needRestart, nil

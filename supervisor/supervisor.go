@@ -247,6 +247,7 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, er
 		// At most max_children connections; when idle, one child stays
 		// free of kept connections for the status page.
 		backend = fcgimux.NewBackend("unix", p.Socket(), p.MaxChildren(), p.MaxChildren()-1)
+		backend.SetMaxInFlight(s.conf().Limits.MaxInFlight)
 		warmStart := time.Now()
 		if s.warm(ctx, r.id, p, backend) {
 			s.step(r, "warmed", warmStart)

@@ -285,11 +285,23 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 		Docroot:             cfg.Docroot,
 		Router:              sup,
 		Logger:              log,
+		MaxParamsBytes:      cfg.Limits.MaxParamsBytes,
+		ReadTimeout:         time.Duration(cfg.Limits.ReadTimeout),
+		IdleTimeout:         time.Duration(cfg.Limits.IdleTimeout),
+		MaxConns:            cfg.Limits.MaxConnections,
 		ReservedScriptNames: []string{pool.PingPath, pool.StatusPath},
 	})
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fpmux_connections_open",
+			Help: "Web server connections open now (bounded by limits.max_connections)."},
+			func() float64 { n, _ := front.ConnStats(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fpmux_connections_refused_total",
+			Help: "Web server connections closed at once for being over limits.max_connections."},
+			func() float64 { _, n := front.ConnStats(); return float64(n) }),
+	)
 	sup.ListRequestsWith(front.InFlight) // status shows what holds a drain
 	lns, err := openListeners(cfg, log)
 	if err != nil {
