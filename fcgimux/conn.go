@@ -109,7 +109,7 @@ func (c *conn) serve() {
 				c.nc.SetReadDeadline(time.Now().Add(c.s.readTO))
 				continue
 			}
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.phase != phaseNone {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.midRequest() {
 				c.s.log.Info("web server connection ended mid-request", "err", err)
 			}
 			return
@@ -119,6 +119,13 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// midRequest tells whether the connection carries a request not yet ended.
+func (c *conn) midRequest() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.busy
 }
 
 // endRelay waits for the relay of the current request, cutting it first:
@@ -162,7 +169,14 @@ func (c *conn) setReadDeadline() {
 	switch {
 	case c.closing && !c.busy:
 		d = time.Now() // wake the read: see crossedShutdown
-	case c.phase == phaseParams || c.phase == phaseRelaying && !c.stdinDone:
+	case c.phase == phaseParams:
+		// The params as a whole, not each record: a client that sends
+		// a record now and then would otherwise hold the connection
+		// for ever.
+		d = c.started.Add(c.s.readTO)
+	case c.phase == phaseRelaying && !c.stdinDone:
+		// The body may be long: each record within ReadTimeout, as
+		// nginx's fastcgi_send_timeout bounds each write.
 		d = time.Now().Add(c.s.readTO)
 	case c.phase == phaseRelaying && !c.rel.ended.Load():
 		// php-fpm is producing the response
@@ -372,6 +386,15 @@ func (c *conn) startRelay() {
 		pin.Done(status, time.Since(c.started))
 		c.answer(status, msg)
 		return
+	}
+	if script := scriptParam(c.out); script != nil {
+		if real, ok := c.s.scripts.check(script, pin.Root); !ok {
+			c.s.log.Warn("request refused", "release", pin.Release, "status", 404,
+				"reason", "script leads outside the release through a symlink", "script", string(script), "resolved", real)
+			pin.Done(404, time.Since(c.started))
+			c.answer(404, "not found")
+			return
+		}
 	}
 	c.up = appendBeginRequest(c.up[:0], c.id, true)
 	if c.up, err = appendParams(c.up, c.id, c.out, c.ends); err != nil {

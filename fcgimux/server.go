@@ -98,6 +98,7 @@ type Server struct {
 	maxConns   int
 	inShutdown atomic.Bool
 	refused    atomic.Uint64
+	scripts    scriptCheck
 	refusedLog atomic.Int64 // unix nanoseconds of the last "refused" log line
 
 	mu        sync.Mutex

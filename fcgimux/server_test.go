@@ -112,22 +112,7 @@ func serveUnix(t testing.TB, s *Server) (string, <-chan error) {
 // startServer runs a Server on a unix socket and shuts it down at cleanup.
 func startServer(t *testing.T, router Router) (*Server, string) {
 	t.Helper()
-	s, err := NewServer(Options{Docroot: testDocroot, Router: router, ReadTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, served := serveUnix(t, s)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("serve returned %v, want ErrServerClosed", err)
-		}
-	})
-	return s, addr
+	return startLimitedServer(t, router, Options{ReadTimeout: 5 * time.Second})
 }
 
 // rawClient speaks FastCGI the way a web server does, byte by byte, so
