@@ -367,7 +367,9 @@ func TestSymlinkOutOfTheReleaseIsRefused(t *testing.T) {
 		{"/missing.php", true}, // php-fpm answers it with its own 404
 		{"/evil.php", false},
 		{"/uploads/evil.php", false},
-		{"/uploads/missing.php", true}, // nothing there to run
+		{"/uploads/missing.php", false}, // may appear there later
+		{"/lib/missing/deeper.php", true},
+		{"/nodir/missing.php", true},
 		{"/release.php", false},
 	}
 	for range 2 { // the second time from the remembered verdicts

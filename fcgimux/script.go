@@ -21,9 +21,8 @@ const maxScriptVerdicts = 8192
 // ruled out ".." and foreign prefixes; this one follows the links.
 //
 // Following them costs a system call per path segment, so verdicts are
-// remembered per mapped path. That is sound because a release directory
-// does not change once deployed; what does not exist yet is not remembered,
-// so a file that appears later is looked at when it is asked for.
+// remembered per mapped path, which is sound because a release directory
+// does not change once deployed.
 type scriptCheck struct {
 	mu       sync.RWMutex
 	verdicts map[string]verdict // by mapped script path
@@ -37,9 +36,12 @@ type verdict struct {
 }
 
 // check tells whether the script at path (already mapped under root, which
-// is a real path) resolves to a file inside root. A path that cannot be
-// resolved (missing, or not a directory on the way) passes: php-fpm
-// answers it with its own 404, and there is nothing for it to run.
+// is a real path) resolves to a file inside root. A script that does not
+// exist is judged by the deepest directory on its way that does: one in a
+// directory outside the release (an uploads directory linked from it) is
+// refused even while missing, so that a file appearing there later is not
+// run on a remembered verdict; one in a directory of the release passes,
+// and php-fpm answers it with its own 404.
 func (sc *scriptCheck) check(path []byte, root string) (resolved string, ok bool) {
 	sc.mu.RLock()
 	v, known := sc.verdicts[string(path)]
@@ -47,18 +49,21 @@ func (sc *scriptCheck) check(path []byte, root string) (resolved string, ok bool
 	if known {
 		return v.real, v.inside
 	}
-	real, err := filepath.EvalSymlinks(string(path))
-	if err != nil {
-		return "", true
+	v = verdict{inside: true}
+	for p := string(path); len(p) > len(root); p = filepath.Dir(p) {
+		real, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			v = verdict{real: real, inside: real == root || strings.HasPrefix(real, root) && real[len(root)] == '/'}
+			break
+		}
 	}
-	v = verdict{real: real, inside: real == root || strings.HasPrefix(real, root) && real[len(root)] == '/'}
 	sc.mu.Lock()
 	if sc.verdicts == nil || len(sc.verdicts) >= maxScriptVerdicts {
 		sc.verdicts = make(map[string]verdict)
 	}
 	sc.verdicts[string(path)] = v
 	sc.mu.Unlock()
-	return real, v.inside
+	return v.real, v.inside
 }
 
 // scriptParam returns the value of SCRIPT_FILENAME in encoded pairs, or nil.
