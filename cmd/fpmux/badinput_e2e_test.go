@@ -1,0 +1,380 @@
+// This file sends fpmux what no web server should: broken records, odd
+// params and scripts that try to leave the release, through a FastCGI client
+// of its own, with a real php-fpm pool behind fpmux.
+
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fpmux/fpmux/pool"
+)
+
+// FastCGI record types and the values the test needs.
+const (
+	fcgiBeginRequest  = 1
+	fcgiEndRequest    = 3
+	fcgiParams        = 4
+	fcgiStdin         = 5
+	fcgiStdout        = 6
+	fcgiStderr        = 7
+	fcgiUnknownType   = 11
+	fcgiCantMpxConn   = 1
+	fcgiUnknownRole   = 3
+	fcgiRoleResponder = 1
+	fcgiRoleFilter    = 3
+)
+
+// fcgiRecord encodes one record with the given version.
+func fcgiRecordV(version, typ byte, id uint16, content []byte) []byte {
+	h := []byte{version, typ, byte(id >> 8), byte(id), byte(len(content) >> 8), byte(len(content)), 0, 0}
+	return append(h, content...)
+}
+
+func fcgiRecord(typ byte, id uint16, content []byte) []byte {
+	return fcgiRecordV(1, typ, id, content)
+}
+
+func fcgiBegin(id uint16, role uint16, keep bool) []byte {
+	body := []byte{byte(role >> 8), byte(role), 0, 0, 0, 0, 0, 0}
+	if keep {
+		body[2] = 1
+	}
+	return fcgiRecord(fcgiBeginRequest, id, body)
+}
+
+// fcgiLen encodes a pair length as FastCGI does.
+func fcgiLen(b []byte, n int) []byte {
+	if n < 128 {
+		return append(b, byte(n))
+	}
+	return binary.BigEndian.AppendUint32(b, uint32(n)|1<<31)
+}
+
+func fcgiPairs(kv ...string) []byte {
+	var b []byte
+	for i := 0; i+1 < len(kv); i += 2 {
+		b = fcgiLen(b, len(kv[i]))
+		b = fcgiLen(b, len(kv[i+1]))
+		b = append(b, kv[i]...)
+		b = append(b, kv[i+1]...)
+	}
+	return b
+}
+
+// fcgiStream cuts content into records of at most 65535 bytes.
+func fcgiStream(typ byte, id uint16, content []byte) []byte {
+	var b []byte
+	for len(content) > 0 {
+		n := min(len(content), 65535)
+		b = append(b, fcgiRecord(typ, id, content[:n])...)
+		content = content[n:]
+	}
+	return b
+}
+
+// fcgiRequest is a whole request as nginx sends one: BEGIN, params, the
+// end of params, an empty body.
+func fcgiRequest(id uint16, keep bool, pairs []byte) []byte {
+	b := fcgiBegin(id, fcgiRoleResponder, keep)
+	b = append(b, fcgiStream(fcgiParams, id, pairs)...)
+	b = append(b, fcgiRecord(fcgiParams, id, nil)...)
+	return append(b, fcgiRecord(fcgiStdin, id, nil)...)
+}
+
+// nginxParams are the params nginx's fastcgi_params sends for script, with
+// SCRIPT_FILENAME set to filename and extra pairs after them.
+func (s *stack) nginxParams(script, filename string, extra ...string) []byte {
+	kv := []string{
+		"QUERY_STRING", "", "REQUEST_METHOD", "GET", "CONTENT_TYPE", "", "CONTENT_LENGTH", "",
+		"SCRIPT_NAME", script, "REQUEST_URI", script, "DOCUMENT_URI", script,
+		"DOCUMENT_ROOT", s.docroot, "SERVER_PROTOCOL", "HTTP/1.1", "REQUEST_SCHEME", "http",
+		"GATEWAY_INTERFACE", "CGI/1.1", "SERVER_SOFTWARE", "nginx", "REMOTE_ADDR", "127.0.0.1",
+		"REMOTE_PORT", "40000", "SERVER_ADDR", "127.0.0.1", "SERVER_PORT", "80", "SERVER_NAME", "localhost",
+		"REDIRECT_STATUS", "200", "SCRIPT_FILENAME", filename, "HTTP_HOST", "localhost",
+	}
+	return fcgiPairs(append(kv, extra...)...)
+}
+
+// fcgiAnswer is what came back on a raw connection.
+type fcgiAnswer struct {
+	status   int    // from the Status header; 200 without one
+	stdout   string // headers and body
+	ended    bool   // END_REQUEST arrived
+	protocol byte   // END_REQUEST's protocol status
+	unknown  []byte // bodies of FCGI_UNKNOWN_TYPE records
+	closed   bool   // the connection ended before END_REQUEST
+}
+
+// rawFCGI is one connection to fpmux's FastCGI socket.
+type rawFCGI struct {
+	t  *testing.T
+	nc net.Conn
+}
+
+func (s *stack) dialFCGI() *rawFCGI {
+	s.t.Helper()
+	nc, err := net.Dial("unix", s.sock)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	// Bounds every exchange: fpmux must answer or close well before it.
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	s.t.Cleanup(func() { nc.Close() })
+	return &rawFCGI{t: s.t, nc: nc}
+}
+
+func (c *rawFCGI) send(b []byte) {
+	c.t.Helper()
+	if _, err := c.nc.Write(b); err != nil {
+		c.t.Fatalf("send: %v", err)
+	}
+}
+
+// read reads records until END_REQUEST for id, end of file or an error;
+// a timeout fails the test, since fpmux must never leave a client hanging.
+func (c *rawFCGI) read(id uint16) fcgiAnswer {
+	c.t.Helper()
+	var a fcgiAnswer
+	var out bytes.Buffer
+	var h [8]byte
+	for {
+		if _, err := io.ReadFull(c.nc, h[:]); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.t.Fatalf("fpmux neither answered nor closed the connection (so far %q)", out.String())
+			}
+			a.closed = true
+			break
+		}
+		n := int(binary.BigEndian.Uint16(h[4:6])) + int(h[6])
+		content := make([]byte, n)
+		if _, err := io.ReadFull(c.nc, content); err != nil {
+			c.t.Fatalf("truncated record from fpmux: %v", err)
+		}
+		content = content[:binary.BigEndian.Uint16(h[4:6])]
+		if h[0] != 1 {
+			c.t.Fatalf("record of version %d from fpmux", h[0])
+		}
+		switch h[1] {
+		case fcgiUnknownType:
+			a.unknown = append(a.unknown, content...)
+			continue
+		case fcgiStdout:
+			out.Write(content)
+		case fcgiStderr:
+		case fcgiEndRequest:
+			if got := binary.BigEndian.Uint16(h[2:4]); got != id {
+				c.t.Fatalf("END_REQUEST for id %d, want %d", got, id)
+			}
+			a.ended, a.protocol = true, content[4]
+		default:
+			c.t.Fatalf("unexpected record type %d from fpmux", h[1])
+		}
+		if a.ended {
+			break
+		}
+	}
+	a.stdout, a.status = out.String(), 200
+	head, _, _ := strings.Cut(a.stdout, "\r\n\r\n")
+	for _, line := range strings.Split(head, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "Status: "); ok {
+			a.status, _ = strconv.Atoi(v[:3])
+		}
+	}
+	return a
+}
+
+// readUnknown reads one FCGI_UNKNOWN_TYPE record and nothing more.
+func (c *rawFCGI) readUnknown() []byte {
+	c.t.Helper()
+	rec := make([]byte, 16)
+	if _, err := io.ReadFull(c.nc, rec); err != nil {
+		c.t.Fatalf("reading FCGI_UNKNOWN_TYPE: %v", err)
+	}
+	if rec[1] != fcgiUnknownType {
+		c.t.Fatalf("got record type %d, want FCGI_UNKNOWN_TYPE", rec[1])
+	}
+	return rec[8:]
+}
+
+// TestBadFastCGIInput sends fpmux broken and hostile FastCGI, each on its
+// own connection, with a real php-fpm pool behind it. Each gets its answer:
+// a closed connection, an error response from fpmux, or a 404 that never
+// reaches PHP. After each, a normal request on a new connection is served.
+func TestBadFastCGIInput(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.deploy("r1")
+	root := filepath.Join(s.releases, "r1")
+	// A script beside the docroot that must never run, and a link to it
+	// from inside the release.
+	secret := filepath.Join(s.dir, "secret.php")
+	if err := os.WriteFile(secret, []byte("<?php echo 'SECRET';"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(root, "linked.php")); err != nil {
+		t.Fatal(err)
+	}
+	probe := s.docroot + "/probe.php"
+	ok := func(kv ...string) []byte { return s.nginxParams("/probe.php", probe, kv...) }
+
+	type want int
+	const (
+		wantClosed  want = iota // no response, the connection closed
+		wantFpmux               // an error response written by fpmux itself
+		wantPHP                 // php-fpm ran (or refused) it
+		wantUnknown             // FCGI_UNKNOWN_TYPE, connection still usable
+		wantEndOnly             // END_REQUEST with a protocol status, no output
+	)
+	tests := []struct {
+		name     string
+		send     []byte
+		halfShut bool // close the write side after sending, as a client that gives up
+		want     want
+		status   int    // for wantFpmux and wantPHP
+		body     string // the response must contain it
+		protocol byte   // for wantEndOnly
+	}{
+		{name: "truncated header", send: fcgiBegin(1, fcgiRoleResponder, false)[:5], halfShut: true, want: wantClosed},
+		{name: "truncated content", send: fcgiBegin(1, fcgiRoleResponder, false)[:11], halfShut: true, want: wantClosed},
+		{name: "truncated mid-params", send: append(fcgiBegin(1, fcgiRoleResponder, false),
+			fcgiRecord(fcgiParams, 1, ok())[:40]...), halfShut: true, want: wantClosed},
+		{name: "params never ended", send: append(fcgiBegin(1, fcgiRoleResponder, false),
+			fcgiRecord(fcgiParams, 1, ok())...), halfShut: true, want: wantClosed},
+		{name: "wrong protocol version", send: fcgiRecordV(2, fcgiBeginRequest, 1, make([]byte, 8)), want: wantClosed},
+		{name: "version zero", send: fcgiRecordV(0, fcgiBeginRequest, 1, make([]byte, 8)), want: wantClosed},
+		{name: "short BEGIN_REQUEST body", send: fcgiRecord(fcgiBeginRequest, 1, []byte{0, 1}), want: wantClosed},
+		{name: "unknown record type", send: fcgiRecord(42, 0, []byte("x")), want: wantUnknown},
+		{name: "unknown record type on a request id", send: fcgiRecord(200, 1, nil), want: wantUnknown},
+		{name: "filter role", send: append(fcgiBegin(1, fcgiRoleFilter, false), fcgiRecord(fcgiParams, 1, nil)...),
+			want: wantEndOnly, protocol: fcgiUnknownRole},
+		{name: "request id begun again", send: append(append(fcgiBegin(1, fcgiRoleResponder, false),
+			fcgiRecord(fcgiParams, 1, ok())...), fcgiBegin(1, fcgiRoleResponder, false)...), want: wantClosed},
+		{name: "records for an id never begun", send: append(append(fcgiRecord(fcgiParams, 9, []byte("\x05\x05junk!junk!")),
+			fcgiRecord(fcgiStdin, 9, []byte("body"))...), fcgiRequest(1, false, ok())...),
+			want: wantPHP, status: 200, body: "release=r1"},
+		{name: "NUL in SCRIPT_FILENAME", send: fcgiRequest(1, false, s.nginxParams("/probe.php", probe+"\x00.jpg")),
+			want: wantFpmux, status: 404},
+		{name: "NUL in a header", send: fcgiRequest(1, false, ok("HTTP_X_PROBE", "a\x00b")),
+			want: wantPHP, status: 200, body: "release=r1"},
+		{name: "invalid UTF-8 passes unchanged", send: fcgiRequest(1, false, ok("HTTP_X_PROBE", "\xff\xfe\xc3(", "REQUEST_URI", "/probe.php?\xff")),
+			want: wantPHP, status: 200, body: "probe=fffec328"},
+		{name: "pair longer than its params", send: fcgiRequest(1, false, append(ok(), 0x05, 0x7f, 'a', 'b')),
+			want: wantFpmux, status: 400},
+		{name: "pair claiming 2 GiB", send: fcgiRequest(1, false, append(ok(), 0x05, 0xff, 0xff, 0xff, 0xff, 'a')),
+			want: wantFpmux, status: 400},
+		{name: "oversized params", send: fcgiRequest(1, false, ok("HTTP_X_BIG", strings.Repeat("x", 1<<20+1))),
+			want: wantFpmux, status: 431},
+		{name: "no SCRIPT_FILENAME", send: fcgiRequest(1, false, fcgiPairs("REQUEST_METHOD", "GET")),
+			want: wantFpmux, status: 404},
+		{name: "dot-dot out of the docroot", send: fcgiRequest(1, false, s.nginxParams("/x.php", s.docroot+"/../secret.php")),
+			want: wantFpmux, status: 404},
+		{name: "dot-dot deeper", send: fcgiRequest(1, false, s.nginxParams("/x.php", s.docroot+"/lib/../../secret.php")),
+			want: wantFpmux, status: 404},
+		{name: "encoded dot-dot is a name, not a step", send: fcgiRequest(1, false, s.nginxParams("/x.php", s.docroot+"/%2e%2e/secret.php")),
+			want: wantPHP, status: 404},
+		{name: "encoded slash is a name, not a step", send: fcgiRequest(1, false, s.nginxParams("/x.php", s.docroot+"/..%2fsecret.php")),
+			want: wantPHP, status: 404},
+		{name: "foreign path", send: fcgiRequest(1, false, s.nginxParams("/x.php", secret)),
+			want: wantFpmux, status: 404},
+		{name: "sibling of the docroot", send: fcgiRequest(1, false, s.nginxParams("/x.php", s.docroot+"2/secret.php")),
+			want: wantFpmux, status: 404},
+		{name: "symlink out of the release", send: fcgiRequest(1, false, s.nginxParams("/linked.php", s.docroot+"/linked.php")),
+			want: wantFpmux, status: 404},
+		{name: "php-fpm's own status page", send: fcgiRequest(1, false, s.nginxParams(pool.StatusPath, s.docroot+pool.StatusPath)),
+			want: wantFpmux, status: 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := s.dialFCGI()
+			c.send(tt.send)
+			if tt.halfShut {
+				c.nc.(*net.UnixConn).CloseWrite()
+			}
+			switch tt.want {
+			case wantUnknown:
+				body := c.readUnknown()
+				if body[0] != tt.send[1] {
+					t.Errorf("FCGI_UNKNOWN_TYPE names type %d, want %d", body[0], tt.send[1])
+				}
+				// The connection goes on: a request on it is served.
+				c.send(fcgiRequest(1, true, ok()))
+				if a := c.read(1); a.status != 200 || !strings.Contains(a.stdout, "release=r1") {
+					t.Errorf("request after FCGI_UNKNOWN_TYPE: %d %q", a.status, a.stdout)
+				}
+			default:
+				a := c.read(1)
+				if strings.Contains(a.stdout, "SECRET") {
+					t.Fatalf("the script outside the release ran: %q", a.stdout)
+				}
+				switch tt.want {
+				case wantClosed:
+					if !a.closed || a.ended || a.stdout != "" {
+						t.Errorf("got %+v, want the connection closed without an answer", a)
+					}
+				case wantEndOnly:
+					if !a.ended || a.protocol != tt.protocol || a.stdout != "" {
+						t.Errorf("got %+v, want END_REQUEST with protocol status %d", a, tt.protocol)
+					}
+				case wantFpmux, wantPHP:
+					fromFpmux := strings.Contains(a.stdout, "\r\n\r\nfpmux: ")
+					if !a.ended || a.status != tt.status || fromFpmux != (tt.want == wantFpmux) || !strings.Contains(a.stdout, tt.body) {
+						t.Errorf("got %d %q (from fpmux: %v), want %d from %s containing %q",
+							a.status, a.stdout, fromFpmux, tt.status, map[want]string{wantFpmux: "fpmux", wantPHP: "PHP"}[tt.want], tt.body)
+					}
+				}
+			}
+			c.nc.Close()
+			// Whatever came before, fpmux serves the next request.
+			n := s.dialFCGI()
+			n.send(fcgiRequest(1, false, ok("HTTP_X_PROBE", "next")))
+			if a := n.read(1); a.status != 200 || !strings.Contains(a.stdout, "probe="+hex.EncodeToString([]byte("next"))) {
+				t.Errorf("normal request afterwards: %d %q", a.status, a.stdout)
+			}
+			n.nc.Close()
+		})
+	}
+	t.Run("second request id while one is in flight", func(t *testing.T) {
+		c := s.dialFCGI()
+		b := fcgiBegin(1, fcgiRoleResponder, true)
+		b = append(b, fcgiRecord(fcgiParams, 1, ok())...)
+		b = append(b, fcgiBegin(2, fcgiRoleResponder, false)...)
+		c.send(b)
+		var h [16]byte
+		if _, err := io.ReadFull(c.nc, h[:]); err != nil {
+			t.Fatal(err)
+		}
+		if h[1] != fcgiEndRequest || binary.BigEndian.Uint16(h[2:4]) != 2 || h[12] != fcgiCantMpxConn {
+			t.Fatalf("got record % x, want END_REQUEST for id 2 with FCGI_CANT_MPX_CONN", h)
+		}
+		// The request in flight goes on.
+		c.send(append(fcgiRecord(fcgiParams, 1, nil), fcgiRecord(fcgiStdin, 1, nil)...))
+		if a := c.read(1); a.status != 200 || !strings.Contains(a.stdout, "release=r1") {
+			t.Errorf("request 1 after the refused request 2: %d %q", a.status, a.stdout)
+		}
+		c.nc.Close()
+	})
+	// And through nginx, as ever.
+	code, body, err := s.get(newHTTPClient(), "/index.php?ms=0")
+	if err != nil || code != 200 || !strings.Contains(body, "param=r1") {
+		t.Errorf("through nginx after it all: %d %q %v", code, body, err)
+	}
+	// Every connection of the test is closed, and fpmux holds none of them:
+	// what is left is nginx's one kept connection.
+	s.waitFor("fpmux to let the test's connections go", 10*time.Second, func() bool {
+		return s.metric("fpmux_connections_open") <= 1
+	})
+	if strings.Contains(s.logBuf.String(), "panic") {
+		t.Errorf("fpmux logged a panic:\n%s", s.logBuf.String())
+	}
+}
