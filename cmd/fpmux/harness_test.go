@@ -109,6 +109,8 @@ type stackOptions struct {
 	// connPerRequest has nginx open a new connection to fpmux for every
 	// request (no upstream keepalive, fastcgi_keep_conn off).
 	connPerRequest bool
+	// yaml is added to the config file's top level (e.g. "limits:\n  max_in_flight: 6\n").
+	yaml string
 }
 
 type lockedBuffer struct {
@@ -223,7 +225,7 @@ php_fpm:
     pm.max_children: 4
 %s  ini:
     opcache.enable: 1
-%s`, s.cfgSock, s.cfgAdmin, s.metrics, s.stateDir, s.docroot, s.releases, o.drainTimeout, phpFPM, o.startTimeout, pool.String(), ini.String())
+%s%s`, s.cfgSock, s.cfgAdmin, s.metrics, s.stateDir, s.docroot, s.releases, o.drainTimeout, phpFPM, o.startTimeout, pool.String(), ini.String(), o.yaml)
 	s.cfgText = cfg
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
