@@ -1,22 +1,28 @@
 // This file owns the admin API: HTTP/1.1 + JSON on the admin listener, as
-// the contract lists it, plus GET /v1/releases/{id} and POST /v1/rollback.
+// the contract lists it, plus GET /v1/releases/{id} and POST /v1/rollback,
+// and what guards it: the bearer token (admin_token) and the body limit.
 
 package supervisor
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
-// maxAdminBody bounds a request body on the admin API.
+// maxAdminBody bounds a request body on the admin API. A deploy request,
+// the largest, takes a few hundred bytes.
 const maxAdminBody = 64 << 10
 
-// Handler returns the admin API.
+// Handler returns the admin API. When admin_token is set, every request but
+// GET /v1/healthz must carry it (see guard).
 func (s *Supervisor) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/releases", s.handleList)
@@ -29,7 +35,64 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(404, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return s.guard(mux)
+}
+
+// guard lets through to next only what may reach the admin API. With
+// admin_token set, a request without "Authorization: Bearer <admin_token>"
+// is answered 401; GET /v1/healthz needs no token, since health checks
+// (Docker, systemd, load balancers) must not hold the secret and it tells
+// only which release is active. The token is read from the configuration in
+// force at each request, so one a reload rotated applies to the next
+// request. A body over maxAdminBody is answered 413.
+func (s *Supervisor) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		healthz := r.URL.Path == "/v1/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead)
+		if want := s.conf().AdminToken; want != "" && !healthz {
+			if why := checkBearer(r.Header.Get("Authorization"), want); why != "" {
+				// The log names the request, never what it carried.
+				s.log.Warn("admin request refused: bad bearer token", "method", r.Method, "path", r.URL.Path,
+					"remote", r.RemoteAddr, "reason", why)
+				w.Header().Set("WWW-Authenticate", `Bearer realm="fpmux"`)
+				writeError(w, errorf(http.StatusUnauthorized, "%s: send \"Authorization: Bearer <admin_token>\" "+
+					"(the fpmux client commands take -token or FPMUX_ADMIN_TOKEN)", why))
+				return
+			}
+		}
+		if r.ContentLength > maxAdminBody {
+			writeError(w, errBodyTooLarge(r.ContentLength))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxAdminBody)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkBearer returns why an Authorization header does not carry the bearer
+// token want, or "" when it does. The tokens are compared as SHA-256
+// digests in constant time, so neither their contents nor their lengths
+// show in the time the comparison takes.
+func checkBearer(header, want string) string {
+	scheme, got, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "the admin API needs a bearer token"
+	}
+	g, t := sha256.Sum256([]byte(strings.TrimSpace(got))), sha256.Sum256([]byte(want))
+	if subtle.ConstantTimeCompare(g[:], t[:]) != 1 {
+		return "the bearer token does not match admin_token"
+	}
+	return ""
+}
+
+// errBodyTooLarge is the 413 for a request body over maxAdminBody: size
+// bytes, or -1 when it came without a Content-Length.
+func errBodyTooLarge(size int64) error {
+	what := "request body is over"
+	if size >= 0 {
+		what = fmt.Sprintf("request body is %d bytes, over", size)
+	}
+	return errorf(http.StatusRequestEntityTooLarge, "%s the admin API's limit of %d KiB: "+
+		`a deploy request is {"id": ..., "root": ..., "activate": true}, a few hundred bytes`, what, maxAdminBody>>10)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -72,18 +135,31 @@ type deployBody struct {
 
 func (s *Supervisor) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	var body deployBody
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
+	dec := json.NewDecoder(r.Body) // bounded by guard
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
+	err := dec.Decode(&body)
+	var tooLarge *http.MaxBytesError
+	if err == nil {
+		if _, terr := dec.Token(); errors.As(terr, &tooLarge) {
+			err = terr
+		} else if terr != io.EOF {
+			err = errors.New("trailing data after the JSON object")
+		}
+	}
+	switch {
+	case errors.As(err, &tooLarge):
+		writeError(w, errBodyTooLarge(-1))
+		return
+	case err != nil:
 		writeError(w, errorf(400, "request body: %v; want {\"id\": ..., \"root\": ..., \"activate\": true}", err))
 		return
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		writeError(w, errorf(400, "request body: trailing data after the JSON object"))
+	case body.ID == "" || body.Root == "":
+		writeError(w, errorf(400, "request body: id and root are required"))
 		return
 	}
-	if body.ID == "" || body.Root == "" {
-		writeError(w, errorf(400, "request body: id and root are required"))
+	if err := s.checkRootQuotable(body.Root); err != nil {
+		s.m.deploys.WithLabelValues("refused").Inc()
+		writeError(w, err)
 		return
 	}
 	ctx := r.Context()
@@ -139,4 +215,24 @@ func (s *Supervisor) handleHealthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, 503, map[string]string{"error": fmt.Sprint("no active release")})
+}
+
+// checkRootQuotable refuses, with 422, a release root whose real path could
+// not be written into the pool's php-fpm config, where it stands between
+// double quotes (chdir, and {release_root} in php_fpm.ini and php_fpm.pool
+// values): control characters, '"', '\' and '$'. The pool package refuses
+// such a path too, but only once the release is registered, as a failed
+// start. A root that checkRoot refuses is left to Deploy, which says why.
+func (s *Supervisor) checkRootQuotable(root string) error {
+	real, err := s.checkRoot(root)
+	if err != nil {
+		return nil
+	}
+	for _, c := range real {
+		if c < 0x20 || c == 0x7f || c == '"' || c == '\\' || c == '$' {
+			return errorf(422, "release root %q (real path %q) holds %q, which cannot be written into a php-fpm config: "+
+				"use a directory name without control characters, '\"', '\\' or '$'", root, real, c)
+		}
+	}
+	return nil
 }

@@ -117,7 +117,7 @@ func TestAdminAPIErrors(t *testing.T) {
 		{"bad id", "POST", "/v1/releases", `{"id":"a b","root":"/x"}`, 400, "release id"},
 		{"injection through the id", "POST", "/v1/releases", `{"id":"x]\nlisten=/tmp/evil","root":"/x"}`, 400, "release id"},
 		{"root outside", "POST", "/v1/releases", `{"id":"a","root":"` + dir + `"}`, 422, "allowed_roots"},
-		{"body too large", "POST", "/v1/releases", `{"id":"` + strings.Repeat("a", 70<<10) + `"}`, 400, "request body"},
+		{"body too large", "POST", "/v1/releases", `{"id":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "limit of 64 KiB"},
 		{"activate unknown", "POST", "/v1/releases/nope/activate", "", 404, "not known"},
 		{"retire unknown", "DELETE", "/v1/releases/nope", "", 404, "not known"},
 		{"get unknown", "GET", "/v1/releases/nope", "", 404, "not known"},

@@ -1,0 +1,345 @@
+// Tests of what guards the admin API: the bearer token, the body limit, and
+// the checks that keep a release id or root from injecting anything into a
+// generated php-fpm config.
+
+package supervisor
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fpmux/fpmux/config"
+)
+
+const testToken = "tok-0123456789abcdef"
+
+// adminCall sends one request through h and returns the status, the
+// WWW-Authenticate header and the JSON error ("" when the body has none).
+func adminCall(t *testing.T, h http.Handler, method, path, auth string, body io.Reader) (status int, wwwAuth, errMsg string) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, body)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var e struct{ Error string }
+	json.Unmarshal(rec.Body.Bytes(), &e)
+	return rec.Code, rec.Header().Get("WWW-Authenticate"), e.Error
+}
+
+// withToken puts admin_token in force, as a SIGHUP would.
+func withToken(t *testing.T, s *Supervisor, token string) {
+	t.Helper()
+	reconfigure(t, s, func(c *config.Config) { c.AdminToken = token })
+}
+
+// reconfigure puts in force a copy of s's configuration that change made.
+func reconfigure(t *testing.T, s *Supervisor, change func(*config.Config)) {
+	t.Helper()
+	next := *s.conf()
+	next.PHPFPM.Ini, next.PHPFPM.Pool = maps.Clone(next.PHPFPM.Ini), maps.Clone(next.PHPFPM.Pool)
+	change(&next)
+	if err := next.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAdminToken(t *testing.T) {
+	s, _ := newTestSupervisor(t)
+	var logs bytes.Buffer
+	s.log = slog.New(slog.NewTextHandler(&logs, nil))
+	withToken(t, s, testToken)
+	h := s.Handler()
+
+	wrongSameLength := strings.Repeat("x", len(testToken))
+	tests := []struct {
+		name, method, path, auth string
+		status                   int    // 401 means refused; anything else got past the guard
+		words                    string // in the 401's error
+	}{
+		{"no header", "GET", "/v1/releases", "", 401, "needs a bearer token"},
+		{"wrong token, same length", "GET", "/v1/releases", "Bearer " + wrongSameLength, 401, "does not match admin_token"},
+		{"wrong token, shorter", "GET", "/v1/releases", "Bearer " + testToken[:len(testToken)-1], 401, "does not match"},
+		{"wrong token, longer", "GET", "/v1/releases", "Bearer " + testToken + "x", 401, "does not match"},
+		{"empty bearer", "GET", "/v1/releases", "Bearer ", 401, "does not match"},
+		{"scheme only", "GET", "/v1/releases", "Bearer", 401, "needs a bearer token"},
+		{"token without scheme", "GET", "/v1/releases", testToken, 401, "needs a bearer token"},
+		{"basic auth", "GET", "/v1/releases", "Basic dXNlcjpwYXNz", 401, "needs a bearer token"},
+		{"right token", "GET", "/v1/releases", "Bearer " + testToken, 200, ""},
+		{"scheme in lower case", "GET", "/v1/releases", "bearer " + testToken, 200, ""},
+		{"deploy without token", "POST", "/v1/releases", "", 401, "needs a bearer token"},
+		{"activate without token", "POST", "/v1/releases/r1/activate", "", 401, "needs a bearer token"},
+		{"retire without token", "DELETE", "/v1/releases/r1", "", 401, "needs a bearer token"},
+		{"rollback without token", "POST", "/v1/rollback", "", 401, "needs a bearer token"},
+		{"one release without token", "GET", "/v1/releases/r1", "", 401, "needs a bearer token"},
+		{"unknown endpoint without token", "GET", "/v2/anything", "", 401, "needs a bearer token"},
+		{"healthz without token", "GET", "/v1/healthz", "", 503, ""},
+		{"healthz HEAD without token", "HEAD", "/v1/healthz", "", 503, ""},
+		{"healthz with a wrong token", "GET", "/v1/healthz", "Bearer " + wrongSameLength, 503, ""},
+		{"healthz through an unclean path", "GET", "/v1//healthz", "", 401, "needs a bearer token"},
+		{"healthz by POST", "POST", "/v1/healthz", "", 401, "needs a bearer token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := strings.NewReader(`{"id":"r1","root":"/nowhere"}`)
+			status, wwwAuth, msg := adminCall(t, h, tt.method, tt.path, tt.auth, body)
+			if status != tt.status {
+				t.Fatalf("status %d (%q), want %d", status, msg, tt.status)
+			}
+			if status != 401 {
+				return
+			}
+			if !strings.HasPrefix(wwwAuth, "Bearer") {
+				t.Errorf("WWW-Authenticate %q, want a Bearer challenge", wwwAuth)
+			}
+			if !strings.Contains(msg, tt.words) || !strings.Contains(msg, "FPMUX_ADMIN_TOKEN") {
+				t.Errorf("error %q, want it to say %q and how to send the token", msg, tt.words)
+			}
+		})
+	}
+	if len(s.List(t.Context())) != 0 {
+		t.Error("a request refused for its token registered a release")
+	}
+	if !strings.Contains(logs.String(), "bad bearer token") {
+		t.Errorf("refused requests were not logged:\n%s", logs.String())
+	}
+	for _, secret := range []string{testToken, testToken[:len(testToken)-1], wrongSameLength} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the log holds a token that was sent:\n%s", logs.String())
+		}
+	}
+}
+
+func TestAdminTokenOff(t *testing.T) {
+	s, _ := newTestSupervisor(t)
+	status, _, msg := adminCall(t, s.Handler(), "GET", "/v1/releases", "", nil)
+	if status != 200 {
+		t.Fatalf("no admin_token, no header: status %d (%q), want 200", status, msg)
+	}
+}
+
+// TestAdminTokenRotatedByReload changes admin_token through Reload, as
+// SIGHUP does, between requests on one handler.
+func TestAdminTokenRotatedByReload(t *testing.T) {
+	s, _ := newTestSupervisor(t)
+	s.log = slog.New(slog.DiscardHandler)
+	h := s.Handler()
+	const next = "next-0123456789abcdef"
+	steps := []struct {
+		token string // put in force before the requests
+		auth  map[string]int
+	}{
+		{"", map[string]int{"": 200, "Bearer " + testToken: 200}},
+		{testToken, map[string]int{"": 401, "Bearer " + testToken: 200, "Bearer " + next: 401}},
+		{next, map[string]int{"": 401, "Bearer " + testToken: 401, "Bearer " + next: 200}},
+		{"", map[string]int{"": 200, "Bearer " + next: 200}},
+	}
+	for i, st := range steps {
+		withToken(t, s, st.token)
+		for auth, want := range st.auth {
+			if status, _, msg := adminCall(t, h, "GET", "/v1/releases", auth, nil); status != want {
+				t.Errorf("step %d (admin_token %q), Authorization %q: status %d (%q), want %d", i, st.token, auth, status, msg, want)
+			}
+		}
+	}
+}
+
+// chunked hides a reader's length, so the request goes without a
+// Content-Length and only reading it shows its size.
+type chunked struct{ r io.Reader }
+
+func (c chunked) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func TestAdminBodyLimit(t *testing.T) {
+	s, _ := newTestSupervisor(t)
+	h := s.Handler()
+	// A valid deploy request padded with spaces to n bytes; its root does
+	// not exist, so one that gets through is answered 422.
+	padded := func(n int) string {
+		b := `{"id":"r1","root":"/nonexistent"}`
+		return b + strings.Repeat(" ", n-len(b))
+	}
+	tests := []struct {
+		name, path string
+		body       io.Reader
+		status     int
+	}{
+		{"at the limit", "/v1/releases", strings.NewReader(padded(maxAdminBody)), 422},
+		{"one byte over", "/v1/releases", strings.NewReader(padded(maxAdminBody + 1)), 413},
+		{"a large id", "/v1/releases", strings.NewReader(`{"id":"` + strings.Repeat("a", 70<<10) + `"}`), 413},
+		{"over, without Content-Length", "/v1/releases", chunked{strings.NewReader(padded(maxAdminBody + 1))}, 413},
+		{"trailing bytes after the object, without Content-Length", "/v1/releases",
+			chunked{strings.NewReader(padded(2 * maxAdminBody))}, 413},
+		{"over, on an endpoint that reads no body", "/v1/releases/r1/activate", strings.NewReader(padded(maxAdminBody + 1)), 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, _, msg := adminCall(t, h, "POST", tt.path, "", tt.body)
+			if status != tt.status {
+				t.Fatalf("status %d (%q), want %d", status, msg, tt.status)
+			}
+			if status == 413 && !strings.Contains(msg, "limit of 64 KiB") {
+				t.Errorf("error %q: want the limit named", msg)
+			}
+		})
+	}
+}
+
+// TestDeployRefusesInjection tries to get a directive into a generated
+// php-fpm config through a deploy's id and root, on a supervisor whose
+// php_fpm.ini and php_fpm.pool carry both into the config as well.
+func TestDeployRefusesInjection(t *testing.T) {
+	s, dir := newTestSupervisor(t)
+	s.log = slog.New(slog.DiscardHandler)
+	releases := filepath.Join(dir, "releases")
+	outside := filepath.Join(dir, "outside")
+	mkdirs(t, filepath.Join(releases, "r1"), outside,
+		filepath.Join(releases, "nl\nlisten = /tmp/evil"),
+		filepath.Join(releases, `q"x`),
+		filepath.Join(releases, "d$x"),
+		filepath.Join(releases, `b\x`))
+	links := map[string]string{
+		filepath.Join(releases, "link-out"):   outside,
+		filepath.Join(releases, "link-quote"): filepath.Join(releases, `q"x`),
+		filepath.Join(dir, "releases-link"):   releases, // allowed_roots goes through it
+	}
+	for link, target := range links {
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(releases, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	reconfigure(t, s, func(c *config.Config) {
+		c.AllowedRoots = []string{filepath.Join(dir, "releases-link")}
+		c.PHPFPM.Binary = "/bin/false" // a pool that gets this far fails to start, with 502
+		c.PHPFPM.Ini["include_path"] = ".:{release_root}/lib"
+		c.PHPFPM.Pool["env[APP_RELEASE]"] = "{release_id}"
+	})
+	stateDir := s.conf().StateDir
+	h := s.Handler()
+
+	const idRule = "want 1 to 64 characters from A-Z a-z 0-9 . _ -"
+	root := filepath.Join(releases, "r1")
+	tests := []struct {
+		name, id, root string
+		status         int
+		words          string
+	}{
+		{"id with a newline", "x\nlisten = /tmp/evil", root, 400, idRule},
+		{"id with ';'", "x;y", root, 400, idRule},
+		{"id closing the section", "x]\n[evil", root, 400, idRule},
+		{"id with ']'", "x]", root, 400, idRule},
+		{"id with '\"'", `x"y`, root, 400, idRule},
+		{"id with '$'", "x$y", root, 400, idRule},
+		{"id with a space", "x y", root, 400, idRule},
+		{"id of 65 characters", strings.Repeat("a", 65), root, 400, idRule},
+		{"id ..", "..", root, 400, `release id ".."`},
+		{"id .", ".", root, 400, `release id "."`},
+		{"id global", "global", root, 400, `release id "global"`},
+		{"empty id", "", root, 400, "id and root are required"},
+		{"root with a newline", "r-nl", filepath.Join(releases, "nl\nlisten = /tmp/evil"), 422, "cannot be written into a php-fpm config"},
+		{"root with a newline that does not exist", "r-nl2", filepath.Join(releases, "r1\nlisten = /tmp/evil"), 422, "no such file"},
+		{"root with '\"'", "r-q", filepath.Join(releases, `q"x`), 422, "cannot be written into a php-fpm config"},
+		{"root with '$'", "r-d", filepath.Join(releases, "d$x"), 422, "cannot be written into a php-fpm config"},
+		{"root with '\\'", "r-b", filepath.Join(releases, `b\x`), 422, "cannot be written into a php-fpm config"},
+		{"root through a symlink to a name with '\"'", "r-lq", filepath.Join(releases, "link-quote"), 422, "cannot be written into a php-fpm config"},
+		{"root outside allowed_roots", "r-out", outside, 422, "not under allowed_roots"},
+		{"root climbing out with ..", "r-up", filepath.Join(releases, "r1", "..", "..", "outside"), 422, "not under allowed_roots"},
+		{"root through a symlink inside allowed_roots pointing outside", "r-lo", filepath.Join(releases, "link-out"), 422, "not under allowed_roots"},
+		{"root that is allowed_roots itself", "r-self", filepath.Join(dir, "releases-link"), 422, "not under allowed_roots"},
+		{"root that is a file", "r-file", filepath.Join(releases, "file"), 422, "not a directory"},
+		{"relative root", "r-rel", "releases/r1", 400, "absolute"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, _ := json.Marshal(map[string]any{"id": tt.id, "root": tt.root})
+			status, _, msg := adminCall(t, h, "POST", "/v1/releases", "", bytes.NewReader(body))
+			if status != tt.status || !strings.Contains(msg, tt.words) {
+				t.Fatalf("status %d (%q), want %d saying %q", status, msg, tt.status, tt.words)
+			}
+			if files := filesUnder(t, stateDir); len(files) > 0 {
+				t.Fatalf("a refused deploy left files in state_dir: %q", files)
+			}
+			if rs := s.List(t.Context()); len(rs) > 0 {
+				t.Fatalf("a refused deploy registered release %q", rs[0].ID)
+			}
+		})
+	}
+
+	// The same supervisor takes clean ids and roots, by either path to
+	// allowed_roots: they get as far as starting php-fpm (here /bin/false,
+	// hence 502), with the root's real path.
+	accepted := []struct{ id, root string }{
+		{strings.Repeat("a", 64), filepath.Join(releases, "r1")},
+		{"v1.2_3-x", filepath.Join(dir, "releases-link", "r1")},
+	}
+	for _, a := range accepted {
+		body, _ := json.Marshal(map[string]any{"id": a.id, "root": a.root})
+		status, _, msg := adminCall(t, h, "POST", "/v1/releases", "", bytes.NewReader(body))
+		if status != 502 {
+			t.Errorf("deploy %s from %s: status %d (%q), want 502 from the fake php-fpm", a.id, a.root, status, msg)
+			continue
+		}
+		if rel, err := s.Get(t.Context(), a.id); err != nil || rel.Root != filepath.Join(releases, "r1") {
+			t.Errorf("deploy %s from %s: release %+v, %v; want it failed with root %s", a.id, a.root, rel, err, filepath.Join(releases, "r1"))
+		}
+	}
+}
+
+func TestDeployRefusesFieldsItDoesNotTake(t *testing.T) {
+	s, dir := newTestSupervisor(t)
+	body := `{"id":"r1","root":"` + filepath.Join(dir, "releases") + `","ini":{"x":"y\"\nlisten=/tmp/evil"}}`
+	status, _, msg := adminCall(t, s.Handler(), "POST", "/v1/releases", "", strings.NewReader(body))
+	if status != 400 || !strings.Contains(msg, `unknown field "ini"`) {
+		t.Fatalf("status %d (%q), want 400 naming the unknown field", status, msg)
+	}
+}
+
+func mkdirs(t *testing.T, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// filesUnder lists the files (not directories) under dir; none when it does
+// not exist.
+func filesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) && p == dir {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
