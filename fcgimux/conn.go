@@ -280,6 +280,8 @@ func (c *conn) handle(h header, content []byte) error {
 			return nil
 		}
 		if len(c.params)+len(content) > c.s.maxParams {
+			c.s.refusals[RefusedParamsSize].Add(1)
+			c.s.logRefusal("request refused", "status", 431, "reason", "params too large", "max_params_bytes", c.s.maxParams)
 			c.answer(431, fmt.Sprintf("request params exceed %d bytes", c.s.maxParams))
 			return nil
 		}
@@ -375,24 +377,18 @@ func (c *conn) startRelay() {
 	p := pinnedPaths{docroot: c.s.docroot, root: pin.Root, release: pin.Release, reserved: c.s.reserved}
 	c.out, c.ends, err = rewriteParams(c.out[:0], c.ends[:0], c.params, p)
 	if err != nil {
-		status, msg := 400, "malformed params"
 		var rej *rejectError
 		if errors.As(err, &rej) {
-			status, msg = rej.status, "not found"
-			c.s.log.Warn("request refused", "release", pin.Release, "status", rej.status, "reason", rej.reason)
+			c.refuse(pin, RefusedScript, rej.status, "not found", "reason", rej.reason)
 		} else {
-			c.s.log.Warn("request refused", "release", pin.Release, "status", status, "reason", err)
+			c.refuse(pin, RefusedMalformed, 400, "malformed params", "reason", err)
 		}
-		pin.Done(status, time.Since(c.started))
-		c.answer(status, msg)
 		return
 	}
 	if script := scriptParam(c.out); script != nil {
 		if real, ok := c.s.scripts.check(script, pin.Root); !ok {
-			c.s.log.Warn("request refused", "release", pin.Release, "status", 404,
-				"reason", "script leads outside the release through a symlink", "script", string(script), "resolved", real)
-			pin.Done(404, time.Since(c.started))
-			c.answer(404, "not found")
+			c.refuse(pin, RefusedScript, 404, "not found", "reason", "script leads outside the release through a symlink",
+				"script", string(script), "resolved", real)
 			return
 		}
 	}
@@ -400,16 +396,12 @@ func (c *conn) startRelay() {
 	if c.up, err = appendParams(c.up, c.id, c.out, c.ends); err != nil {
 		var rej *rejectError
 		errors.As(err, &rej)
-		c.s.log.Warn("request refused", "release", pin.Release, "status", rej.status, "reason", rej.reason)
-		pin.Done(rej.status, time.Since(c.started))
-		c.answer(rej.status, rej.reason)
+		c.refuse(pin, RefusedParamsSize, rej.status, rej.reason, "reason", rej.reason)
 		return
 	}
 	bc, err := pin.Backend.get()
 	if errors.Is(err, ErrPoolBusy) {
-		c.s.log.Warn("request refused", "release", pin.Release, "status", 503, "reason", err)
-		pin.Done(503, time.Since(c.started))
-		c.answer(503, "release "+pin.Release+" is busy: too many requests in flight")
+		c.refuse(pin, RefusedBusy, 503, "release "+pin.Release+" is busy: too many requests in flight", "reason", err)
 		return
 	}
 	if err != nil {
@@ -422,6 +414,16 @@ func (c *conn) startRelay() {
 	c.rel.reset(pin, bc)
 	c.relActive = true
 	c.record(pin.Release)
+}
+
+// refuse answers a request fpmux will not relay, counts it under reason
+// and logs why (at most refusalLogsPerSecond lines a second, so a client
+// sending bad requests in a loop cannot flood the log).
+func (c *conn) refuse(pin Pin, reason Refusal, status int, msg string, attrs ...any) {
+	c.s.refusals[reason].Add(1)
+	c.s.logRefusal("request refused", append([]any{"release", pin.Release, "status", status}, attrs...)...)
+	pin.Done(status, time.Since(c.started))
+	c.answer(status, msg)
 }
 
 // record notes the request now relayed, for InFlight.

@@ -99,6 +99,10 @@ type Server struct {
 	inShutdown atomic.Bool
 	refused    atomic.Uint64
 	scripts    scriptCheck
+	refusals   [refusalKinds]atomic.Uint64
+	logWindow  atomic.Int64 // unix second of the current refusal log window
+	logCount   atomic.Int64 // refusal lines logged in it
+	logDropped atomic.Int64 // refusal lines not logged since the last one that was
 	refusedLog atomic.Int64 // unix nanoseconds of the last "refused" log line
 
 	mu        sync.Mutex
@@ -209,6 +213,59 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return c
+}
+
+// Refusal is why fpmux answered a request itself instead of relaying it.
+type Refusal int
+
+const (
+	RefusedScript     Refusal = iota // SCRIPT_FILENAME missing, outside the docroot or the release, or php-fpm's own page: 404
+	RefusedMalformed                 // params that do not decode: 400
+	RefusedParamsSize                // params over max_params_bytes: 431
+	RefusedBusy                      // the pool holds max_in_flight requests: 503
+	refusalKinds
+)
+
+// String names the refusal as the metric label does.
+func (r Refusal) String() string {
+	switch r {
+	case RefusedScript:
+		return "script"
+	case RefusedMalformed:
+		return "malformed"
+	case RefusedParamsSize:
+		return "params_size"
+	case RefusedBusy:
+		return "busy"
+	}
+	return "unknown"
+}
+
+// Refusals lists every Refusal, for metrics.
+func Refusals() []Refusal { return []Refusal{RefusedScript, RefusedMalformed, RefusedParamsSize, RefusedBusy} }
+
+// Refused returns how many requests were refused for r since the start.
+func (s *Server) Refused(r Refusal) uint64 { return s.refusals[r].Load() }
+
+// refusalLogsPerSecond bounds the refusal lines logged each second.
+const refusalLogsPerSecond = 10
+
+// logRefusal logs a refused request unless refusalLogsPerSecond lines have
+// been logged this second; the first line after a quiet spell says how
+// many were left out.
+func (s *Server) logRefusal(msg string, attrs ...any) {
+	now := time.Now().Unix()
+	if w := s.logWindow.Load(); w != now && s.logWindow.CompareAndSwap(w, now) {
+		s.logCount.Store(0)
+	}
+	if s.logCount.Add(1) > refusalLogsPerSecond {
+		s.logDropped.Add(1)
+		return
+	}
+	if n := s.logDropped.Swap(0); n > 0 {
+		attrs = append(attrs, "not_logged_before", n)
+	}
+	s.log.Warn(msg, attrs...)
 }
 
 // ConnStats returns the web server connections open now and how many were

@@ -302,6 +302,12 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 			Help: "Web server connections closed at once for being over limits.max_connections."},
 			func() float64 { _, n := front.ConnStats(); return float64(n) }),
 	)
+	for _, r := range fcgimux.Refusals() {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fpmux_requests_refused_total",
+			Help:        "Requests fpmux answered itself instead of relaying, by reason: script (404), malformed (400), params_size (431), busy (503, limits.max_in_flight).",
+			ConstLabels: prometheus.Labels{"reason": r.String()}},
+			func() float64 { return float64(front.Refused(r)) }))
+	}
 	sup.ListRequestsWith(front.InFlight) // status shows what holds a drain
 	lns, err := openListeners(cfg, log)
 	if err != nil {
