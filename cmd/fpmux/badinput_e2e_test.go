@@ -374,6 +374,12 @@ func TestBadFastCGIInput(t *testing.T) {
 	s.waitFor("fpmux to let the test's connections go", 10*time.Second, func() bool {
 		return s.metric("fpmux_connections_open") <= 1
 	})
+	// Each refusal is counted by its reason.
+	for reason, want := range map[string]float64{"script": 8, "malformed": 2, "params_size": 1} {
+		if got := s.metric(`fpmux_requests_refused_total{reason="` + reason + `"}`); got != want {
+			t.Errorf("fpmux_requests_refused_total{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
 	if strings.Contains(s.logBuf.String(), "panic") {
 		t.Errorf("fpmux logged a panic:\n%s", s.logBuf.String())
 	}
