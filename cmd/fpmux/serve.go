@@ -212,9 +212,12 @@ func openListeners(cfg *config.Config, log *slog.Logger) (*listeners, error) {
 	}
 	if l.adminPassed {
 		log.Info("using the admin socket systemd passed", "addr", l.admin.Addr())
-	} else if l.admin, err = listenAddr(cfg.Admin, 0o660, &l.files); err != nil {
+		if cfg.AdminOwner != "" || cfg.AdminGroup != "" {
+			log.Warn("admin_owner and admin_group do not apply to a socket systemd passed: set SocketUser=, SocketGroup= and SocketMode=0660 in its socket unit")
+		}
+	} else if l.admin, err = listenAdmin(cfg, &l.files, log); err != nil {
 		l.close()
-		return nil, fmt.Errorf("admin: %w", err)
+		return nil, err
 	}
 	if cfg.Metrics != "" {
 		if l.metrics, err = listenAddr(cfg.Metrics, 0o660, &l.files); err != nil {
@@ -227,8 +230,8 @@ func openListeners(cfg *config.Config, log *slog.Logger) (*listeners, error) {
 
 // listenAddr listens on an fpmux address. A unix socket gets mode perm
 // (the FastCGI socket must be reachable by the web server's user; the admin
-// socket only by its owner and group), after a stale file from a previous
-// run is removed.
+// socket only by its owner and group) from the moment it exists, after a
+// stale file from a previous run is removed.
 func listenAddr(addr string, perm os.FileMode, files *[]string) (net.Listener, error) {
 	network, address, err := config.ParseAddr(addr)
 	if err != nil {
@@ -246,7 +249,11 @@ func listenAddr(addr string, perm os.FileMode, files *[]string) (net.Listener, e
 			return nil, err
 		}
 	}
+	// The umask makes the socket file with no more than perm, so no one
+	// else can connect before the chmod below.
+	old := syscall.Umask(0o777 &^ int(perm))
 	ln, err := net.Listen(network, address)
+	syscall.Umask(old)
 	if err != nil {
 		return nil, err
 	}
