@@ -80,9 +80,17 @@ type clientExitError struct {
 
 func (e *clientExitError) Error() string { return e.msg }
 
+// clientTokenEnv names the environment variable the client reads the admin
+// token from when -token is not given.
+const clientTokenEnv = "FPMUX_ADMIN_TOKEN"
+
+// errClientToken is what a 401 from the admin API becomes.
+const errClientToken = "admin API refused the token: set -token or " + clientTokenEnv
+
 // client talks to one fpmux admin listener for one subcommand.
 type client struct {
 	admin  string // the address as the user wrote it
+	token  string // sent as a bearer token when not empty
 	http   *http.Client
 	stdout io.Writer
 	now    func() time.Time
@@ -122,16 +130,26 @@ func runClient(name string, args []string, stdout, stderr io.Writer) int {
 	return ee.code
 }
 
-// clientFlags returns a flag set for subcommand name with -admin defined.
-func clientFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string) {
+// clientTarget is where a subcommand finds the admin API (-admin) and the
+// token it sends there (-token).
+type clientTarget struct {
+	admin, token string
+}
+
+// clientFlags returns a flag set for subcommand name with -admin and -token
+// defined.
+func clientFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *clientTarget) {
 	fs := flag.NewFlagSet("fpmux "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	admin := fs.String("admin", clientDefaultAdmin, "admin API address: unix:/path or host:port")
+	t := &clientTarget{}
+	fs.StringVar(&t.admin, "admin", clientDefaultAdmin, "admin API address: unix:/path or host:port")
+	fs.StringVar(&t.token, "token", "", "the server's admin_token, sent as a bearer token; empty: $"+clientTokenEnv+
+		" (which, unlike a flag, other users cannot read in the process list)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: fpmux %s %s\n", name, synopsis)
 		fs.PrintDefaults()
 	}
-	return fs, admin
+	return fs, t
 }
 
 // clientParse parses args, allowing flags after the positional arguments
@@ -168,8 +186,27 @@ func clientUsage(fs *flag.FlagSet, format string, a ...any) error {
 	return &clientExitError{code: 2}
 }
 
-// newClient builds a client for the admin address; a bad address is a usage
-// error.
+// client builds a client for the target: its address, and its token from
+// -token, else $FPMUX_ADMIN_TOKEN. A bad address or token is a usage error.
+func (t *clientTarget) client(timeout time.Duration, stdout io.Writer) (*client, error) {
+	token, from := strings.TrimSpace(t.token), "-token"
+	if token == "" {
+		token, from = strings.TrimSpace(os.Getenv(clientTokenEnv)), clientTokenEnv
+	}
+	if strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		// Not quoted: the message must not show the secret.
+		return nil, &clientExitError{code: 2, msg: from + ": the token must be printable ASCII without spaces, as admin_token is"}
+	}
+	c, err := newClient(t.admin, timeout, stdout)
+	if err != nil {
+		return nil, err
+	}
+	c.token = token
+	return c, nil
+}
+
+// newClient builds a client for the admin address, with no token; a bad
+// address is a usage error.
 func newClient(admin string, timeout time.Duration, stdout io.Writer) (*client, error) {
 	network, address, err := config.ParseAddr(admin)
 	if err != nil {
@@ -209,6 +246,9 @@ func (c *client) do(method, path string, body any) ([]byte, error) {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -220,6 +260,11 @@ func (c *client) do(method, path string, body any) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return nil, fmt.Errorf("read answer from fpmux at %s: %w", c.admin, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		// The server's reason, without its advice on the header to send.
+		why, _, _ := strings.Cut(clientAPIError(resp.StatusCode, data).Error(), ": send ")
+		return nil, fmt.Errorf("%s (fpmux at %s: %s)", errClientToken, c.admin, why)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, clientAPIError(resp.StatusCode, data)
@@ -299,7 +344,7 @@ func clientDecodeRelease(data []byte) (clientRelease, bool) {
 }
 
 func clientDeploy(args []string, stdout, stderr io.Writer) error {
-	fs, admin := clientFlags("deploy", "[-admin ADDR] -id ID -root DIR [-no-activate] [-timeout DUR]", stderr)
+	fs, target := clientFlags("deploy", "[-admin ADDR] [-token TOKEN] -id ID -root DIR [-no-activate] [-timeout DUR]", stderr)
 	id := fs.String("id", "", "release id (required)")
 	root := fs.String("root", "", "release root directory, under one of allowed_roots (required)")
 	noActivate := fs.Bool("no-activate", false, "start and health-check the pool but leave traffic where it is")
@@ -322,7 +367,7 @@ func clientDeploy(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("resolve -root %q: %w", *root, err)
 	}
-	c, err := newClient(*admin, *timeout+clientDeploySlack, stdout)
+	c, err := target.client(*timeout+clientDeploySlack, stdout)
 	if err != nil {
 		return err
 	}
@@ -361,29 +406,29 @@ func clientFormatTimeout(d time.Duration) string {
 }
 
 // clientOneID parses a subcommand that takes exactly one release id.
-func clientOneID(name string, args []string, stderr io.Writer) (id, admin string, err error) {
-	fs, adm := clientFlags(name, "[-admin ADDR] ID", stderr)
+func clientOneID(name string, args []string, stderr io.Writer) (id string, target *clientTarget, err error) {
+	fs, target := clientFlags(name, "[-admin ADDR] [-token TOKEN] ID", stderr)
 	pos, err := clientParse(fs, args)
 	if err != nil {
-		return "", "", err
+		return "", nil, err
 	}
 	switch {
 	case len(pos) == 0:
-		return "", "", clientUsage(fs, "missing release ID")
+		return "", nil, clientUsage(fs, "missing release ID")
 	case len(pos) > 1:
-		return "", "", clientUsage(fs, "unexpected argument %q", pos[1])
+		return "", nil, clientUsage(fs, "unexpected argument %q", pos[1])
 	case pos[0] == "":
-		return "", "", clientUsage(fs, "empty release ID")
+		return "", nil, clientUsage(fs, "empty release ID")
 	}
-	return pos[0], *adm, nil
+	return pos[0], target, nil
 }
 
 func clientActivate(args []string, stdout, stderr io.Writer) error {
-	id, admin, err := clientOneID("activate", args, stderr)
+	id, target, err := clientOneID("activate", args, stderr)
 	if err != nil {
 		return err
 	}
-	c, err := newClient(admin, clientTimeout, stdout)
+	c, err := target.client(clientTimeout, stdout)
 	if err != nil {
 		return err
 	}
@@ -396,7 +441,7 @@ func clientActivate(args []string, stdout, stderr io.Writer) error {
 }
 
 func clientRollback(args []string, stdout, stderr io.Writer) error {
-	fs, admin := clientFlags("rollback", "[-admin ADDR] [-timeout DUR]", stderr)
+	fs, target := clientFlags("rollback", "[-admin ADDR] [-token TOKEN] [-timeout DUR]", stderr)
 	// A rollback past a stopped pool starts it again, after the old one
 	// of the same id has drained: allow for both.
 	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for the previous release to be active again")
@@ -407,7 +452,7 @@ func clientRollback(args []string, stdout, stderr io.Writer) error {
 	if len(pos) > 0 {
 		return clientUsage(fs, "unexpected argument %q", pos[0])
 	}
-	c, err := newClient(*admin, *timeout, stdout)
+	c, err := target.client(*timeout, stdout)
 	if err != nil {
 		return err
 	}
@@ -424,11 +469,11 @@ func clientRollback(args []string, stdout, stderr io.Writer) error {
 }
 
 func clientRetire(args []string, stdout, stderr io.Writer) error {
-	id, admin, err := clientOneID("retire", args, stderr)
+	id, target, err := clientOneID("retire", args, stderr)
 	if err != nil {
 		return err
 	}
-	c, err := newClient(admin, clientTimeout, stdout)
+	c, err := target.client(clientTimeout, stdout)
 	if err != nil {
 		return err
 	}
@@ -464,7 +509,7 @@ func clientPathEscape(id string) string {
 }
 
 func clientStatus(args []string, stdout, stderr io.Writer) error {
-	fs, admin := clientFlags("status", "[-admin ADDR] [-json]", stderr)
+	fs, target := clientFlags("status", "[-admin ADDR] [-token TOKEN] [-json]", stderr)
 	asJSON := fs.Bool("json", false, "print the admin API's JSON instead of a table")
 	pos, err := clientParse(fs, args)
 	if err != nil {
@@ -473,7 +518,7 @@ func clientStatus(args []string, stdout, stderr io.Writer) error {
 	if len(pos) > 0 {
 		return clientUsage(fs, "unexpected argument %q", pos[0])
 	}
-	c, err := newClient(*admin, clientTimeout, stdout)
+	c, err := target.client(clientTimeout, stdout)
 	if err != nil {
 		return err
 	}
