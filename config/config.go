@@ -100,6 +100,11 @@ type Limits struct {
 	// Default: 5m.
 	IdleTimeout Duration `yaml:"idle_timeout"`
 
+	// WriteTimeout bounds each write to the web server: a client that
+	// stops reading a response for this long is cut, and the php-fpm
+	// worker it held is let go. Default: 60s.
+	WriteTimeout Duration `yaml:"write_timeout"`
+
 	// MaxInFlight bounds the requests one release's pool holds at once:
 	// those php-fpm runs plus those waiting in fpmux for a free worker.
 	// Over it a request is answered 503 at once instead of queueing.

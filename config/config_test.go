@@ -34,6 +34,7 @@ func TestDefault(t *testing.T) {
 			MaxParamsBytes: 1 << 20,
 			ReadTimeout:    Duration(60 * time.Second),
 			IdleTimeout:    Duration(5 * time.Minute),
+			WriteTimeout:   Duration(60 * time.Second),
 			MaxInFlight:    512,
 		},
 		PHPFPM: PHPFPM{

@@ -103,6 +103,7 @@ func (c *Config) Validate() error {
 	v.positive("drain_timeout", c.DrainTimeout)
 	v.positive("limits.read_timeout", c.Limits.ReadTimeout)
 	v.positive("limits.idle_timeout", c.Limits.IdleTimeout)
+	v.positive("limits.write_timeout", c.Limits.WriteTimeout)
 	v.atLeast("limits.max_connections", c.Limits.MaxConnections, 1)
 	v.atLeast("limits.max_params_bytes", c.Limits.MaxParamsBytes, minParamsBytes)
 	v.atLeast("limits.max_in_flight", c.Limits.MaxInFlight, 1)

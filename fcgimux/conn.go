@@ -315,7 +315,7 @@ func (c *conn) handle(h header, content []byte) error {
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
 		c.wbuf = appendRecord(c.wbuf[:0], typeUnknownType, 0, b[:])
-		_, err := c.nc.Write(c.wbuf)
+		_, err := c.writeLocked(c.wbuf)
 		return err
 	}
 	return nil
@@ -500,7 +500,7 @@ func (c *conn) answerFrom(id uint16, keepConn bool, status int, msg string) {
 	c.wbuf = appendStream(c.wbuf[:0], typeStdout, id, []byte(resp))
 	c.wbuf = appendRecord(c.wbuf, typeStdout, id, nil)
 	c.wbuf = appendEndRequest(c.wbuf, id, 0, statusRequestComplete)
-	_, err := c.nc.Write(c.wbuf)
+	_, err := c.writeLocked(c.wbuf)
 	c.wmu.Unlock()
 	if err != nil {
 		c.nc.Close()
@@ -514,7 +514,7 @@ func (c *conn) answerFrom(id uint16, keepConn bool, status int, msg string) {
 func (c *conn) finishRequest(id uint16, appStatus uint32, protocolStatus uint8, keepConn bool) {
 	c.wmu.Lock()
 	c.wbuf = appendEndRequest(c.wbuf[:0], id, appStatus, protocolStatus)
-	_, err := c.nc.Write(c.wbuf)
+	_, err := c.writeLocked(c.wbuf)
 	c.wmu.Unlock()
 	if err != nil {
 		c.nc.Close()
@@ -528,7 +528,7 @@ func (c *conn) writeEnd(id uint16, appStatus uint32, protocolStatus uint8) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.wbuf = appendEndRequest(c.wbuf[:0], id, appStatus, protocolStatus)
-	if _, err := c.nc.Write(c.wbuf); err != nil {
+	if _, err := c.writeLocked(c.wbuf); err != nil {
 		c.nc.Close()
 	}
 }
@@ -538,8 +538,16 @@ func (c *conn) writeEnd(id uint16, appStatus uint32, protocolStatus uint8) {
 func (c *conn) write(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_, err := c.nc.Write(b)
+	_, err := c.writeLocked(b)
 	return err
+}
+
+// writeLocked writes b to the web server, bounded by WriteTimeout: a
+// client that stops reading would otherwise hold the connection, and
+// through the relay a php-fpm child, for ever. The caller holds wmu.
+func (c *conn) writeLocked(b []byte) (int, error) {
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTO))
+	return c.nc.Write(b)
 }
 
 // getValues answers FCGI_GET_VALUES with the variables the spec defines.
@@ -548,7 +556,7 @@ func (c *conn) getValues(content []byte) error {
 	err := eachPair(content, func(name, _ []byte) error {
 		switch string(name) {
 		case "FCGI_MAX_CONNS", "FCGI_MAX_REQS":
-			out = appendPair(out, string(name), "10000")
+			out = appendPair(out, string(name), strconv.Itoa(c.s.maxConns))
 		case "FCGI_MPXS_CONNS":
 			out = appendPair(out, string(name), "0")
 		}
@@ -560,6 +568,6 @@ func (c *conn) getValues(content []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.wbuf = appendRecord(c.wbuf[:0], typeGetValuesResult, 0, out)
-	_, err = c.nc.Write(c.wbuf)
+	_, err = c.writeLocked(c.wbuf)
 	return err
 }

@@ -388,3 +388,58 @@ func TestSymlinkOutOfTheReleaseIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestClientThatStopsReadingIsCut: a web server connection that stops
+// reading a large response is cut after WriteTimeout, and the request's pin
+// and its pool connection are let go.
+func TestClientThatStopsReadingIsCut(t *testing.T) {
+	app := startRecordApp(t, "unix", recordAppOptions{
+		resp:   appendStream(nil, typeStdout, 1, bytes.Repeat([]byte("z"), 256<<10)),
+		repeat: 256, // 64 MiB, far more than the sockets buffer
+	})
+	network, addr := app.addr()
+	backend := NewBackend(network, addr, 2, 1)
+	router := &testRouter{pin: Pin{Release: "r1", Root: "/srv/releases/r1", Backend: backend}}
+	s, front := startLimitedServer(t, router, Options{WriteTimeout: 300 * time.Millisecond})
+
+	c, err := net.Dial("unix", front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(request(1, false, "", phpParams("/big.php")...)); err != nil {
+		t.Fatal(err)
+	}
+	// Never read. The server must let go of everything on its own.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(router.doneCodes()) == 0 || backendOpen(backend) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: Done codes %v, %d pool connections open", router.doneCodes(), backendOpen(backend))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitOpen(t, s, 0)
+	// The pool serves the next request, read this time.
+	rc := dialRaw(t, front)
+	rc.send(request(1, false, "", phpParams("/big.php")...))
+	got := 0
+	for {
+		h, content, err := rc.rr.next()
+		if err != nil {
+			t.Fatalf("after the stalled client, reading a response: %v after %d bytes", err, got)
+		}
+		if h.Type == typeEndRequest {
+			break
+		}
+		got += len(content)
+	}
+	if got != 64<<20 {
+		t.Errorf("after the stalled client, a response of %d bytes, want %d", got, 64<<20)
+	}
+}
+
+func backendOpen(b *Backend) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.open
+}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,7 +185,7 @@ func (r *relay) run() {
 			return true
 		}
 		if err := c.write(buf[start:pos]); err != nil {
-			r.fail(err, true, status)
+			r.fail(&frontError{err}, true, status)
 			return false
 		}
 		wrote, start = true, pos
@@ -310,7 +311,14 @@ func (r *relay) fail(err error, wrote bool, status int) {
 			status = 200
 		}
 		r.pin.Done(status, time.Since(r.start))
-		if !errors.Is(err, net.ErrClosed) {
+		var fe *frontError
+		switch {
+		case errors.Is(err, net.ErrClosed):
+		case errors.As(err, &fe) && errors.Is(err, os.ErrDeadlineExceeded):
+			c.s.log.Warn("response cut: the web server stopped reading it for write_timeout", "release", r.pin.Release, "bound", c.s.writeTO)
+		case errors.As(err, &fe):
+			c.s.log.Info("response cut: the web server went away", "release", r.pin.Release, "err", fe.err)
+		default:
 			c.s.log.Warn("response cut: pool connection broke mid-response", "release", r.pin.Release, "err", err)
 		}
 		c.nc.Close()
@@ -323,6 +331,13 @@ func (r *relay) fail(err error, wrote bool, status int) {
 		c.answerFrom(r.id, r.keepConn, 502, "the pool of release "+r.pin.Release+" failed")
 	}
 }
+
+// frontError is a failed write to the web server, told apart from a
+// failure of the pool connection in what fail logs.
+type frontError struct{ err error }
+
+func (e *frontError) Error() string { return "write to the web server: " + e.err.Error() }
+func (e *frontError) Unwrap() error { return e.err }
 
 // parseStatus reads the HTTP status from the first bytes of a CGI response:
 // its "Status:" header, or 200 when there is none.

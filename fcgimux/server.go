@@ -76,6 +76,10 @@ type Options struct {
 	// IdleTimeout closes a kept-alive connection that carries no request.
 	// Default 5m.
 	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to the web server: one that makes no
+	// progress for this long (a client that stopped reading) cuts the
+	// connection and the request it carries. Default 60s.
+	WriteTimeout time.Duration
 	// MaxConns bounds the web server connections open at once. One over it
 	// is closed as soon as it is accepted (the web server answers 502 and
 	// may try another upstream), counted in ConnStats and logged at most
@@ -94,6 +98,7 @@ type Server struct {
 	maxParams  int
 	readTO     time.Duration
 	idleTO     time.Duration
+	writeTO    time.Duration
 	reserved   []string
 	maxConns   int
 	inShutdown atomic.Bool
@@ -126,6 +131,7 @@ func NewServer(o Options) (*Server, error) {
 		maxParams: o.MaxParamsBytes,
 		readTO:    o.ReadTimeout,
 		idleTO:    o.IdleTimeout,
+		writeTO:   o.WriteTimeout,
 		reserved:  o.ReservedScriptNames,
 		maxConns:  o.MaxConns,
 		listeners: map[net.Listener]struct{}{},
@@ -142,6 +148,9 @@ func NewServer(o Options) (*Server, error) {
 	}
 	if s.idleTO <= 0 {
 		s.idleTO = 5 * time.Minute
+	}
+	if s.writeTO <= 0 {
+		s.writeTO = 60 * time.Second
 	}
 	if s.maxConns <= 0 {
 		s.maxConns = 4096
@@ -242,7 +251,9 @@ func (r Refusal) String() string {
 }
 
 // Refusals lists every Refusal, for metrics.
-func Refusals() []Refusal { return []Refusal{RefusedScript, RefusedMalformed, RefusedParamsSize, RefusedBusy} }
+func Refusals() []Refusal {
+	return []Refusal{RefusedScript, RefusedMalformed, RefusedParamsSize, RefusedBusy}
+}
 
 // Refused returns how many requests were refused for r since the start.
 func (s *Server) Refused(r Refusal) uint64 { return s.refusals[r].Load() }

@@ -295,6 +295,7 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 		MaxParamsBytes:      cfg.Limits.MaxParamsBytes,
 		ReadTimeout:         time.Duration(cfg.Limits.ReadTimeout),
 		IdleTimeout:         time.Duration(cfg.Limits.IdleTimeout),
+		WriteTimeout:        time.Duration(cfg.Limits.WriteTimeout),
 		MaxConns:            cfg.Limits.MaxConnections,
 		ReservedScriptNames: []string{pool.PingPath, pool.StatusPath},
 	})
