@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -59,7 +61,9 @@ type Pool struct {
 //
 // After Start, a master that dies unexpectedly is restarted with backoff
 // (100ms doubling to 5s, back to 100ms once a master has run 30s); Restarts
-// and OnRestart count the respawns, not their readiness.
+// and OnRestart count the respawns, not their readiness. Binary may be a
+// wrapper only if it execs php-fpm: Start refuses one that runs php-fpm as
+// a child.
 func Start(ctx context.Context, o Options) (*Pool, error) {
 	o = o.withDefaults()
 	if err := o.validate(); err != nil {
@@ -105,6 +109,19 @@ func Start(ctx context.Context, o Options) (*Pool, error) {
 	}
 	p.startInBackground(m.pid)
 	if err := p.waitReady(ctx, m); err != nil {
+		if kerr := m.kill(); kerr != nil {
+			err = errors.Join(err, kerr)
+		}
+		_ = os.RemoveAll(o.Dir)
+		p.log.Error("pool did not start", "err", err)
+		return nil, err
+	}
+	if err := p.checkMasterPid(m); err != nil {
+		// The php-fpm that answered is not m: stop it by its pid file
+		// (which removes Dir), then m.
+		if _, rerr := Reap(o.Dir); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 		if kerr := m.kill(); kerr != nil {
 			err = errors.Join(err, kerr)
 		}
@@ -181,6 +198,29 @@ func (p *Pool) waitReady(parent context.Context, m *master) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// checkMasterPid makes sure that the process fpmux spawned is the php-fpm
+// master that answered, as php-fpm's pid file says. A Binary that runs
+// php-fpm as its child instead of exec'ing it would leave php-fpm out
+// of fpmux's reach: php-fpm starts a session of its own, so signals to the
+// wrapper's process group miss it, and fpmux's parent-death signal ends the
+// wrapper, not php-fpm, which then outlives fpmux.
+func (p *Pool) checkMasterPid(m *master) error {
+	b, err := os.ReadFile(filepath.Join(p.o.Dir, pidName))
+	if err != nil {
+		return fmt.Errorf("start pool %s: php-fpm answered but wrote no pid file: %w", p.o.ID, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("start pool %s: php-fpm's pid file: %w", p.o.ID, err)
+	}
+	if pid != m.pid {
+		return fmt.Errorf("start pool %s: %s runs php-fpm as a child (php-fpm is pid %d, %s is pid %d); "+
+			"a wrapper must exec php-fpm, or fpmux can neither stop it nor take it along if fpmux dies",
+			p.o.ID, p.binary, pid, filepath.Base(p.binary), m.pid)
+	}
+	return nil
 }
 
 func (p *Pool) exitedErr(m *master) error {
