@@ -1,11 +1,32 @@
 package pool
 
 import (
+	"bytes"
+	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
+
+// syncBuffer is a bytes.Buffer a logger and a test may share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // TestWrapperWithoutExecIsRefused starts a pool through a wrapper script
 // that runs php-fpm as its child. php-fpm leads a session of its own, so
@@ -33,6 +54,41 @@ func TestWrapperWithoutExecIsRefused(t *testing.T) {
 	eventually(t, 10*time.Second, "php-fpm left running by the refused start", func() bool {
 		return len(liveProcs(dir)) == 0 && len(liveProcs("pool noexec")) == 0
 	})
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("Dir still there: %v", err)
+	}
+}
+
+// TestDrainingMasterIsNotRestarted kills the master of a draining pool: no
+// request may go to it any more, so no new master is started; Stop then
+// finishes at once.
+func TestDrainingMasterIsNotRestarted(t *testing.T) {
+	bin := phpFPM(t)
+	root := newRelease(t, map[string]string{"index.php": `<?php echo "up";`})
+	var log syncBuffer
+	dir := poolDir(t)
+	p := startPool(t, Options{
+		ID: "drained1", Root: root, Dir: dir, Binary: bin,
+		Logger: slog.New(slog.NewTextHandler(&log, nil)),
+	})
+	old := p.Pid()
+	p.Drain()
+	if err := syscallKill(old); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the pool did not note its master's death while draining", func() bool {
+		return strings.Contains(log.String(), "master died while the pool drains")
+	})
+	if p.Restarts() != 0 || p.Pid() != 0 {
+		t.Errorf("draining pool after its master died: restarts %d pid %d, want 0 and 0", p.Restarts(), p.Pid())
+	}
+	if err := p.Stop(false); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	if strings.Contains(log.String(), "master restarted") {
+		t.Errorf("a draining pool's master was restarted:\n%s", log.String())
+	}
+	groupGoneESRCH(t, old)
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("Dir still there: %v", err)
 	}

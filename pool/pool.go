@@ -61,9 +61,9 @@ type Pool struct {
 //
 // After Start, a master that dies unexpectedly is restarted with backoff
 // (100ms doubling to 5s, back to 100ms once a master has run 30s); Restarts
-// and OnRestart count the respawns, not their readiness. Binary may be a
-// wrapper only if it execs php-fpm: Start refuses one that runs php-fpm as
-// a child.
+// and OnRestart count the respawns, not their readiness. A draining pool's
+// master is not restarted. Binary may be a wrapper only if it execs
+// php-fpm: Start refuses one that runs php-fpm as a child.
 func Start(ctx context.Context, o Options) (*Pool, error) {
 	o = o.withDefaults()
 	if err := o.validate(); err != nil {
@@ -249,6 +249,10 @@ func (p *Pool) supervise(m *master) {
 		}
 		// The master died on its own; wait() has SIGKILLed its group.
 		p.pid.Store(0)
+		if p.gate.draining() {
+			p.awaitStop(m)
+			return
+		}
 		if time.Since(m.started) >= healthyAfter {
 			backoff = minBackoff
 		}
@@ -266,6 +270,10 @@ func (p *Pool) supervise(m *master) {
 				return
 			case <-t.C:
 			}
+			if p.gate.draining() {
+				p.awaitStop(m)
+				return
+			}
 			backoff = min(backoff*2, maxBackoff)
 			nm, err := p.spawn()
 			if err != nil {
@@ -282,6 +290,15 @@ func (p *Pool) supervise(m *master) {
 			p.o.OnRestart()
 		}
 	}
+}
+
+// awaitStop is what is left to do for a draining pool whose master died:
+// nothing new may go to it and its requests died with the master, so no new
+// master is started; the pool's owner is about to Stop it.
+func (p *Pool) awaitStop(m *master) {
+	p.log.Warn("php-fpm master died while the pool drains; not restarting it", "pid", m.pid, "exit", m.exitDesc(), "last_output", m.tail.String())
+	<-p.stopCh
+	p.finish(m)
 }
 
 // finish stops m (if still running), removes Dir and records the result.
@@ -368,7 +385,8 @@ func (p *Pool) Leave() { p.gate.leave() }
 func (p *Pool) InFlight() int64 { return p.gate.inFlight() }
 
 // Drain makes every later Acquire fail. It is idempotent; an Acquire racing
-// with Drain either succeeds before Drain returns or fails.
+// with Drain either succeeds before Drain returns or fails. A master that
+// dies once the pool drains is not restarted; the pool waits for Stop.
 func (p *Pool) Drain() { p.gate.drain() }
 
 // Idle is closed once the pool is draining and no request is in flight.
