@@ -61,7 +61,7 @@ func newMetrics(s *Supervisor) *metrics {
 			Name: "fpmux_pool_restarts_total", Help: "php-fpm masters restarted after dying, by release.",
 		}, rel),
 		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fpmux_deploys_total", Help: "Deploys by outcome: ok, refused (bad id or root), failed (pool did not start or pass its health check).",
+			Name: "fpmux_deploys_total", Help: "Deploys by outcome: ok, refused (bad id or root), failed (pool did not start or pass its health check, or its activation could not be recorded in state_dir).",
 		}, []string{"outcome"}),
 		unrouted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fpmux_requests_unrouted_total", Help: "Requests answered 503 by fpmux itself because no release was active.",

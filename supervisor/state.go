@@ -23,20 +23,14 @@ type persisted struct {
 	History []histEntry `json:"history"`
 }
 
-// persistLocked writes state.json atomically (temp file, fsync, rename). A
-// write failure is logged, not fatal: serving matters more than the file.
-func (s *Supervisor) persistLocked() {
+// recordLocked writes state.json, naming active and the releases before
+// it, atomically (temp file, fsync, rename). While fpmux shuts down it
+// writes nothing: the file keeps naming the release to bring back.
+func (s *Supervisor) recordLocked(active *release, history []histEntry) error {
 	if s.stopping {
-		return // shutting down keeps the file naming the release to bring back
+		return nil
 	}
-	var st persisted
-	if a := s.active.Load(); a != nil {
-		st.Active = &histEntry{a.id, a.root}
-	}
-	st.History = s.history
-	if err := writeState(s.conf().StateDir, st); err != nil {
-		s.log.Error("persist state", "err", err)
-	}
+	return writeState(s.conf().StateDir, persisted{Active: &histEntry{active.id, active.root}, History: history})
 }
 
 func writeState(dir string, st persisted) error {
@@ -105,7 +99,7 @@ func (s *Supervisor) Restore(ctx context.Context) error {
 		return nil
 	}
 	s.log.Info("restoring the active release", "release", st.Active.ID, "root", st.Active.Root)
-	if _, err := s.Deploy(ctx, DeployRequest{ID: st.Active.ID, Root: st.Active.Root, Activate: true}); err != nil {
+	if _, err := s.deploy(ctx, DeployRequest{ID: st.Active.ID, Root: st.Active.Root, Activate: true}, true); err != nil {
 		s.log.Error("could not restore the active release; serving 503 until the next deploy", "release", st.Active.ID, "err", err)
 		return nil
 	}

@@ -214,8 +214,15 @@ type DeployRequest struct {
 
 // Deploy registers a release, starts its pool, waits until it is healthy
 // and, if asked, makes it active. The active release keeps serving whatever
-// happens to the new one.
+// happens to the new one. A release whose activation cannot be recorded in
+// state_dir is not activated: it fails (500) and its pool is stopped.
 func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, error) {
+	return s.deploy(ctx, req, false)
+}
+
+// deploy is Deploy; restoring is true for the release Restore brings back,
+// which state.json names already, so its activation needs no record.
+func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bool) (Release, error) {
 	if err := pool.ValidateID(req.ID); err != nil {
 		s.m.deploys.WithLabelValues("refused").Inc()
 		return Release{}, errorf(400, "release id %q: %v", req.ID, err)
@@ -276,7 +283,19 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, er
 	r.state = StateReady
 	s.step(r, "ready", r.createdAt)
 	if req.Activate {
-		s.activateLocked(r)
+		if err := s.activateLocked(r, restoring); err != nil {
+			r.state, r.err = StateFailed, err.Error()
+			close(r.gone)
+			backend.Close()
+			s.m.deploys.WithLabelValues("failed").Inc()
+			s.log.Error("release failed", "release", r.id, "err", err)
+			s.mu.Unlock()
+			if serr := p.Stop(true); serr != nil {
+				s.log.Error("stop the pool of a release not activated", "release", r.id, "err", serr)
+			}
+			s.mu.Lock()
+			return r.snapshot(), err
+		}
 	}
 	s.m.deploys.WithLabelValues("ok").Inc()
 	return r.snapshot(), nil
@@ -330,26 +349,44 @@ func (s *Supervisor) checkRoot(root string) (string, error) {
 }
 
 // activateLocked makes r the release new requests go to and drains the one
-// before it. The pointer moves first: from then on Pin sees r, and a request
-// that loaded the old release a moment earlier either got into its pool
-// before Drain (and finishes there) or is refused and retries on r.
-func (s *Supervisor) activateLocked(r *release) {
+// before it. The switch is recorded in state.json first, and one that cannot
+// be recorded does not happen (a 500 that says so): the next fpmux would
+// bring back the release state.json still names, undoing a deploy that
+// reported success. Only a restore (state.json names r already) goes on
+// with a warning. Then the pointer moves: from then on Pin sees r, and a
+// request that loaded the old release a moment earlier either got into its
+// pool before Drain (and finishes there) or is refused and retries on r.
+func (s *Supervisor) activateLocked(r *release, restoring bool) error {
 	prev := s.active.Load()
 	if prev == r {
-		return
+		return nil
+	}
+	history := s.history
+	if prev != nil {
+		history = append(slices.Clip(history), histEntry{prev.id, prev.root})
+		if len(history) > keepGone {
+			history = history[len(history)-keepGone:]
+		}
+	}
+	if err := s.recordLocked(r, history); err != nil {
+		if !restoring {
+			serving := "no release is active"
+			if prev != nil {
+				serving = "release " + prev.id + " keeps serving"
+			}
+			return errorf(500, "release %s not activated: the switch could not be recorded in state_dir, and a restart would undo it: %v; %s", r.id, err, serving)
+		}
+		s.log.Warn("the restored release could not be recorded again; state.json still names it", "release", r.id, "err", err)
 	}
 	r.state = StateActive
 	r.activatedAt = time.Now()
 	s.active.Store(r)
 	s.step(r, "active", r.createdAt)
+	s.history = history
 	if prev != nil {
-		s.history = append(s.history, histEntry{prev.id, prev.root})
-		if len(s.history) > keepGone {
-			s.history = s.history[len(s.history)-keepGone:]
-		}
 		s.drainLocked(prev)
 	}
-	s.persistLocked()
+	return nil
 }
 
 // drainLocked stops new requests to r and retires it once its in-flight
@@ -420,8 +457,8 @@ func (s *Supervisor) Activate(id string) (Release, error) {
 	case StateActive:
 		return r.snapshot(), nil
 	case StateReady:
-		s.activateLocked(r)
-		return r.snapshot(), nil
+		err := s.activateLocked(r, false)
+		return r.snapshot(), err
 	}
 	return r.snapshot(), errorf(409, "release %s is %s, only a ready release can be activated; deploy it again", id, r.state)
 }
@@ -466,10 +503,10 @@ func (s *Supervisor) Rollback(ctx context.Context) (Release, error) {
 	}
 	r := s.releases[prev.ID]
 	if r != nil && r.state == StateReady {
-		s.activateLocked(r)
+		err := s.activateLocked(r, false)
 		snap := r.snapshot()
 		s.mu.Unlock()
-		return snap, nil
+		return snap, err
 	}
 	var gone chan struct{}
 	if r != nil && r.state.live() {
