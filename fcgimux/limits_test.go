@@ -79,10 +79,11 @@ func claimMax() []byte {
 	return append(b, "only these bytes"...)
 }
 
-// TestRecordLengthClaimsAllocateOneBuffer: a record reader holds at most
-// its own small buffer and one pooled large one, whatever the headers it
-// reads claim, and reading records allocates nothing per record.
-func TestRecordLengthClaimsAllocateOneBuffer(t *testing.T) {
+// TestRecordLengthClaimsTakeNoLargeBuffer: a record reader takes a large
+// buffer for what arrived, not for what a header claims: the longest record
+// cut short within the small buffer costs that buffer alone. Reading
+// records allocates nothing per record.
+func TestRecordLengthClaimsTakeNoLargeBuffer(t *testing.T) {
 	const readers = 16
 	in := claimMax()
 	n := allocated(func() {
@@ -94,11 +95,21 @@ func TestRecordLengthClaimsAllocateOneBuffer(t *testing.T) {
 			if _, _, err := rr.next(); !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Fatalf("a record cut short: %v, want io.ErrUnexpectedEOF", err)
 			}
+			if rr.big != nil {
+				t.Fatalf("a header claiming %d bytes with %d behind it took the large buffer", maxContent+maxPadding, len(in)-2*headerLen-8)
+			}
 		}
 	})
-	if limit := readers * (bufSize + smallBufSize + 4<<10); n > uint64(limit) {
+	if limit := readers * (smallBufSize + 1<<10); n > uint64(limit) {
 		t.Errorf("%d readers of a record cut short allocated %d bytes, more than %d", readers, n, limit)
 	}
+	// Past the small buffer, the large one is taken.
+	rr := newRecordReader(bytes.NewReader(maxRecord(typeStdin, 'x')[:smallBufSize+1]))
+	if _, _, err := rr.next(); !errors.Is(err, io.ErrUnexpectedEOF) || rr.big == nil {
+		t.Fatalf("%d bytes of a long record: %v, large buffer taken: %v", smallBufSize+1, err, rr.big != nil)
+	}
+	rr.rpos = rr.wpos
+	rr.release()
 
 	stream := bytes.Repeat(maxRecord(typeStdin, 'x'), 64) // 4 MiB of the longest records
 	n = allocated(func() {

@@ -218,21 +218,24 @@ func (rr *recordReader) release() {
 	}
 }
 
-// fill reads until at least n bytes (n <= bufSize) are buffered.
+// fill reads until at least n bytes (n <= bufSize) are buffered. A record
+// that does not fit the small buffer is moved to a large one only once the
+// small one is full of it: what a connection holds follows the bytes that
+// arrived, not the length a header claims.
 func (rr *recordReader) fill(n int) error {
-	if rr.wpos-rr.rpos >= n {
-		return nil
-	}
-	if len(rr.buf)-rr.rpos < n {
-		dst := rr.buf
-		if n > len(rr.buf) {
-			rr.big = getBuf()
-			dst = rr.big[:]
-		}
-		rr.wpos = copy(dst, rr.buf[rr.rpos:rr.wpos])
-		rr.rpos, rr.buf = 0, dst
-	}
 	for rr.wpos-rr.rpos < n {
+		if len(rr.buf)-rr.rpos < n && (rr.rpos > 0 || rr.wpos == len(rr.buf)) {
+			// The record does not fit after rpos: move what is read of it
+			// to the start of this buffer, or of a large one when it
+			// fills this one and needs more.
+			dst := rr.buf
+			if rr.rpos == 0 {
+				rr.big = getBuf()
+				dst = rr.big[:]
+			}
+			rr.wpos = copy(dst, rr.buf[rr.rpos:rr.wpos])
+			rr.rpos, rr.buf = 0, dst
+		}
 		m, err := rr.r.Read(rr.buf[rr.wpos:])
 		rr.wpos += m
 		if err != nil {
