@@ -186,9 +186,42 @@ func (b *Backend) dial() (*backendConn, error) {
 	return b.dialOpen()
 }
 
+// dialRetryFor bounds how long a dial is tried again while nothing listens
+// on the pool's socket: the supervisor restarts a master that died within
+// about half a second, and a request that waits that long is better served
+// late than answered 502 at once.
+const dialRetryFor = time.Second
+
+// dialWait dials the pool, and while the socket is missing or refuses
+// (a master being restarted) tries again, backing off from 10 to 100 ms,
+// for up to dialRetryFor. A closed Backend (a draining pool, whose master
+// is not restarted) is not waited for.
+func (b *Backend) dialWait() (net.Conn, error) {
+	var give time.Time
+	wait := 10 * time.Millisecond
+	for {
+		nc, err := net.DialTimeout(b.network, b.addr, b.dialTimeout)
+		if err == nil || !(errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.EAGAIN)) {
+			return nc, err
+		}
+		b.mu.Lock()
+		closed := b.closed
+		b.mu.Unlock()
+		now := time.Now()
+		if give.IsZero() {
+			give = now.Add(dialRetryFor)
+		}
+		if closed || now.After(give) {
+			return nil, err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
+
 // dialOpen dials a connection whose place in open is already taken.
 func (b *Backend) dialOpen() (*backendConn, error) {
-	nc, err := net.DialTimeout(b.network, b.addr, b.dialTimeout)
+	nc, err := b.dialWait()
 	if err != nil {
 		b.closedOne()
 		return nil, fmt.Errorf("dial php-fpm %s: %w", b.addr, err)

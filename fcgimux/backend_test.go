@@ -2,6 +2,8 @@ package fcgimux
 
 import (
 	"fmt"
+	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -306,4 +308,51 @@ func TestWarm(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	})
+}
+
+// TestDialWaitsForARestartingPool: while nothing listens on a pool's socket
+// (its master being restarted), a request's dial is tried again until the
+// socket is back; a closed Backend (a draining pool) is not waited for, and
+// one that never comes back gives up.
+func TestDialWaitsForARestartingPool(t *testing.T) {
+	tests := []struct {
+		name     string
+		listenIn time.Duration // -1: never
+		closed   bool
+		wantErr  bool
+	}{
+		{"socket back after 200ms", 200 * time.Millisecond, false, false},
+		{"socket never back", -1, false, true},
+		{"draining pool", 200 * time.Millisecond, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := filepath.Join(t.TempDir(), "fpm.sock")
+			b := NewBackend("unix", addr, 1, 0)
+			if tt.closed {
+				b.Close()
+			}
+			if tt.listenIn >= 0 {
+				timer := time.AfterFunc(tt.listenIn, func() {
+					ln, err := net.Listen("unix", addr)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					t.Cleanup(func() { ln.Close() })
+				})
+				t.Cleanup(func() { timer.Stop() })
+			}
+			bc, err := b.get()
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("get: %v, want error %v", err, tt.wantErr)
+			}
+			if bc != nil {
+				bc.Close()
+			}
+			if n := backendOpen(b); n != 0 {
+				t.Errorf("%d connections counted open after the dial, want 0", n)
+			}
+		})
+	}
 }
