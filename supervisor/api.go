@@ -157,11 +157,6 @@ func (s *Supervisor) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(400, "request body: id and root are required"))
 		return
 	}
-	if err := s.checkRootQuotable(body.Root); err != nil {
-		s.m.deploys.WithLabelValues("refused").Inc()
-		writeError(w, err)
-		return
-	}
 	ctx := r.Context()
 	if body.Timeout != "" {
 		d, err := time.ParseDuration(body.Timeout)
@@ -215,24 +210,4 @@ func (s *Supervisor) handleHealthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, 503, map[string]string{"error": fmt.Sprint("no active release")})
-}
-
-// checkRootQuotable refuses, with 422, a release root whose real path could
-// not be written into the pool's php-fpm config, where it stands between
-// double quotes (chdir, and {release_root} in php_fpm.ini and php_fpm.pool
-// values): control characters, '"', '\' and '$'. The pool package refuses
-// such a path too, but only once the release is registered, as a failed
-// start. A root that checkRoot refuses is left to Deploy, which says why.
-func (s *Supervisor) checkRootQuotable(root string) error {
-	real, err := s.checkRoot(root)
-	if err != nil {
-		return nil
-	}
-	for _, c := range real {
-		if c < 0x20 || c == 0x7f || c == '"' || c == '\\' || c == '$' {
-			return errorf(422, "release root %q (real path %q) holds %q, which cannot be written into a php-fpm config: "+
-				"use a directory name without control characters, '\"', '\\' or '$'", root, real, c)
-		}
-	}
-	return nil
 }

@@ -336,6 +336,16 @@ func (s *Supervisor) checkRoot(root string) (string, error) {
 	if !fi.IsDir() {
 		return "", errorf(422, "release root %s is not a directory", root)
 	}
+	// The real path stands between double quotes in the pool's php-fpm
+	// config (chdir, and {release_root} in php_fpm.ini and php_fpm.pool
+	// values). The pool package refuses such a path too, but only as a
+	// failed start of a release already registered.
+	for _, c := range real {
+		if c < 0x20 || c == 0x7f || c == '"' || c == '\\' || c == '$' {
+			return "", errorf(422, "release root %q (real path %q) holds %q, which cannot be written into a php-fpm config: "+
+				"use a directory name without control characters, '\"', '\\' or '$'", root, real, c)
+		}
+	}
 	for _, allowed := range s.conf().AllowedRoots {
 		a, err := filepath.EvalSymlinks(allowed)
 		if err != nil {

@@ -204,6 +204,9 @@ func TestAdminTokenOverTCP(t *testing.T) {
 	s.wantServedBy(c, "r1")
 
 	log := s.logBuf.String()
+	if !strings.Contains(log, "admin_token=rotated") {
+		t.Error("the reload's log line does not say the token was rotated")
+	}
 	for _, secret := range []string{token, rotated, wrong} {
 		if strings.Contains(log, secret) {
 			t.Errorf("fpmux's log holds a token (%.8s...)", secret)

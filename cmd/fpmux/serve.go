@@ -455,12 +455,29 @@ func reload(sup *supervisor.Supervisor, cur *config.Config, load func() (*config
 				log.Warn("reload: these keys changed but keep their running values until fpmux restarts", "keys", strings.Join(restart, ", "))
 			}
 			log.Info("configuration reloaded; it applies to the next deploys and drains",
-				"drain_timeout", time.Duration(next.DrainTimeout), "allowed_roots", next.AllowedRoots, "php_fpm", next.PHPFPM.Binary)
+				"drain_timeout", time.Duration(next.DrainTimeout), "allowed_roots", next.AllowedRoots, "php_fpm", next.PHPFPM.Binary,
+				"max_in_flight", next.Limits.MaxInFlight, "admin_token", tokenChange(cur.AdminToken, next.AdminToken))
 			return next
 		}
 	}
 	log.Error("reload failed; the configuration in force is unchanged", "err", err)
 	return cur
+}
+
+// tokenChange says what a reload did to admin_token, for the log, without
+// showing it: so an operator can confirm a rotation.
+func tokenChange(old, next string) string {
+	switch {
+	case old == next && next == "":
+		return "none"
+	case old == next:
+		return "unchanged"
+	case next == "":
+		return "removed"
+	case old == "":
+		return "set"
+	}
+	return "rotated"
 }
 
 // refreshAfter has the monitor refresh systemd's status line after every
