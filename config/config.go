@@ -67,6 +67,44 @@ type Config struct {
 	// Limits bounds what a web server connection and a pool may take.
 	Limits Limits `yaml:"limits"`
 
+	// Warmup lists request paths ("/", "/index.php?page=home") sent to a
+	// new release's pool after its health check and before it becomes
+	// ready, so opcache and the app's own caches are hot when traffic
+	// arrives. A deploy may give its own list instead. Each starts with
+	// '/'; at most 100. Default: [] (only php-fpm's own ping, which
+	// warms every worker but none of the app's scripts). (fpmux
+	// extension.)
+	Warmup []string `yaml:"warmup"`
+
+	// KeepPrevious is how many releases that stopped being active keep
+	// their pool running once drained, idle and in state ready, so that
+	// rollback (or activate) to them is an instant switch with no cold
+	// start. 0 retires a release as soon as it has drained. Default: 0.
+	// (fpmux extension.)
+	KeepPrevious int `yaml:"keep_previous"`
+
+	// KeepFor bounds how long a kept release's pool runs after it stopped
+	// being active; then it is retired, and rollback to it starts its pool
+	// again from its root. Must be positive. Default: 15m. (fpmux
+	// extension.)
+	KeepFor Duration `yaml:"keep_for"`
+
+	// PreviewToken, when set, lets a request carrying the headers
+	// "X-Fpmux-Release: <id>" and "X-Fpmux-Preview-Token: <token>" be
+	// served by that release while it is ready, before it is active: a
+	// deploy script smoke-tests a release through the real web server.
+	// Both headers are removed before PHP sees the request. At least 16
+	// printable characters. Default: "" (preview routing off). (fpmux
+	// extension.)
+	PreviewToken string `yaml:"preview_token"`
+
+	// Symlink, when set, is a symlink fpmux points at the active release's
+	// root at each activation (a new link renamed over the old one, so it
+	// is never missing), for what the web server serves itself: static
+	// files and try_files. Absolute. Default: "" (none). (fpmux
+	// extension.)
+	Symlink string `yaml:"symlink"`
+
 	// PHPFPM configures the php-fpm master run for each release.
 	PHPFPM PHPFPM `yaml:"php_fpm"`
 

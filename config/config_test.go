@@ -29,6 +29,8 @@ func TestDefault(t *testing.T) {
 		Docroot:      "/var/www/app/current",
 		AllowedRoots: []string{"/var/www/app/releases"},
 		DrainTimeout: Duration(60 * time.Second),
+		KeepFor:      Duration(15 * time.Minute),
+		Warmup:       []string{},
 		Limits: Limits{
 			MaxConnections: 4096,
 			MaxParamsBytes: 1 << 20,
@@ -168,7 +170,7 @@ func TestLoadBad(t *testing.T) {
 		want []string // one per problem, in order; each must name key and line
 	}{
 		{"testdata/bad-unknown-top.yaml", []string{
-			"lisen (line 3): unknown key (known keys here: admin, admin_group, admin_owner, admin_token, allowed_roots,",
+			"lisen (line 3): unknown key (known keys here: admin, admin_group, admin_owner, admin_token, allowed_roots, docroot, drain_timeout, keep_for,",
 		}},
 		{"testdata/bad-unknown-nested.yaml", []string{
 			"php_fpm.start_timout (line 3): unknown key (known keys here: binary, ini, pool, start_timeout, stop_timeout)",
@@ -317,6 +319,25 @@ func TestValidate(t *testing.T) {
 			[]string{"limits.max_in_flight: is -1: want at least 1"}},
 		{"no read timeout", func(c *Config) { c.Limits.ReadTimeout = 0 },
 			[]string{"limits.read_timeout: must be positive"}},
+		{"warm-up paths", func(c *Config) { c.Warmup = []string{"/", "/index.php?page=home"} }, nil},
+		{"relative warm-up path", func(c *Config) { c.Warmup = []string{"index.php"} },
+			[]string{`warmup[0]: warm-up path "index.php" must start with '/'`}},
+		{"warm-up path with a newline", func(c *Config) { c.Warmup = []string{"/a\nb"} },
+			[]string{"warmup[0]: warm-up path"}},
+		{"too many warm-up paths", func(c *Config) {
+			c.Warmup = make([]string, 101)
+			for i := range c.Warmup {
+				c.Warmup[i] = "/"
+			}
+		},
+			[]string{"warmup: lists 101 paths: at most 100"}},
+		{"keep two", func(c *Config) { c.KeepPrevious = 2 }, nil},
+		{"keep too many", func(c *Config) { c.KeepPrevious = 11 }, []string{"keep_previous: is 11: want 0 to 10"}},
+		{"keep for nothing", func(c *Config) { c.KeepFor = 0 }, []string{"keep_for: must be positive"}},
+		{"short preview token", func(c *Config) { c.PreviewToken = "abc" },
+			[]string{"preview_token: is 3 characters long"}},
+		{"symlink", func(c *Config) { c.Symlink = "/var/www/app/current" }, nil},
+		{"relative symlink", func(c *Config) { c.Symlink = "current" }, []string{"symlink: "}},
 		{"binary by name", func(c *Config) { c.PHPFPM.Binary = "php-fpm8.3" }, nil},
 		{"ini key", func(c *Config) { c.PHPFPM.Ini["a=b"] = "1" }, []string{"php_fpm.ini.a=b: bad php.ini setting name"}},
 		{"ini value with DEL", func(c *Config) { c.PHPFPM.Ini["x"] = "a\x7fb" }, []string{`php_fpm.ini.x: value must not contain '\x7f'`}},

@@ -108,15 +108,24 @@ func (c *Config) Validate() error {
 	v.atLeast("limits.max_params_bytes", c.Limits.MaxParamsBytes, minParamsBytes)
 	v.atLeast("limits.max_in_flight", c.Limits.MaxInFlight, 1)
 
-	if t := c.AdminToken; t != "" {
-		if len(t) < minTokenLen {
-			v.add("admin_token", "is %d characters long: want at least %d (e.g. openssl rand -hex 32)", len(t), minTokenLen)
+	v.token("admin_token", c.AdminToken)
+	v.token("preview_token", c.PreviewToken)
+	if len(c.Warmup) > maxWarmup {
+		v.add("warmup", "lists %d paths: at most %d", len(c.Warmup), maxWarmup)
+	}
+	for i, p := range c.Warmup {
+		if err := CheckWarmupPath(p); err != nil {
+			v.add(fmt.Sprintf("warmup[%d]", i), "%v", err)
 		}
-		for _, r := range t {
-			if r <= ' ' || r > '~' {
-				v.add("admin_token", "must be printable ASCII without spaces (it travels in an HTTP header)")
-				break
-			}
+	}
+	if c.KeepPrevious < 0 || c.KeepPrevious > maxKeepPrevious {
+		v.add("keep_previous", "is %d: want 0 to %d", c.KeepPrevious, maxKeepPrevious)
+	}
+	v.positive("keep_for", c.KeepFor)
+	if c.Symlink != "" && v.absolute("symlink", c.Symlink) {
+		c.Symlink = filepath.Clean(c.Symlink)
+		if c.Symlink == "/" {
+			v.add("symlink", `must not be "/"`)
 		}
 	}
 	if network, address, err := ParseAddr(c.Admin); err == nil && network == "tcp" && c.AdminToken == "" && !IsLoopback(address) {
@@ -154,6 +163,47 @@ func (c *Config) Validate() error {
 	v.pm(c.PHPFPM.Pool)
 
 	return joinSorted(v.errs)
+}
+
+// token checks a secret that travels in an HTTP header.
+func (v *validator) token(key, t string) {
+	if t == "" {
+		return
+	}
+	if len(t) < minTokenLen {
+		v.add(key, "is %d characters long: want at least %d (e.g. openssl rand -hex 32)", len(t), minTokenLen)
+	}
+	for _, r := range t {
+		if r <= ' ' || r > '~' {
+			v.add(key, "must be printable ASCII without spaces (it travels in an HTTP header)")
+			break
+		}
+	}
+}
+
+// maxWarmup bounds the warm-up paths of the config or of one deploy.
+const maxWarmup = 100
+
+// maxKeepPrevious bounds keep_previous: each kept release is a running
+// php-fpm pool.
+const maxKeepPrevious = 10
+
+// CheckWarmupPath checks one warm-up request path: the config's and a
+// deploy's alike. It must start with '/', be at most 2048 bytes and hold
+// no control characters or spaces (it becomes REQUEST_URI).
+func CheckWarmupPath(p string) error {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("warm-up path %q must start with '/'", p)
+	case len(p) > 2048:
+		return fmt.Errorf("warm-up path is %d bytes long: at most 2048", len(p))
+	}
+	for _, r := range p {
+		if r <= ' ' || r == 0x7f {
+			return fmt.Errorf("warm-up path %q holds a space or control character: encode it (%%20)", p)
+		}
+	}
+	return nil
 }
 
 // atLeast adds a problem when n is below min.
