@@ -362,10 +362,17 @@ func trim(b []byte) []byte {
 	return b[:0]
 }
 
-// startRelay pins the request to a release, rewrites its params and sends
-// them to that release's pool; from then on the relay carries it.
+// startRelay pins the request to a release (the one its routing hint
+// names, when the router takes hints), rewrites its params and sends them
+// to that release's pool; from then on the relay carries it.
 func (c *conn) startRelay() {
-	pin, err := c.s.router.Pin()
+	var pin Pin
+	var err error
+	if hint, ok := routeHint(c.params); ok && c.s.hinter != nil {
+		pin, err = c.s.hinter.PinHint(hint)
+	} else {
+		pin, err = c.s.router.Pin()
+	}
 	if err != nil {
 		if errors.Is(err, ErrNoRelease) {
 			c.answer(503, "no active release")

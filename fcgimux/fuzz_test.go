@@ -140,9 +140,9 @@ var fuzzPaths = pinnedPaths{docroot: testDocroot, root: "/srv/releases/42", rele
 
 // FuzzRewriteParams feeds arbitrary params to the rewrite: it must never
 // panic. What it accepts must keep the web server's pairs in order (less
-// any FPMUX_RELEASE), map SCRIPT_FILENAME to a clean path under the release
-// root, end with fpmux's FPMUX_RELEASE, and go into PARAMS records that
-// each decode on their own, as php-fpm reads them.
+// any FPMUX_RELEASE and the routing hint params), map SCRIPT_FILENAME to a
+// clean path under the release root, end with fpmux's FPMUX_RELEASE, and go
+// into PARAMS records that each decode on their own, as php-fpm reads them.
 func FuzzRewriteParams(f *testing.F) {
 	p := fuzzPaths
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -159,7 +159,7 @@ func FuzzRewriteParams(f *testing.F) {
 		}
 		var sent [][2]string
 		eachPair(in, func(n, v []byte) error {
-			if string(n) != "FPMUX_RELEASE" {
+			if name := string(n); name != "FPMUX_RELEASE" && name != paramHintRelease && name != paramHintToken {
 				sent = append(sent, [2]string{string(n), string(v)})
 			}
 			return nil
@@ -626,6 +626,8 @@ func (a *fuzzApp) checkParams(params []byte) {
 			script = string(v)
 		case "FPMUX_RELEASE":
 			release = string(v)
+		case paramHintRelease, paramHintToken:
+			a.note("fpmux sent php-fpm the routing hint param %s", n)
 		}
 		return nil
 	}); err != nil {

@@ -91,7 +91,8 @@ func (e *rejectError) Error() string { return e.reason }
 
 // rewriteParams appends to dst the params of src rewritten for p: the docroot
 // prefix of DOCUMENT_ROOT, SCRIPT_FILENAME and PATH_TRANSLATED becomes the
-// release root, FPMUX_RELEASE is set, and a SCRIPT_FILENAME that does not lie
+// release root, FPMUX_RELEASE is set, the routing hint params are dropped
+// (PHP never sees a preview token), and a SCRIPT_FILENAME that does not lie
 // under the docroot once cleaned is refused with a 404, so PHP never runs a
 // script outside the release. It returns the params as a list of encoded
 // pairs (dst) and the offsets where each pair ends, so the caller can cut
@@ -102,6 +103,8 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 		switch string(name) {
 		case "FPMUX_RELEASE":
 			return nil // fpmux's to set; a client's value is dropped
+		case paramHintRelease, paramHintToken:
+			return nil // for fpmux alone (route.go), honoured or not
 		case "SCRIPT_FILENAME":
 			sawScript = true
 			rest, err := mapScript(value, p)

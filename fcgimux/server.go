@@ -63,7 +63,8 @@ type Options struct {
 	// Docroot is the path prefix the web server sends in DOCUMENT_ROOT and
 	// SCRIPT_FILENAME. Required, absolute.
 	Docroot string
-	// Router picks the release for each request. Required.
+	// Router picks the release for each request. Required. One that is a
+	// HintRouter also gets the routing hints requests carry (route.go).
 	Router Router
 	// Logger gets one line per refused or failed request. Default slog.Default().
 	Logger *slog.Logger
@@ -94,6 +95,7 @@ type Options struct {
 type Server struct {
 	docroot    string
 	router     Router
+	hinter     HintRouter // router, when it takes routing hints; else nil
 	log        *slog.Logger
 	maxParams  int
 	readTO     time.Duration
@@ -137,6 +139,7 @@ func NewServer(o Options) (*Server, error) {
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
 	}
+	s.hinter, _ = o.Router.(HintRouter)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
