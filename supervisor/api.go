@@ -131,6 +131,9 @@ type deployBody struct {
 	Root     string `json:"root"`
 	Activate *bool  `json:"activate"` // default true
 	Timeout  string `json:"timeout"`  // default php_fpm.start_timeout
+	// Warmup is the deploy's own list of warm-up paths; absent or null
+	// takes the config's warmup key, [] warms none. (fpmux extension.)
+	Warmup []string `json:"warmup"`
 }
 
 func (s *Supervisor) handleDeploy(w http.ResponseWriter, r *http.Request) {
@@ -157,6 +160,10 @@ func (s *Supervisor) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(400, "request body: id and root are required"))
 		return
 	}
+	if err := checkWarmupList(body.Warmup); err != nil {
+		writeError(w, err)
+		return
+	}
 	ctx := r.Context()
 	if body.Timeout != "" {
 		d, err := time.ParseDuration(body.Timeout)
@@ -169,7 +176,7 @@ func (s *Supervisor) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	activate := body.Activate == nil || *body.Activate
-	rel, err := s.Deploy(ctx, DeployRequest{ID: body.ID, Root: body.Root, Activate: activate})
+	rel, err := s.Deploy(ctx, DeployRequest{ID: body.ID, Root: body.Root, Activate: activate, Warmup: body.Warmup})
 	if err != nil {
 		writeError(w, err)
 		return

@@ -23,6 +23,9 @@ type metrics struct {
 	restarts     *prometheus.CounterVec
 	deploys      *prometheus.CounterVec
 	unrouted     prometheus.Counter
+	// warmupFailures and symlinkErrors: see warmApp and pointSymlinkLocked.
+	warmupFailures prometheus.Counter
+	symlinkErrors  prometheus.Counter
 
 	codesMu sync.Mutex
 	codes   map[int]string // status code -> label, so requests do not format it each time
@@ -66,6 +69,12 @@ func newMetrics(s *Supervisor) *metrics {
 		unrouted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fpmux_requests_unrouted_total", Help: "Requests answered 503 by fpmux itself because no release was active.",
 		}),
+		warmupFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fpmux_warmup_failures_total", Help: "App warm-up requests that got no answer or a 5xx (the release still became ready).",
+		}),
+		symlinkErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fpmux_symlink_errors_total", Help: "Activations after which the symlink could not be pointed at the active release.",
+		}),
 		codes:       map[int]string{},
 		inFlight:    prometheus.NewDesc("fpmux_requests_in_flight", "Requests pinned to a release and not yet ended.", rel, nil),
 		state:       prometheus.NewDesc("fpmux_release_state", "1 for the state a release is in, 0 for the others.", []string{"release", "state"}, nil),
@@ -81,7 +90,7 @@ func newMetrics(s *Supervisor) *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.deploys, m.unrouted, m} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.deploys, m.unrouted, m.warmupFailures, m.symlinkErrors, m} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

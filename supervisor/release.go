@@ -27,6 +27,8 @@ type Release struct {
 	// Holding lists, for a draining release, the requests still in flight
 	// on it, oldest first: why its drain is slow.
 	Holding []HeldRequest `json:"holding,omitempty"`
+	// Warmup is what the app warm-up did for each path, when it ran.
+	Warmup []WarmupResult `json:"warmup,omitempty"`
 }
 
 // HeldRequest is a request in flight on a draining release.
@@ -74,6 +76,7 @@ func (r *release) snapshot() Release {
 		RetiredAt:   timePtr(r.retiredAt),
 		ReadyMS:     r.readyIn.Milliseconds(),
 		Error:       r.err,
+		Warmup:      r.warmup,
 	}
 	if r.pool != nil && r.state.live() {
 		snap.InFlight = r.pool.InFlight()

@@ -53,5 +53,14 @@ func (s *Supervisor) Reload(cfg *config.Config) (needRestart []string, err error
 	next.Limits.MaxInFlight = inFlight
 	next.AllowedRoots = slices.Clone(cfg.AllowedRoots)
 	s.cfg.Store(&next)
+	if next.Symlink != old.Symlink {
+		// A new link is pointed at the active release now, not at the
+		// next activation.
+		s.mu.Lock()
+		if a := s.active.Load(); a != nil {
+			s.pointSymlinkLocked(a)
+		}
+		s.mu.Unlock()
+	}
 	return needRestart, nil
 }

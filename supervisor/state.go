@@ -88,6 +88,9 @@ func (s *Supervisor) Restore(ctx context.Context) error {
 		return fmt.Errorf("restore: %w", err)
 	}
 	s.reapStalePools()
+	if link := s.conf().Symlink; link != "" {
+		removeSymlinkTemps(link)
+	}
 	st, err := readState(s.conf().StateDir)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)

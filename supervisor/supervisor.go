@@ -110,6 +110,7 @@ type release struct {
 	pool        *pool.Pool
 	backend     *fcgimux.Backend
 	gone        chan struct{} // closed when retired or failed
+	warmup      []WarmupResult
 
 	// metrics counts the release's requests; set at creation.
 	metrics *releaseMetrics
@@ -136,6 +137,9 @@ func New(o Options) (*Supervisor, error) {
 		log:      o.Logger,
 		releases: map[string]*release{},
 		stopCh:   make(chan struct{}),
+	}
+	if err := checkSymlink(o.Config.Symlink); err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	s.cfg.Store(o.Config)
 	s.m = newMetrics(s)
@@ -210,6 +214,9 @@ type DeployRequest struct {
 	ID       string
 	Root     string
 	Activate bool
+	// Warmup lists the paths to warm the release with (see warmApp); nil
+	// takes the config's warmup key, an empty list warms none.
+	Warmup []string
 }
 
 // Deploy registers a release, starts its pool, waits until it is healthy
@@ -249,8 +256,13 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 
 	p, err := s.startPool(ctx, r.id, root)
 	var backend *fcgimux.Backend
+	var warmed []WarmupResult
 	if err == nil {
 		s.step(r, "healthy", r.createdAt)
+		if req.Warmup == nil {
+			req.Warmup = s.conf().Warmup
+		}
+		warmed = s.warmApp(ctx, r, p.Socket(), p.StartChildren(), req.Warmup)
 		// At most max_children connections; when idle, one child stays
 		// free of kept connections for the status page.
 		backend = fcgimux.NewBackend("unix", p.Socket(), p.MaxChildren(), p.MaxChildren()-1)
@@ -279,6 +291,7 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 	}
 	r.pool = p
 	r.backend = backend
+	r.warmup = warmed
 	r.readyIn = time.Since(r.createdAt)
 	r.state = StateReady
 	s.step(r, "ready", r.createdAt)
@@ -388,6 +401,7 @@ func (s *Supervisor) activateLocked(r *release, restoring bool) error {
 		}
 		s.log.Warn("the restored release could not be recorded again; state.json still names it", "release", r.id, "err", err)
 	}
+	s.pointSymlinkLocked(r)
 	r.state = StateActive
 	r.activatedAt = time.Now()
 	s.active.Store(r)

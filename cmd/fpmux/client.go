@@ -56,6 +56,12 @@ type clientRelease struct {
 		URI    string `json:"uri"`
 		AgeMS  int64  `json:"age_ms"`
 	} `json:"holding,omitempty"`
+	Warmup []struct {
+		Path     string `json:"path"`
+		Status   int    `json:"status"`
+		Requests int    `json:"requests"`
+		Failed   int    `json:"failed"`
+	} `json:"warmup,omitempty"`
 }
 
 // clientPool holds a release's php-fpm figures, when the server has them.
@@ -344,11 +350,15 @@ func clientDecodeRelease(data []byte) (clientRelease, bool) {
 }
 
 func clientDeploy(args []string, stdout, stderr io.Writer) error {
-	fs, target := clientFlags("deploy", "[-admin ADDR] [-token TOKEN] -id ID -root DIR [-no-activate] [-timeout DUR]", stderr)
+	fs, target := clientFlags("deploy", "[-admin ADDR] [-token TOKEN] -id ID -root DIR [-no-activate] [-timeout DUR] [-warmup PATH]... [-no-warmup]", stderr)
 	id := fs.String("id", "", "release id (required)")
 	root := fs.String("root", "", "release root directory, under one of allowed_roots (required)")
 	noActivate := fs.Bool("no-activate", false, "start and health-check the pool but leave traffic where it is")
 	timeout := fs.Duration("timeout", 60*time.Second, "how long fpmux may take to get the release ready")
+	var warmup clientPaths
+	fs.Var(&warmup, "warmup", "a `PATH` (and query) to request from the new release before it takes traffic; repeat for more; "+
+		"replaces the config's warmup list")
+	noWarmup := fs.Bool("no-warmup", false, "warm up no path, whatever the config's warmup list says")
 	pos, err := clientParse(fs, args)
 	if err != nil {
 		return err
@@ -362,6 +372,21 @@ func clientDeploy(args []string, stdout, stderr io.Writer) error {
 		return clientUsage(fs, "-root is required")
 	case *timeout <= 0:
 		return clientUsage(fs, "-timeout must be positive, not %s", *timeout)
+	case *noWarmup && len(warmup) > 0:
+		return clientUsage(fs, "-warmup and -no-warmup exclude each other")
+	}
+	for _, p := range warmup {
+		if err := config.CheckWarmupPath(p); err != nil {
+			return clientUsage(fs, "-warmup: %v", err)
+		}
+	}
+	// Absent, the server takes the config's list; [] asks for none.
+	var warmupField any
+	switch {
+	case *noWarmup:
+		warmupField = []string{}
+	case len(warmup) > 0:
+		warmupField = []string(warmup)
 	}
 	absRoot, err := filepath.Abs(*root)
 	if err != nil {
@@ -376,7 +401,8 @@ func clientDeploy(args []string, stdout, stderr io.Writer) error {
 		Root     string `json:"root"`
 		Activate bool   `json:"activate"`
 		Timeout  string `json:"timeout"`
-	}{*id, absRoot, !*noActivate, clientFormatTimeout(*timeout)}
+		Warmup   any    `json:"warmup,omitempty"`
+	}{*id, absRoot, !*noActivate, clientFormatTimeout(*timeout), warmupField}
 	data, err := c.do(http.MethodPost, "/v1/releases", body)
 	if err != nil {
 		return err
@@ -392,8 +418,41 @@ func clientDeploy(args []string, stdout, stderr io.Writer) error {
 	if r.ReadyMS != nil {
 		detail += fmt.Sprintf(", ready in %dms", *r.ReadyMS)
 	}
+	if len(r.Warmup) > 0 {
+		detail += clientWarmupSummary(r)
+	}
 	fmt.Fprintf(stdout, "release %s %s (%s)\n", r.ID, r.State, detail)
 	return nil
+}
+
+// clientPaths is a repeatable flag: each use adds one path. A path may
+// hold a comma (in its query), so a list is given by repeating the flag.
+type clientPaths []string
+
+func (p *clientPaths) String() string { return strings.Join(*p, " ") }
+
+func (p *clientPaths) Set(v string) error {
+	*p = append(*p, v)
+	return nil
+}
+
+// clientWarmupSummary describes a release's warm-up: paths and failures,
+// naming the failed paths with their first status.
+func clientWarmupSummary(r clientRelease) string {
+	var failed []string
+	requests, nfailed := 0, 0
+	for _, w := range r.Warmup {
+		requests += w.Requests
+		nfailed += w.Failed
+		if w.Failed > 0 {
+			failed = append(failed, fmt.Sprintf("%s %d", w.Path, w.Status))
+		}
+	}
+	s := fmt.Sprintf(", warmed %d paths in %d requests", len(r.Warmup), requests)
+	if nfailed > 0 {
+		s += fmt.Sprintf(", %d failed: %s", nfailed, strings.Join(failed, ", "))
+	}
+	return s
 }
 
 // clientFormatTimeout writes d in whole seconds when it is, as "60s" reads
