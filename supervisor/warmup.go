@@ -140,8 +140,9 @@ func phpSegmentEnd(p string) int {
 // on a connection of its own held to the end, so that every worker has run
 // every path: what a worker keeps for itself (its realpath cache,
 // persistent connections, a framework's per-process state) is warm too,
-// and those runs find the scripts compiled already. At most one connection
-// per worker is open at a time.
+// and those runs find the scripts compiled already. All the connections
+// stay open to the end, so no worker takes two; there are never more than
+// workers of them.
 //
 // It runs before the ping warm-up: that one leaves fpmux's kept
 // connections open on the workers it reached, and a kept connection pins
@@ -194,15 +195,24 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, sock string, start
 		count(i, status, err)
 	}
 
+	// Every connection stays open until all are done: one closed early
+	// would free its worker to take another connection, and the worker
+	// still starting would get none.
+	conns := make([]*warmConn, workers-1)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.close()
+			}
+		}
+	}()
 	var wg sync.WaitGroup
-	for range workers - 1 {
+	for k := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			c, err := dialWarm(ctx, sock)
-			if err == nil {
-				defer c.close()
-			}
+			conns[k] = c
 			for i := range paths {
 				status := 0
 				if err == nil {
