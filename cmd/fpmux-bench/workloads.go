@@ -32,7 +32,7 @@ type bench struct {
 
 // sections in the order they run: the first three compare both modes on
 // release r1; switch and deploys replace r1, so they come after.
-var sectionNames = []string{"hello", "rate", "framework", "switch", "scale", "deploys"}
+var sectionNames = []string{"hello", "rate", "framework", "switch", "scale", "deploys", "warmup"}
 
 func (b *bench) run(ctx context.Context) error {
 	if err := b.checkPages(); err != nil {
@@ -58,6 +58,8 @@ func (b *bench) run(ctx context.Context) error {
 			t, err = b.scale(ctx)
 		case "deploys":
 			t, err = b.deploys(ctx)
+		case "warmup":
+			t, err = b.warmupSection(ctx)
 		}
 		if t != nil {
 			b.out(t)
