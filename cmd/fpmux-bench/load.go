@@ -72,28 +72,35 @@ func (e *errStatus) Error() string { return fmt.Sprintf("status %d: %.200q", e.c
 // when the connection must not carry another request (an error, or the
 // server said Connection: close).
 func (c *httpConn) roundTrip() (reuse bool, err error) {
+	status, body, reuse, err := c.exchange(c.t.req, false)
+	if err == nil && status != http.StatusOK {
+		err = &errStatus{code: status, body: string(body)}
+	}
+	return reuse, err
+}
+
+// exchange sends req (an encoded request for the connection's server) and
+// reads the whole response. The body is returned when keepBody is set or
+// the status is not 200, else discarded. reuse is as for roundTrip.
+func (c *httpConn) exchange(req []byte, keepBody bool) (status int, body []byte, reuse bool, err error) {
 	c.nc.SetDeadline(time.Now().Add(requestTimeout))
-	if _, err := c.nc.Write(c.t.req); err != nil {
-		return false, fmt.Errorf("write request to %s: %w", c.t.addr, err)
+	if _, err := c.nc.Write(req); err != nil {
+		return 0, nil, false, fmt.Errorf("write request to %s: %w", c.t.addr, err)
 	}
 	resp, err := http.ReadResponse(c.br, nil)
 	if err != nil {
-		return false, fmt.Errorf("read response from %s: %w", c.t, err)
+		return 0, nil, false, fmt.Errorf("read response from %s: %w", c.t, err)
 	}
-	var body []byte
-	if resp.StatusCode != http.StatusOK {
+	if keepBody || resp.StatusCode != http.StatusOK {
 		body, err = io.ReadAll(resp.Body)
 	} else {
 		_, err = io.Copy(io.Discard, resp.Body)
 	}
 	resp.Body.Close()
 	if err != nil {
-		return false, fmt.Errorf("read body from %s: %w", c.t, err)
+		return resp.StatusCode, nil, false, fmt.Errorf("read body from %s: %w", c.t, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return !resp.Close, &errStatus{code: resp.StatusCode, body: string(body)}
-	}
-	return !resp.Close, nil
+	return resp.StatusCode, body, !resp.Close, nil
 }
 
 func (c *httpConn) Close() error { return c.nc.Close() }
@@ -106,19 +113,29 @@ type worker struct {
 
 // do runs one request, dialing first when needed.
 func (w *worker) do() error {
+	status, body, err := w.send(w.t.req, false)
+	if err == nil && status != http.StatusOK {
+		err = &errStatus{code: status, body: string(body)}
+	}
+	return err
+}
+
+// send runs req, dialing first when needed, and returns the status and,
+// as exchange does, the body.
+func (w *worker) send(req []byte, keepBody bool) (status int, body []byte, err error) {
 	if w.c == nil {
 		c, err := dialHTTP(w.t)
 		if err != nil {
-			return err
+			return 0, nil, err
 		}
 		w.c = c
 	}
-	reuse, err := w.c.roundTrip()
+	status, body, reuse, err := w.c.exchange(req, keepBody)
 	if !reuse {
 		w.c.Close()
 		w.c = nil
 	}
-	return err
+	return status, body, err
 }
 
 func (w *worker) close() {
@@ -253,7 +270,18 @@ type openPhase struct {
 // idle, so it never queues behind another request in the client; only past
 // maxConns connections does a request wait, and that is counted.
 func openLoop(ctx context.Context, t target, rate float64, d time.Duration, maxConns int) (openPhase, error) {
-	n := int(rate * d.Seconds())
+	return openLoopEach(ctx, t, rate, d, maxConns, func(w *worker, _ int) error { return w.do() })
+}
+
+// openRequests is how many requests an open loop at rate for d sends.
+func openRequests(rate float64, d time.Duration) int { return int(rate * d.Seconds()) }
+
+// openLoopEach is openLoop with request i made by each on worker w (whose
+// connection goes to t); an error it returns counts the request as failed.
+// Each i is handed to one call only, so each may write to an i-th slot
+// without a lock.
+func openLoopEach(ctx context.Context, t target, rate float64, d time.Duration, maxConns int, each func(w *worker, i int) error) (openPhase, error) {
+	n := openRequests(rate, d)
 	period := time.Duration(float64(time.Second) / rate)
 	samples := make([]sample, n)
 	jobs := make(chan int) // unbuffered: a send succeeds only when a worker is idle
@@ -268,7 +296,7 @@ func openLoop(ctx context.Context, t target, rate float64, d time.Duration, maxC
 		w := &worker{t: t, c: c}
 		defer w.close()
 		handle := func(i int) {
-			err := w.do()
+			err := each(w, i)
 			s := &samples[i]
 			s.lat = time.Since(start.Add(s.intended))
 			s.done = true

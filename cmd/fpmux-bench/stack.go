@@ -83,6 +83,21 @@ func newStack(o stackOptions) (*stack, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("chmod temp dir %s: %w", dir, err)
 	}
+	s := stackIn(dir, o, phpFPM, nginxBin)
+	s.fpmuxBin = o.fpmuxBin
+	if s.fpmuxBin == "" {
+		s.fpmuxBin = filepath.Join(dir, "fpmux")
+		if err := buildFpmux(s.fpmuxBin); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// stackIn lays out a stack's paths under dir, which must exist; nothing is
+// created or started.
+func stackIn(dir string, o stackOptions, phpFPM, nginxBin string) *stack {
 	s := &stack{
 		o:         o,
 		dir:       dir,
@@ -96,26 +111,23 @@ func newStack(o stackOptions) (*stack, error) {
 		fpmuxLog:  filepath.Join(dir, "fpmux.log"),
 		pgids:     map[int]bool{},
 	}
-	s.admin = &http.Client{
+	s.admin = adminClient(s.adminSock)
+	return s
+}
+
+// adminClient talks to fpmux's admin API on the unix socket sock.
+func adminClient(sock string) *http.Client {
+	return &http.Client{
 		Timeout: 120 * time.Second,
 		Transport: &http.Transport{
 			// No kept connection: an idle admin connection would show up in
 			// fpmux's goroutine and descriptor counts.
 			DisableKeepAlives: true,
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, "unix", s.adminSock)
+				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 			},
 		},
 	}
-	s.fpmuxBin = o.fpmuxBin
-	if s.fpmuxBin == "" {
-		s.fpmuxBin = filepath.Join(dir, "fpmux")
-		if err := buildFpmux(s.fpmuxBin); err != nil {
-			s.close()
-			return nil, err
-		}
-	}
-	return s, nil
 }
 
 func findNginx() (string, error) {
@@ -227,14 +239,7 @@ php_fpm:
 	if err := writeFile(cfgPath, cfg); err != nil {
 		return err
 	}
-	logFile, err := os.Create(s.fpmuxLog)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", s.fpmuxLog, err)
-	}
-	defer logFile.Close() // the child has its own copy
-	cmd := exec.Command(s.fpmuxBin, "serve", "-config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	p, err := startProc("fpmux", cmd)
+	p, err := startLogged("fpmux", exec.Command(s.fpmuxBin, "serve", "-config", cfgPath), s.fpmuxLog)
 	if err != nil {
 		return err
 	}
@@ -249,9 +254,10 @@ php_fpm:
 	})
 }
 
-// nginxConf is the whole nginx config: two servers that differ only in their
-// root and the way to php-fpm.
-const nginxConf = `{{user}}
+// nginxHead opens every nginx config the bench writes, up to the http
+// block's own directives; {{user}}, {{workers}}, {{dir}} and {{params}} are
+// filled in by launchNginx.
+const nginxHead = `{{user}}
 master_process on;
 worker_processes {{workers}};
 pid {{dir}}/nginx.pid;
@@ -266,7 +272,11 @@ http {
     proxy_temp_path {{dir}}/tmp/proxy;
     uwsgi_temp_path {{dir}}/tmp/uwsgi;
     scgi_temp_path {{dir}}/tmp/scgi;
+`
 
+// nginxConf is the whole nginx config: two servers that differ only in their
+// root and the way to php-fpm.
+const nginxConf = nginxHead + `
     # As config/examples/nginx.conf recommends.
     upstream fpmux {
         server unix:{{sock}};
@@ -306,6 +316,35 @@ http {
 `
 
 func (s *stack) startNginx(ctx context.Context) error {
+	p1, err := freePort()
+	if err != nil {
+		return err
+	}
+	p2, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.direct, s.via = fmt.Sprintf("127.0.0.1:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)
+	conf := strings.NewReplacer(
+		"{{keepalive}}", strconv.Itoa(s.o.keepalive),
+		"{{sock}}", s.sock,
+		"{{direct}}", s.direct,
+		"{{via}}", s.via,
+		"{{releases}}", s.releases,
+		"{{current}}", s.current,
+		"{{poolsock}}", filepath.Join(s.stateDir, "pools", "r1", "fpm.sock"),
+	).Replace(nginxConf)
+	if err := s.launchNginx(ctx, conf, s.direct, s.via); err != nil {
+		return err
+	}
+	logf("nginx started (pid %d): direct http://%s, via fpmux http://%s", s.nginx.pid(), s.direct, s.via)
+	return nil
+}
+
+// launchNginx fills in nginxHead's placeholders in conf, writes it under
+// the stack's nginx dir, starts nginx on it as s.nginx and waits until
+// every one of addrs accepts a connection.
+func (s *stack) launchNginx(ctx context.Context, conf string, addrs ...string) error {
 	const params = "/etc/nginx/fastcgi_params"
 	if _, err := os.Stat(params); err != nil {
 		return fmt.Errorf("nginx fastcgi params: %w", err)
@@ -316,55 +355,32 @@ func (s *stack) startNginx(ctx context.Context) error {
 			return err
 		}
 	}
-	p1, err := freePort()
-	if err != nil {
-		return err
-	}
-	p2, err := freePort()
-	if err != nil {
-		return err
-	}
-	s.direct, s.via = fmt.Sprintf("127.0.0.1:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)
 	user := ""
 	if os.Geteuid() == 0 {
 		user = "user root;" // the pool's socket is root's, mode 0600
 	}
-	conf := strings.NewReplacer(
+	conf = strings.NewReplacer(
 		"{{user}}", user,
 		"{{workers}}", s.o.nginxWorkers,
-		"{{keepalive}}", strconv.Itoa(s.o.keepalive),
 		"{{dir}}", dir,
-		"{{sock}}", s.sock,
-		"{{direct}}", s.direct,
-		"{{via}}", s.via,
-		"{{releases}}", s.releases,
-		"{{current}}", s.current,
 		"{{params}}", params,
-		"{{poolsock}}", filepath.Join(s.stateDir, "pools", "r1", "fpm.sock"),
-	).Replace(nginxConf)
+	).Replace(conf)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := writeFile(confPath, conf); err != nil {
 		return err
 	}
-	out, err := os.Create(filepath.Join(dir, "stderr.log"))
-	if err != nil {
-		return fmt.Errorf("create nginx stderr log: %w", err)
-	}
-	defer out.Close()
 	cmd := exec.Command(s.nginxBin, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
-	cmd.Stdout, cmd.Stderr = out, out
-	p, err := startProc("nginx", cmd)
+	p, err := startLogged("nginx", cmd, filepath.Join(dir, "stderr.log"))
 	if err != nil {
 		return err
 	}
 	s.nginx = p
-	logf("nginx started (pid %d): direct http://%s, via fpmux http://%s", p.pid(), s.direct, s.via)
 	return waitFor(ctx, "nginx", 10*time.Second, func() (bool, error) {
 		if p.exited() {
 			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
 			return false, fmt.Errorf("nginx exited at start: %s", b)
 		}
-		for _, a := range []string{s.direct, s.via} {
+		for _, a := range addrs {
 			c, err := net.Dial("tcp", a)
 			if err != nil {
 				return false, nil
@@ -615,6 +631,18 @@ type proc struct {
 	done     chan struct{}
 	stopOnce sync.Once
 	stopErr  error
+}
+
+// startLogged starts cmd as startProc does, its stdout and stderr going to
+// a new file at logPath.
+func startLogged(name string, cmd *exec.Cmd, logPath string) (*proc, error) {
+	out, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: create %s: %w", name, logPath, err)
+	}
+	defer out.Close() // the child has its own copy
+	cmd.Stdout, cmd.Stderr = out, out
+	return startProc(name, cmd)
 }
 
 func startProc(name string, cmd *exec.Cmd) (*proc, error) {
