@@ -252,7 +252,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.rounds != 3 || o.duration != 5*time.Second || len(o.only) != len(sectionNames) {
+	if o.rounds != 3 || o.duration != 5*time.Second || len(o.only) != len(defaultSections) || o.only["compare"] {
 		t.Errorf("defaults: rounds %d duration %v only %v", o.rounds, o.duration, o.only)
 	}
 	for _, bad := range [][]string{{"-only", "nope"}, {"-rounds", "0"}, {"-only", ","}, {"extra"}} {

@@ -4,11 +4,15 @@
 // both alike with its own Go client and prints Markdown tables for
 // README.md: throughput and latency direct against via fpmux, latency
 // around deploys, the cost of idle connections, and whether many deploys
-// leave anything behind.
+// leave anything behind. The compare section, run only when -only names
+// it, deploys the same app under the same load four ways (a symlink swap,
+// the swap plus a php-fpm reload, nginx's $realpath_root, and fpmux) and
+// counts what each way's requests saw.
 //
 // Usage (as root or as any user with php-fpm and nginx installed):
 //
 //	go run ./cmd/fpmux-bench [-quick] [-only hello,rate,...] [-keep]
+//	go run ./cmd/fpmux-bench -only compare [-svg docs/compare.svg]
 //
 // Tables go to stdout, progress to stderr. It exits non-zero when a request
 // or a deploy failed, or when something it started outlived it.
@@ -51,6 +55,13 @@ type options struct {
 	controlRate  float64
 	idleConns    int
 	deploys      int
+
+	compareWays     []string
+	compareRate     float64
+	compareDeploys  int
+	compareEvery    time.Duration
+	compareChildren int
+	svg             string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -64,8 +75,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.pause, "pause", 3*time.Second, "quiet time before every phase (fpmux closes pool connections idle for 2s)")
 	fs.IntVar(&o.conns, "c", 32, "connections of the closed-loop client")
 	fs.Float64Var(&o.rate, "rate", 0, "open-loop rate in req/s; 0: half the direct hello saturation")
-	only := fs.String("only", strings.Join(sectionNames, ","), "comma-separated `sections` to run")
-	fs.BoolVar(&o.quick, "quick", false, "a short try: 1 round of 2s, 5 switches, 20 deploys (explicit flags still win)")
+	only := fs.String("only", strings.Join(defaultSections, ","), "comma-separated `sections` to run, of "+strings.Join(sectionNames, ","))
+	fs.BoolVar(&o.quick, "quick", false, "a short try: 1 round of 2s, 5 switches, 20 deploys, 3 compare deploys (explicit flags still win)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (logs, configs) at the end")
 	fs.IntVar(&o.children, "children", 4, "pm.max_children of the static php-fpm pools")
 	fs.StringVar(&o.nginxWorkers, "nginx-workers", "auto", "nginx worker_processes")
@@ -75,6 +86,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.controlRate, "control-rate", 50, "req/s straight to an idle control pool during the switch section (0: none)")
 	fs.IntVar(&o.idleConns, "idle-conns", 2000, "idle FastCGI connections in the scale section")
 	fs.IntVar(&o.deploys, "deploys", 200, "deploys in the deploys section")
+	ways := fs.String("compare-ways", strings.Join(wayNames(), ","), "comma-separated ways the compare section deploys, in this order")
+	fs.Float64Var(&o.compareRate, "compare-rate", 200, "open-loop rate of the compare section in req/s")
+	fs.IntVar(&o.compareDeploys, "compare-deploys", 10, "deploys per way in the compare section")
+	fs.DurationVar(&o.compareEvery, "compare-every", 2500*time.Millisecond, "time between deploys in the compare section")
+	fs.IntVar(&o.compareChildren, "compare-children", 16, "pm.max_children of every way's php-fpm pool in the compare section")
+	fs.StringVar(&o.svg, "svg", "docs/compare.svg", "where the compare section writes its latency chart (`path`); empty: nowhere")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -85,10 +102,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quick := map[string]func(){
-			"rounds":   func() { o.rounds = 1 },
-			"duration": func() { o.duration = 2 * time.Second },
-			"switches": func() { o.switches = 5 },
-			"deploys":  func() { o.deploys = 20 },
+			"rounds":          func() { o.rounds = 1 },
+			"duration":        func() { o.duration = 2 * time.Second },
+			"switches":        func() { o.switches = 5 },
+			"deploys":         func() { o.deploys = 20 },
+			"compare-deploys": func() { o.compareDeploys = 3 },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -107,9 +125,23 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		o.only[s] = true
 	}
+	for _, w := range strings.Split(*ways, ",") {
+		w = strings.TrimSpace(w)
+		if w == "" {
+			continue
+		}
+		if !slices.Contains(wayNames(), w) {
+			return o, fmt.Errorf("-compare-ways: unknown way %q; want some of %s", w, strings.Join(wayNames(), ","))
+		}
+		o.compareWays = append(o.compareWays, w)
+	}
 	switch {
 	case len(o.only) == 0:
 		return o, errors.New("-only: no section named")
+	case o.only["compare"] && len(o.compareWays) == 0:
+		return o, errors.New("-compare-ways: no way named")
+	case o.compareRate <= 0 || o.compareDeploys < 1 || o.compareEvery <= 0 || o.compareChildren < 1:
+		return o, errors.New("-compare-rate and -compare-every must be positive, -compare-deploys and -compare-children at least 1")
 	case o.rounds < 1:
 		return o, errors.New("-rounds must be at least 1")
 	case o.duration <= 0 || o.warmup <= 0 || o.pause < 0:
@@ -156,11 +188,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprint(stdout, header(o, s, args))
 
 	b := &bench{o: o, s: s, out: func(t *table) { fmt.Fprintln(stdout, t.markdown()) }}
-	err = s.start(ctx)
+	if b.needsStack() {
+		err = s.start(ctx)
+	}
 	if err == nil {
 		err = b.run(ctx)
 	}
-	logs := logSummary(s.fpmuxLog)
+	logs := ""
+	if b.needsStack() {
+		logs = logSummary(s.fpmuxLog)
+	}
 	closeErr := s.close()
 
 	fmt.Fprintf(stdout, "### Run\n\n")
@@ -169,7 +206,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if b.maxPoolAtDirect > 0 {
 		fmt.Fprintf(stdout, "- fpmux still held up to %d connections to php-fpm when a direct phase started (each pins a php-fpm child the direct phase cannot use)\n", b.maxPoolAtDirect)
 	}
-	fmt.Fprintf(stdout, "- %s\n", strings.ReplaceAll(logs, "\n", "\n  "))
+	if logs != "" {
+		fmt.Fprintf(stdout, "- %s\n", strings.ReplaceAll(logs, "\n", "\n  "))
+	}
 	fmt.Fprintf(stdout, "- failed requests and deploys: %d\n", b.failed)
 	for _, f := range b.failures {
 		fmt.Fprintf(stdout, "  - %s\n", f)
@@ -214,6 +253,11 @@ func header(o options, s *stack, args []string) string {
 	rate := "half the direct hello saturation"
 	if o.rate > 0 {
 		rate = fmt.Sprintf("%.0f req/s", o.rate)
+	}
+	if len(only) == 1 && only[0] == "compare" {
+		// The compare section describes its own settings under its table.
+		fmt.Fprintf(&b, "- sections: compare\n\n")
+		return b.String()
 	}
 	fmt.Fprintf(&b, "- sections: %s; %d round(s) of %v per mode, modes alternating, %v warm-up before each mode's first phase, %v pause before every phase\n",
 		strings.Join(only, ", "), o.rounds, o.duration, o.warmup, o.pause)

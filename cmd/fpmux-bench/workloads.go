@@ -31,12 +31,29 @@ type bench struct {
 }
 
 // sections in the order they run: the first three compare both modes on
-// release r1; switch and deploys replace r1, so they come after.
-var sectionNames = []string{"hello", "rate", "framework", "switch", "scale", "deploys", "warmup"}
+// release r1; switch and deploys replace r1, so they come after. compare
+// brings up stacks of its own, one per way, and runs only when named.
+var sectionNames = []string{"hello", "rate", "framework", "switch", "scale", "deploys", "warmup", "compare"}
+
+// defaultSections run when -only is not given.
+var defaultSections = sectionNames[:len(sectionNames)-1]
+
+// needsStack reports whether a chosen section measures the main stack
+// (fpmux and nginx with the direct and via servers); compare alone does not.
+func (b *bench) needsStack() bool {
+	for name := range b.o.only {
+		if name != "compare" {
+			return true
+		}
+	}
+	return false
+}
 
 func (b *bench) run(ctx context.Context) error {
-	if err := b.checkPages(); err != nil {
-		return err
+	if b.needsStack() {
+		if err := b.checkPages(); err != nil {
+			return err
+		}
 	}
 	for _, name := range sectionNames {
 		if !b.o.only[name] {
@@ -60,6 +77,8 @@ func (b *bench) run(ctx context.Context) error {
 			t, err = b.deploys(ctx)
 		case "warmup":
 			t, err = b.warmupSection(ctx)
+		case "compare":
+			t, err = b.compare(ctx)
 		}
 		if t != nil {
 			b.out(t)
