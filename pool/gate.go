@@ -1,8 +1,9 @@
-// gate.go owns the request counting behind Acquire, Drain and Idle.
+// gate.go owns the request counting behind Acquire, Drain, Idle and Undrain.
 
 package pool
 
 import (
+	"sync"
 	"sync/atomic"
 )
 
@@ -15,10 +16,15 @@ const drainingBit = int64(1) << 62
 // flag, so "not draining" and "count in" are decided by a single
 // compare-and-swap, and Drain cannot slip between them.
 //
+// A drained gate that has gone idle may be reopened (reopen), which gives it
+// a new idle channel for its next drain; idleMu guards idle for that, and is
+// taken only off the per-request path (a drain, the last leave of one, Idle).
+//
 // The zero value is not usable; use newGate.
 type gate struct {
-	state atomic.Int64
-	idle  chan struct{} // closed once draining and the count is zero
+	state  atomic.Int64
+	idleMu sync.Mutex
+	idle   chan struct{} // closed once draining and the count is zero
 }
 
 func newGate() *gate {
@@ -44,8 +50,42 @@ func (g *gate) leave() {
 	// Only the leave that takes a draining gate to zero sees exactly
 	// drainingBit, so idle is closed once.
 	if g.state.Add(-1) == drainingBit {
-		close(g.idle)
+		g.closeIdle()
 	}
+}
+
+func (g *gate) closeIdle() {
+	g.idleMu.Lock()
+	close(g.idle)
+	g.idleMu.Unlock()
+}
+
+// idleCh returns the channel closed once the gate is draining and idle.
+func (g *gate) idleCh() <-chan struct{} {
+	g.idleMu.Lock()
+	defer g.idleMu.Unlock()
+	return g.idle
+}
+
+// reopen makes a drained gate count requests in again. It succeeds only
+// once the drain has finished (idle is closed, nothing is in flight), so no
+// leave or drain is closing idle meanwhile, and gives the gate a new idle
+// channel for the next drain.
+func (g *gate) reopen() bool {
+	g.idleMu.Lock()
+	defer g.idleMu.Unlock()
+	select {
+	case <-g.idle:
+	default:
+		return false
+	}
+	if !g.state.CompareAndSwap(drainingBit, 0) {
+		return false
+	}
+	// A drain or a leave that would close the new channel waits for
+	// idleMu, held until it is in place.
+	g.idle = make(chan struct{})
+	return true
 }
 
 // acquire is enter with a release that may safely be called more than once.
@@ -65,7 +105,7 @@ func (g *gate) acquire() (release func(), ok bool) {
 func (g *gate) drain() {
 	old := g.state.Or(drainingBit)
 	if old == 0 { // first drain, nothing in flight
-		close(g.idle)
+		g.closeIdle()
 	}
 }
 

@@ -45,6 +45,12 @@ type Pool struct {
 	restarts atomic.Int64
 	niced    atomic.Bool // started at backgroundNice, not yet Foreground
 
+	// undrainMu orders Undrain against Stop and against supervise giving
+	// up on the master of a draining pool.
+	undrainMu sync.Mutex
+	stopping  bool // Stop was called
+	abandoned bool // a master died while draining and is not restarted
+
 	stopOnce  sync.Once
 	stopCh    chan struct{} // closed by the first Stop
 	forceOnce sync.Once
@@ -249,7 +255,7 @@ func (p *Pool) supervise(m *master) {
 		}
 		// The master died on its own; wait() has SIGKILLed its group.
 		p.pid.Store(0)
-		if p.gate.draining() {
+		if p.abandonIfDraining() {
 			p.awaitStop(m)
 			return
 		}
@@ -270,7 +276,7 @@ func (p *Pool) supervise(m *master) {
 				return
 			case <-t.C:
 			}
-			if p.gate.draining() {
+			if p.abandonIfDraining() {
 				p.awaitStop(m)
 				return
 			}
@@ -290,6 +296,17 @@ func (p *Pool) supervise(m *master) {
 			p.o.OnRestart()
 		}
 	}
+}
+
+// abandonIfDraining tells whether the pool drains, in which case its dead
+// master is not restarted and Undrain refuses the pool from then on.
+func (p *Pool) abandonIfDraining() bool {
+	p.undrainMu.Lock()
+	defer p.undrainMu.Unlock()
+	if p.gate.draining() {
+		p.abandoned = true
+	}
+	return p.abandoned
 }
 
 // awaitStop is what is left to do for a draining pool whose master died:
@@ -390,7 +407,24 @@ func (p *Pool) InFlight() int64 { return p.gate.inFlight() }
 func (p *Pool) Drain() { p.gate.drain() }
 
 // Idle is closed once the pool is draining and no request is in flight.
-func (p *Pool) Idle() <-chan struct{} { return p.gate.idle }
+func (p *Pool) Idle() <-chan struct{} { return p.gate.idleCh() }
+
+// Undrain lets a drained pool take requests again: a release kept running
+// after it stopped being active. It succeeds only once the drain has
+// finished (Idle is closed), while the master runs and before Stop; it
+// returns false otherwise, and the pool stays drained. A later Drain gets a
+// new Idle channel. An Enter racing with Undrain fails or succeeds, as for
+// a pool that was never drained.
+func (p *Pool) Undrain() bool {
+	p.undrainMu.Lock()
+	defer p.undrainMu.Unlock()
+	// A master that died while draining is not restarted; Pid is 0 from
+	// its death until a restart, so one that died just now counts too.
+	if p.stopping || p.abandoned || p.Pid() == 0 {
+		return false
+	}
+	return p.gate.reopen()
+}
 
 // Done is closed when the pool has stopped for good.
 func (p *Pool) Done() <-chan struct{} { return p.done }
@@ -404,6 +438,9 @@ func (p *Pool) Done() <-chan struct{} { return p.done }
 // call twice and concurrently: later calls wait for the first (a forced call
 // cuts short a graceful one in progress) and return the same result.
 func (p *Pool) Stop(force bool) error {
+	p.undrainMu.Lock()
+	p.stopping = true
+	p.undrainMu.Unlock()
 	p.Drain()
 	p.setNice(backgroundNice) // its teardown yields to the releases serving
 	if force {
@@ -449,6 +486,19 @@ func (p *Pool) Foreground() {
 		prio = 20
 	}
 	p.setNice(20 - prio)
+}
+
+// Background lowers the pool's CPU priority to that of a starting pool
+// until Foreground: for a pool kept idle while another release serves, so
+// its housekeeping (and a restart of its master) yields to the serving one.
+// Only when fpmux runs as root, as for a start (see startInBackground).
+func (p *Pool) Background() {
+	if os.Geteuid() != 0 {
+		return
+	}
+	if p.niced.CompareAndSwap(false, true) {
+		p.setNice(backgroundNice)
+	}
 }
 
 // setNice sets the CPU priority of the master's process group.
