@@ -27,6 +27,15 @@ type Release struct {
 	// Holding lists, for a draining release, the requests still in flight
 	// on it, oldest first: why its drain is slow.
 	Holding []HeldRequest `json:"holding,omitempty"`
+	// Rollback says how the release can be rolled back to: "instant" (its
+	// pool runs: kept after it stopped being active, see keep_previous),
+	// "restart" (its pool is started again from its root), or "" (the
+	// active release, or one never active). KeptUntil is when a kept
+	// release's window (keep_for) ends. RollbackTarget marks the release
+	// `fpmux rollback` activates.
+	Rollback       string     `json:"rollback"`
+	KeptUntil      *time.Time `json:"kept_until,omitempty"`
+	RollbackTarget bool       `json:"rollback_target,omitempty"`
 	// Warmup is what the app warm-up did for each path, when it ran.
 	Warmup []WarmupResult `json:"warmup,omitempty"`
 }

@@ -110,6 +110,7 @@ type release struct {
 	pool        *pool.Pool
 	backend     *fcgimux.Backend
 	gone        chan struct{} // closed when retired or failed
+	keep        keepState     // kept after it drained: see keep.go
 	warmup      []WarmupResult
 
 	// metrics counts the release's requests; set at creation.
@@ -402,6 +403,7 @@ func (s *Supervisor) activateLocked(r *release, restoring bool) error {
 		s.log.Warn("the restored release could not be recorded again; state.json still names it", "release", r.id, "err", err)
 	}
 	s.pointSymlinkLocked(r)
+	s.unkeepLocked(r)
 	r.state = StateActive
 	r.activatedAt = time.Now()
 	s.active.Store(r)
@@ -440,6 +442,9 @@ func (s *Supervisor) retireWhenIdle(r *release) {
 	start := r.drainedAt
 	if !forced {
 		s.step(r, "drained", start)
+		if s.keepDrained(r) {
+			return
+		}
 	}
 	stopStart := time.Now()
 	if forced {
@@ -456,7 +461,7 @@ func (s *Supervisor) retireWhenIdle(r *release) {
 		r.err = err.Error()
 		s.log.Error("release retired with an error", "release", r.id, "err", err)
 	} else {
-		s.step(r, "retired", stopStart, "forced", forced)
+		s.step(r, "retired", stopStart, append([]any{"forced", forced}, retiredReason(r)...)...)
 	}
 }
 
@@ -497,9 +502,11 @@ func (s *Supervisor) Retire(id string) (Release, error) {
 	}
 	switch r.state {
 	case StateReady:
+		s.noKeepLocked(r, reasonRetired)
 		s.drainLocked(r)
 		return r.snapshot(), nil
 	case StateDraining:
+		s.noKeepLocked(r, reasonRetired)
 		return r.snapshot(), nil
 	case StateActive:
 		return r.snapshot(), errorf(409, "release %s is active; activate or deploy another release first", id)
@@ -533,13 +540,16 @@ func (s *Supervisor) Rollback(ctx context.Context) (Release, error) {
 		return snap, err
 	}
 	var gone chan struct{}
+	var kept <-chan struct{}
 	if r != nil && r.state.live() {
-		gone = r.gone
+		gone, kept = r.gone, s.keptSignalLocked(r)
 	}
 	s.mu.Unlock()
 	if gone != nil {
 		select {
 		case <-gone:
+		case <-kept: // ready again: an instant switch
+			return s.Rollback(ctx)
 		case <-ctx.Done():
 			return Release{}, errorf(504, "release %s is still draining: %v", prev.ID, ctx.Err())
 		}
@@ -555,6 +565,7 @@ func (s *Supervisor) Get(ctx context.Context, id string) (Release, error) {
 	var snap Release
 	if ok {
 		snap = r.snapshot()
+		s.addRollbackLocked(&snap, r, s.rollbackTargetLocked())
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -574,8 +585,10 @@ func (s *Supervisor) List(ctx context.Context) []Release {
 	}
 	slices.SortFunc(rs, func(a, b *release) int { return a.createdAt.Compare(b.createdAt) })
 	snaps := make([]Release, len(rs))
+	target := s.rollbackTargetLocked()
 	for i, r := range rs {
 		snaps[i] = r.snapshot()
+		s.addRollbackLocked(&snaps[i], r, target)
 	}
 	s.mu.Unlock()
 	for i := range snaps {
