@@ -152,7 +152,7 @@ func drawChart(panels []chartPanel, span, bin time.Duration) []byte {
 	decades := math.Log10(top) // from 1 ms
 	x := func(d time.Duration) float64 { return chartLeft + plotW*d.Seconds()/math.Max(span.Seconds(), 1e-9) }
 
-	w.text(chartLeft, 20, "Latency of each way's requests over the run (log scale); dashed line: a deploy began, grey band: until it returned", "font-size", "14", "font-weight", "bold")
+	w.text(chartLeft, 20, "Latency over the run, log scale. Dashed line: a deploy began; grey band: until it returned", "font-size", "14", "font-weight", "bold")
 	legend := []struct{ colour, label string }{
 		{colourP99, fmt.Sprintf("p99 per %v", bin)}, {colourP50, fmt.Sprintf("p50 per %v", bin)},
 		{colourFailed, "failed"}, {colourStale, "stale"}, {colourMixed, "mixed"},
