@@ -69,19 +69,25 @@ func (s *Supervisor) guard(next http.Handler) http.Handler {
 }
 
 // checkBearer returns why an Authorization header does not carry the bearer
-// token want, or "" when it does. The tokens are compared as SHA-256
-// digests in constant time, so neither their contents nor their lengths
-// show in the time the comparison takes.
+// token want, or "" when it does (compared by tokenMatches).
 func checkBearer(header, want string) string {
 	scheme, got, ok := strings.Cut(header, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return "the admin API needs a bearer token"
 	}
-	g, t := sha256.Sum256([]byte(strings.TrimSpace(got))), sha256.Sum256([]byte(want))
-	if subtle.ConstantTimeCompare(g[:], t[:]) != 1 {
+	if !tokenMatches([]byte(strings.TrimSpace(got)), want) {
 		return "the bearer token does not match admin_token"
 	}
 	return ""
+}
+
+// tokenMatches tells whether a token a request carried is want. The tokens
+// are compared as SHA-256 digests in constant time, so neither their
+// contents nor their lengths show in the time the comparison takes.
+// preview_token is checked the same way (preview.go).
+func tokenMatches(got []byte, want string) bool {
+	g, t := sha256.Sum256(got), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], t[:]) == 1
 }
 
 // errBodyTooLarge is the 413 for a request body over maxAdminBody: size

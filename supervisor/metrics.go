@@ -22,6 +22,7 @@ type metrics struct {
 	drainsForced prometheus.Counter
 	restarts     *prometheus.CounterVec
 	deploys      *prometheus.CounterVec
+	preview      *prometheus.CounterVec // see preview.go
 	unrouted     prometheus.Counter
 	// warmupFailures and symlinkErrors: see warmApp and pointSymlinkLocked.
 	warmupFailures prometheus.Counter
@@ -66,6 +67,7 @@ func newMetrics(s *Supervisor) *metrics {
 		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fpmux_deploys_total", Help: "Deploys by outcome: ok, refused (bad id or root), failed (pool did not start or pass its health check, or its activation could not be recorded in state_dir).",
 		}, []string{"outcome"}),
+		preview: newPreviewCounter(),
 		unrouted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fpmux_requests_unrouted_total", Help: "Requests answered 503 by fpmux itself because no release was active.",
 		}),
@@ -90,7 +92,7 @@ func newMetrics(s *Supervisor) *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.deploys, m.unrouted, m.warmupFailures, m.symlinkErrors, m} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.deploys, m.preview, m.unrouted, m.warmupFailures, m.symlinkErrors, m} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

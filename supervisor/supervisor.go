@@ -77,6 +77,8 @@ type Supervisor struct {
 	// front's InFlight), for status; set once by ListRequestsWith.
 	requests atomic.Pointer[func(release string) []fcgimux.Request]
 	m        *metrics
+	// previewLog bounds the lines logged for bad preview tokens (preview.go).
+	previewLog previewLog
 
 	active atomic.Pointer[release] // read on every request, without s.mu
 
