@@ -40,6 +40,7 @@ const (
 // clientRelease is one release as the admin API reports it. Fields the
 // server may leave out are pointers or zero values; nothing here is required.
 type clientRelease struct {
+	clientRollbackInfo
 	ID          string      `json:"id"`
 	Root        string      `json:"root"`
 	State       string      `json:"state"`
@@ -62,6 +63,14 @@ type clientRelease struct {
 		Requests int    `json:"requests"`
 		Failed   int    `json:"failed"`
 	} `json:"warmup,omitempty"`
+}
+
+// clientRollbackInfo is how a release can be rolled back to; see
+// clientRollbackLine.
+type clientRollbackInfo struct {
+	Rollback       string     `json:"rollback,omitempty"` // "instant", "restart" or ""
+	KeptUntil      *time.Time `json:"kept_until,omitempty"`
+	RollbackTarget bool       `json:"rollback_target,omitempty"`
 }
 
 // clientPool holds a release's php-fpm figures, when the server has them.
@@ -632,6 +641,9 @@ func (c *client) printTable(rs []clientRelease) error {
 		if r.Error != "" {
 			details = append(details, fmt.Sprintf("%s: error: %s", r.ID, clientOneLine(r.Error)))
 		}
+		if s := clientRollbackLine(r); s != "" {
+			details = append(details, fmt.Sprintf("%s: %s", r.ID, s))
+		}
 		for _, h := range r.Holding {
 			details = append(details, fmt.Sprintf("%s: draining, held by %s %s (%s)", r.ID, h.Method, clientOneLine(h.URI),
 				clientAge(time.Duration(h.AgeMS)*time.Millisecond)))
@@ -644,6 +656,32 @@ func (c *client) printTable(rs []clientRelease) error {
 		}
 	}
 	return nil
+}
+
+// clientRollbackLine says how a release can be rolled back to, when it
+// can: "kept until 12:34:56, rollback instant", "rollback restarts its
+// pool", with "fpmux rollback goes here" on the release rollback picks.
+func clientRollbackLine(r clientRelease) string {
+	var parts []string
+	if r.KeptUntil != nil {
+		parts = append(parts, "kept until "+r.KeptUntil.Local().Format("15:04:05"))
+	}
+	switch r.Rollback {
+	case "":
+	case "instant":
+		parts = append(parts, "rollback instant")
+	case "restart":
+		parts = append(parts, "rollback restarts its pool from its root")
+	default:
+		parts = append(parts, "rollback "+clientOneLine(r.Rollback))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	if r.RollbackTarget {
+		parts = append(parts, "fpmux rollback goes here")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // clientPoolLine describes the figures a pool reported, skipping absent ones.
