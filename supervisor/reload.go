@@ -17,7 +17,8 @@ func (s *Supervisor) conf() *config.Config { return s.cfg.Load() }
 // stop timeouts) for the next deploys. Pools already running keep the
 // settings they were started with; a release deployed again gets the new
 // ones, and limits.max_in_flight the next deploys; admin_token the next
-// admin request. Keys whose change needs a restart (the listeners,
+// admin request; keep_previous and keep_for the next release that drains
+// (a kept release keeps the window it was given). Keys whose change needs a restart (the listeners,
 // state_dir, docroot, admin_owner and admin_group, the other limits) keep their running values and are returned, so the caller can
 // say so. cfg must have passed Validate.
 func (s *Supervisor) Reload(cfg *config.Config) (needRestart []string, err error) {
