@@ -208,16 +208,16 @@ type wayFigures struct {
 	requests, failed, mixed, stale int
 	p50, p99, p99After             time.Duration
 	deployMedian                   time.Duration
-	failKinds                      map[string]int // failed requests by why
-	firstFail                      string         // the first failed request, described
-	served                         map[int]int    // requests not failed, by the oldest release they name
+	failKinds                      map[string]int    // failed requests by why
+	failFirst                      map[string]string // the first failed request of each why, described
+	served                         map[int]int       // requests not failed, by the oldest release they name
 }
 
 // figures counts the verdicts and takes the latency percentiles: over
 // every request (failed ones too), and over those meant to start within
 // window after a deploy began, pooled over the deploys.
 func figures(start time.Time, recs []reqRecord, verdicts []verdict, deploys []deployMark, window time.Duration) wayFigures {
-	f := wayFigures{requests: len(recs), failKinds: map[string]int{}, served: map[int]int{}}
+	f := wayFigures{requests: len(recs), failKinds: map[string]int{}, failFirst: map[string]string{}, served: map[int]int{}}
 	samples := make([]sample, len(recs))
 	for i, r := range recs {
 		v := verdicts[i]
@@ -225,9 +225,8 @@ func figures(start time.Time, recs []reqRecord, verdicts []verdict, deploys []de
 		switch {
 		case v.failed:
 			f.failed++
-			f.failKinds[v.why]++
-			if f.firstFail == "" {
-				f.firstFail = describeFailure(r, v)
+			if f.failKinds[v.why]++; f.failKinds[v.why] == 1 {
+				f.failFirst[v.why] = describeFailure(r)
 			}
 			continue
 		case v.mixed:
@@ -255,17 +254,23 @@ func figures(start time.Time, recs []reqRecord, verdicts []verdict, deploys []de
 	return f
 }
 
-func describeFailure(r reqRecord, v verdict) string {
+// describeFailure says when a failed request was meant to start and what
+// it got: the error, or the start of the body with its spaces squeezed.
+func describeFailure(r reqRecord) string {
 	at := fmt.Sprintf("at %.2f s", r.intended.Seconds())
 	if r.err != nil {
 		return fmt.Sprintf("%s: %v", at, r.err)
 	}
 	body := strings.Join(strings.Fields(r.body), " ")
-	return fmt.Sprintf("%s: %s, body %.120q", at, v.why, body)
+	if len(body) > 100 {
+		body = body[:100] + "..."
+	}
+	return fmt.Sprintf("%s, body %q", at, body)
 }
 
-// failKindsText is "812 status 404, 3 transport", most first.
-func failKindsText(kinds map[string]int) string {
+// failKindsText is "812 status 404 (first at ...), 3 transport (first
+// at ...)", most first; first may be nil.
+func failKindsText(kinds map[string]int, first map[string]string) string {
 	var ks []string
 	for k := range kinds {
 		ks = append(ks, k)
@@ -278,7 +283,11 @@ func failKindsText(kinds map[string]int) string {
 	})
 	var parts []string
 	for _, k := range ks {
-		parts = append(parts, fmt.Sprintf("%d %s", kinds[k], k))
+		part := fmt.Sprintf("%d %s", kinds[k], k)
+		if first[k] != "" {
+			part += " (first " + first[k] + ")"
+		}
+		parts = append(parts, part)
 	}
 	return strings.Join(parts, ", ")
 }
@@ -379,7 +388,7 @@ func (b *bench) countWay(r *wayResult) {
 	}
 	if bad := r.fig.failed + r.fig.mixed + r.fig.stale; bad > 0 {
 		b.failed += bad
-		b.failures = append(b.failures, fmt.Sprintf("compare fpmux: %d failed, %d mixed, %d stale; first failure: %s", r.fig.failed, r.fig.mixed, r.fig.stale, r.fig.firstFail))
+		b.failures = append(b.failures, fmt.Sprintf("compare fpmux: %d failed (%s), %d mixed, %d stale", r.fig.failed, failKindsText(r.fig.failKinds, r.fig.failFirst), r.fig.mixed, r.fig.stale))
 	}
 }
 
@@ -517,7 +526,7 @@ func (b *bench) runWay(ctx context.Context, name string, app map[string]string) 
 	logTimeline("compare "+name, l.p, every)
 	f := res.fig
 	logf("compare %s: %d requests, %d failed (%s), %d mixed, %d stale; served (oldest release named): %v",
-		name, f.requests, f.failed, failKindsText(f.failKinds), f.mixed, f.stale, f.served)
+		name, f.requests, f.failed, failKindsText(f.failKinds, f.failFirst), f.mixed, f.stale, f.served)
 	return res, nil
 }
 
@@ -779,7 +788,7 @@ func (b *bench) compareTable(rs []*wayResult) *table {
 		line := fmt.Sprintf("%s: load average %s as it began; machine %.0f%% busy during its load; client used up to %d connections, a request waited for one %d times, dispatcher at most %.1f ms late",
 			r.name, r.loadBefore, 100*r.busy, r.phase.conns, r.phase.waited, ms(r.phase.lateness))
 		if r.fig.failed > 0 {
-			line += fmt.Sprintf("; failed: %s; first: %s", failKindsText(r.fig.failKinds), r.fig.firstFail)
+			line += "; failed: " + failKindsText(r.fig.failKinds, r.fig.failFirst)
 		}
 		if r.failedDeploys > 0 {
 			line += fmt.Sprintf("; %d deploys failed, first: %s", r.failedDeploys, r.firstDeploy)

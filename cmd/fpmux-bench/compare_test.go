@@ -124,8 +124,8 @@ func TestFigures(t *testing.T) {
 	if f.stale != 79 {
 		t.Errorf("stale = %d, want 79", f.stale)
 	}
-	if !strings.Contains(f.firstFail, "at 1.00 s") || !strings.Contains(f.firstFail, "reset") {
-		t.Errorf("firstFail = %q", f.firstFail)
+	if first := f.failFirst["transport"]; !strings.Contains(first, "at 1.00 s") || !strings.Contains(first, "reset") {
+		t.Errorf("first transport failure = %q", first)
 	}
 	// Overall: 60 at 1 ms, 38 at 50 ms, one at 500 ms and one at 900 ms.
 	if f.p50 != time.Millisecond || f.p99 != 500*time.Millisecond {
@@ -142,8 +142,10 @@ func TestFigures(t *testing.T) {
 	if f.served[1] != 99 {
 		t.Errorf("served = %v, want 99 by r1", f.served)
 	}
-	if got := failKindsText(map[string]int{"transport": 3, "status 404": 812, "status 502": 3}); got != "812 status 404, 3 status 502, 3 transport" {
-		t.Errorf("failKindsText = %q", got)
+	kinds := map[string]int{"transport": 3, "status 404": 812, "status 502": 3}
+	first := map[string]string{"status 404": `at 14.30 s, body "File not found."`}
+	if got, want := failKindsText(kinds, first), `812 status 404 (first at 14.30 s, body "File not found."), 3 status 502, 3 transport`; got != want {
+		t.Errorf("failKindsText = %q, want %q", got, want)
 	}
 }
 
