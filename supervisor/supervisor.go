@@ -249,7 +249,11 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 	}
 	if old, ok := s.releases[req.ID]; ok && old.state.live() {
 		s.mu.Unlock()
-		return Release{}, errorf(409, "release %s is already known (%s); deploy under a new id or retire it first", req.ID, old.state)
+		hint := "deploy under a new id or retire it first"
+		if old.state == StateReady {
+			hint = "it is ready: fpmux activate " + req.ID + " switches to it, or retire it first"
+		}
+		return Release{}, errorf(409, "release %s is already known (%s); %s", req.ID, old.state, hint)
 	}
 	r := &release{id: req.ID, root: root, createdAt: time.Now(), state: StateStarting, gone: make(chan struct{}), metrics: s.m.forRelease(req.ID)}
 	s.releases[req.ID] = r
@@ -445,6 +449,8 @@ func (s *Supervisor) retireWhenIdle(r *release) {
 	if !forced {
 		s.step(r, "drained", start)
 		if s.keepDrained(r) {
+			// Its drain ended here; the pool runs on, kept.
+			s.m.drainSeconds.Observe(time.Since(start).Seconds())
 			return
 		}
 	}
