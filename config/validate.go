@@ -110,8 +110,8 @@ func (c *Config) Validate() error {
 
 	v.token("admin_token", c.AdminToken)
 	v.token("preview_token", c.PreviewToken)
-	if len(c.Warmup) > maxWarmup {
-		v.add("warmup", "lists %d paths: at most %d", len(c.Warmup), maxWarmup)
+	if len(c.Warmup) > MaxWarmup {
+		v.add("warmup", "lists %d paths: at most %d", len(c.Warmup), MaxWarmup)
 	}
 	for i, p := range c.Warmup {
 		if err := CheckWarmupPath(p); err != nil {
@@ -181,8 +181,8 @@ func (v *validator) token(key, t string) {
 	}
 }
 
-// maxWarmup bounds the warm-up paths of the config or of one deploy.
-const maxWarmup = 100
+// MaxWarmup bounds the warm-up paths of the config or of one deploy.
+const MaxWarmup = 100
 
 // maxKeepPrevious bounds keep_previous: each kept release is a running
 // php-fpm pool.

@@ -25,10 +25,6 @@ import (
 	"github.com/yookoala/gofast"
 )
 
-// maxDeployWarmup bounds the warm-up paths one deploy may name, as the
-// config's warmup key is bounded.
-const maxDeployWarmup = 100
-
 // warmupTimeout bounds a release's whole app warm-up; the deploy's own
 // timeout bounds it too when that is shorter. A warm-up cut short leaves
 // the release ready, only partly warm.
@@ -56,8 +52,8 @@ type WarmupResult struct {
 // checkWarmupList checks a deploy's own warm-up list as the config's
 // warmup key is checked.
 func checkWarmupList(paths []string) error {
-	if len(paths) > maxDeployWarmup {
-		return errorf(400, "request body: warmup lists %d paths: at most %d", len(paths), maxDeployWarmup)
+	if len(paths) > config.MaxWarmup {
+		return errorf(400, "request body: warmup lists %d paths: at most %d", len(paths), config.MaxWarmup)
 	}
 	for i, p := range paths {
 		if err := config.CheckWarmupPath(p); err != nil {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/fpmux/fpmux/config"
 )
 
 func TestWarmupParams(t *testing.T) {
@@ -67,7 +69,7 @@ func TestWarmupParams(t *testing.T) {
 }
 
 func TestCheckWarmupList(t *testing.T) {
-	many := make([]string, maxDeployWarmup+1)
+	many := make([]string, config.MaxWarmup+1)
 	for i := range many {
 		many[i] = "/"
 	}
@@ -79,7 +81,7 @@ func TestCheckWarmupList(t *testing.T) {
 		{"none", nil, true},
 		{"empty", []string{}, true},
 		{"good", []string{"/", "/index.php?x=1"}, true},
-		{"at the bound", many[:maxDeployWarmup], true},
+		{"at the bound", many[:config.MaxWarmup], true},
 		{"too many", many, false},
 		{"relative", []string{"/", "index.php"}, false},
 		{"space", []string{"/a b"}, false},
@@ -235,7 +237,7 @@ func TestWarmAppNoPoolSocket(t *testing.T) {
 func TestDeployChecksItsWarmupList(t *testing.T) {
 	s, dir := newTestSupervisor(t)
 	root := filepath.Join(dir, "releases")
-	many := `"/"` + strings.Repeat(`,"/"`, maxDeployWarmup)
+	many := `"/"` + strings.Repeat(`,"/"`, config.MaxWarmup)
 	for _, c := range []struct {
 		warmup, want string
 	}{
