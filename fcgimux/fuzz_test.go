@@ -497,6 +497,7 @@ func (l *oneConnListener) Close() error {
 func (l *oneConnListener) Addr() net.Addr { return &net.UnixAddr{Name: "fuzz", Net: "unix"} }
 
 // fuzzRouter pins every request to one release and counts pins and dones.
+// It is a HintRouter.
 type fuzzRouter struct {
 	pin         Pin
 	pins, dones atomic.Int64
@@ -508,6 +509,15 @@ func (r *fuzzRouter) Pin() (Pin, error) {
 	p := r.pin
 	p.Tracker = r
 	return p, nil
+}
+
+// PinHint honours a routing hint that carries the token "preview", and
+// refuses any other (a 503), so both ways are fuzzed.
+func (r *fuzzRouter) PinHint(h RouteHint) (Pin, error) {
+	if h.Conflict || string(h.Token) != "preview" {
+		return Pin{}, errors.New("preview refused")
+	}
+	return r.Pin()
 }
 
 func (r *fuzzRouter) Done(status int, _ time.Duration) {

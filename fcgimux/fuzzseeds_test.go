@@ -56,6 +56,7 @@ func fuzzSeeds() map[string][]seed {
 		one("two-script-filenames", encodePairs("SCRIPT_FILENAME", testDocroot+"/a.php", "SCRIPT_FILENAME", testDocroot+"/../b.php")),
 		one("foreign-document-root", encodePairs("SCRIPT_FILENAME", testDocroot+"/a.php", "DOCUMENT_ROOT", "/elsewhere", "PATH_TRANSLATED", testDocroot+"/../x")),
 		one("no-script", encodePairs("REQUEST_URI", "/")),
+		one("preview-hint", append(encodePairs(paramHintRelease, "r2", paramHintToken, "preview"), params...)),
 		one("name-length-2gib", []byte{0xff, 0xff, 0xff, 0xff, 0x01, 'a'}),
 		one("nul-and-invalid-utf8-names", encodePairs("HTTP_\x00X", "\xff", "\xc3\x28", "v", "SCRIPT_FILENAME", testDocroot+"/index.php")),
 	)
@@ -90,6 +91,8 @@ func fuzzSeeds() map[string][]seed {
 		held("params-value-length-2gib", paramsRequest(1, []byte{0x01, 0xff, 0xff, 0xff, 0xff, 'a'})),
 		held("record-claims-max-length", append(appendBeginRequest(nil, 1, true), 1, byte(typeParams), 0, 1, 0xff, 0xff, 0xff, 0, 'a', 'b')),
 		held("request-id-0xffff", paramsRequest(0xffff, params)),
+		held("preview-hint-honoured", paramsRequest(1, append(encodePairs(paramHintRelease, "r2", paramHintToken, "preview"), params...))),
+		held("preview-hint-conflict", paramsRequest(1, append(encodePairs(paramHintRelease, "r2", paramHintRelease, "r3", paramHintToken, "preview"), params...))),
 		held("reserved-script-name", request(1, true, "", "SCRIPT_FILENAME", testDocroot+"/fpmux-ping", "SCRIPT_NAME", "/fpmux-ping")),
 	)
 	for name, script := range hostileScripts {
