@@ -303,6 +303,9 @@ func (c *conn) handle(h header, content []byte) error {
 			c.phase = phaseAnswered
 			c.finishRequest(h.ID, 0, statusRequestComplete, c.keepConn)
 		case phaseRelaying:
+			if c.rel.ended.Load() {
+				return nil // the response is complete; nothing to abort
+			}
 			c.rel.abort()
 			c.up = c.up[:0]
 			c.startRun()

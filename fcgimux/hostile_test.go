@@ -443,3 +443,46 @@ func backendOpen(b *Backend) int {
 	defer b.mu.Unlock()
 	return b.open
 }
+
+// TestAbortAfterTheEndLeavesThePoolConnectionAlone: an FCGI_ABORT_REQUEST
+// for a request whose response is complete must not close the pool
+// connection that request gave back, which another request may be using.
+func TestAbortAfterTheEndLeavesThePoolConnectionAlone(t *testing.T) {
+	b := startTestBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow.php" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		io.WriteString(w, "done "+r.URL.Path)
+	})
+	// One pool connection: the second request takes over the first's.
+	router := &testRouter{pin: Pin{Release: "r1", Root: "/srv/releases/r1", Backend: NewBackend("unix", b.addr, 1, 1)}}
+	_, front := startServer(t, router)
+
+	a := dialRaw(t, front)
+	a.send(request(1, true, "", phpParams("/index.php")...))
+	if r := a.read(1); !strings.Contains(r.stdout, "done /index.php") {
+		t.Fatalf("first request: %q", r.stdout)
+	}
+	other := dialRaw(t, front)
+	other.send(request(1, false, "", phpParams("/slow.php")...))
+	deadline := time.Now().Add(10 * time.Second)
+	for b.requests.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow request never reached the pool")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The web server aborts the request it already has the answer to.
+	a.send(appendRecord(nil, typeAbortRequest, 1, nil))
+	if r := other.read(1); !strings.Contains(r.stdout, "done /slow.php") {
+		t.Fatalf("the request on the reused pool connection got %q", r.stdout)
+	}
+	// The aborting connection goes on serving.
+	a.send(request(1, true, "", phpParams("/index.php")...))
+	if r := a.read(1); !strings.Contains(r.stdout, "done /index.php") {
+		t.Fatalf("after the late abort: %q", r.stdout)
+	}
+	if codes := router.doneCodes(); len(codes) != 3 || codes[0] != 200 || codes[1] != 200 || codes[2] != 200 {
+		t.Errorf("Done codes %v, want three 200s", codes)
+	}
+}

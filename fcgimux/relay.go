@@ -150,7 +150,15 @@ func (r *relay) upFailed(err error) {
 // learns a request is abandoned; run then ends the request.
 func (r *relay) abort() {
 	r.mu.Lock()
+	if r.ended.Load() && !r.deferred {
+		// Too late: php-fpm ended the request and its connection went
+		// back to the pool (or was closed), where another request may be
+		// using it now.
+		r.mu.Unlock()
+		return
+	}
 	r.aborted = true
+	r.deferred = false
 	bc := r.bc
 	r.mu.Unlock()
 	bc.Close()
@@ -269,7 +277,7 @@ func (r *relay) run() {
 func (r *relay) finish(er endRequest, status int, out []byte, cleanEnd bool) {
 	r.mu.Lock()
 	r.ended.Store(true)
-	clean := cleanEnd && r.upErr == nil && er.ProtocolStatus == statusRequestComplete
+	clean := cleanEnd && r.upErr == nil && er.ProtocolStatus == statusRequestComplete && !r.aborted
 	reuse := clean && r.stdinDone
 	deferred := clean && !r.stdinDone
 	r.deferred = deferred
