@@ -384,7 +384,7 @@ func (c *conn) startRelay() {
 		}
 		return
 	}
-	p := pinnedPaths{docroot: c.s.docroot, root: pin.Root, release: pin.Release, reserved: c.s.reserved}
+	p := pinnedPaths{docroot: c.s.docroot, root: pin.Root, release: pin.Release, reserved: c.s.reserved, scripts: &c.s.scripts}
 	c.out, c.ends, err = rewriteParams(c.out[:0], c.ends[:0], c.params, p)
 	if err != nil {
 		var rej *rejectError
@@ -394,13 +394,6 @@ func (c *conn) startRelay() {
 			c.refuse(pin, RefusedMalformed, 400, "malformed params", "reason", err)
 		}
 		return
-	}
-	if script := scriptParam(c.out); script != nil {
-		if real, ok := c.s.scripts.check(script, pin.Root); !ok {
-			c.refuse(pin, RefusedScript, 404, "not found", "reason", "script leads outside the release through a symlink",
-				"script", string(script), "resolved", real)
-			return
-		}
 	}
 	c.up = appendBeginRequest(c.up[:0], c.id, true)
 	if c.up, err = appendParams(c.up, c.id, c.out, c.ends); err != nil {

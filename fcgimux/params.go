@@ -79,6 +79,9 @@ type pinnedPaths struct {
 	// reserved are SCRIPT_NAMEs php-fpm answers itself (ping, status):
 	// refused, so the pool's internals are not public.
 	reserved []string
+	// scripts, when set, refuses a script whose real path leaves root
+	// (see scriptCheck).
+	scripts *scriptCheck
 }
 
 // rejectError is a request fpmux answers itself, without PHP.
@@ -112,6 +115,12 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 				return err
 			}
 			dst = appendMappedPair(dst, name, p.root, rest)
+			if p.scripts != nil {
+				script := dst[len(dst)-len(p.root)-len(rest):]
+				if real, ok := p.scripts.check(script, p.root); !ok {
+					return &rejectError{404, fmt.Sprintf("script %s leads outside the release through a symlink, to %s", script, real)}
+				}
+			}
 		case "SCRIPT_NAME":
 			for _, r := range p.reserved {
 				if string(value) == r {

@@ -4,7 +4,6 @@
 package fcgimux
 
 import (
-	"bytes"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -64,17 +63,4 @@ func (sc *scriptCheck) check(path []byte, root string) (resolved string, ok bool
 	sc.verdicts[string(path)] = v
 	sc.mu.Unlock()
 	return v.real, v.inside
-}
-
-// scriptParam returns the value of SCRIPT_FILENAME in encoded pairs, or nil.
-func scriptParam(pairs []byte) []byte {
-	var script []byte
-	eachPair(pairs, func(name, value []byte) error {
-		if bytes.Equal(name, []byte("SCRIPT_FILENAME")) {
-			script = value
-			return errStop
-		}
-		return nil
-	})
-	return script
 }
