@@ -42,6 +42,9 @@ type recordAppOptions struct {
 	// does when its child reached pm.max_requests, here crossing the next
 	// request on the way.
 	drainSecond bool
+	// gate, when set, holds the answer to the app's first request until
+	// a value is received from it (or it is closed).
+	gate chan struct{}
 }
 
 func startRecordApp(tb testing.TB, network string, o recordAppOptions) *recordApp {
@@ -122,7 +125,9 @@ func (a *recordApp) serveConn(c net.Conn) {
 			if n++; n == 2 && a.o.dropSecond {
 				return
 			}
-			a.requests.Add(1) // before the answer, which a test may act on at once
+			if a.requests.Add(1) == 1 && a.o.gate != nil { // before the answer, which a test may act on at once
+				<-a.o.gate
+			}
 			err := a.respond(c)
 			if err != nil || !keep || a.o.closeAfter {
 				return

@@ -165,16 +165,28 @@ func (r *relay) abort() {
 }
 
 // abandon cuts the request because the web server's connection is gone.
+// Whether the pool connection is closed here is decided under mu, where
+// finish decides whether it goes back to the pool: either finish came
+// first and the connection is the pool's now, or finish sees abandoned and
+// keeps it out of the pool.
 func (r *relay) abandon() {
 	r.mu.Lock()
 	r.abandoned = true
-	bc := r.bc
+	bc, cut := r.bc, !r.ended.Load()
 	r.mu.Unlock()
-	if !r.ended.Load() {
+	if cut {
+		if abandonHook != nil {
+			abandonHook()
+		}
 		bc.Close()
 	}
 	r.settleDeferred(false)
 }
+
+// abandonHook, when set (by tests only), runs in abandon after it decided
+// to close the pool connection and before it does, so a test can run
+// finish in between.
+var abandonHook func()
 
 // run streams php-fpm's response to the web server until END_REQUEST. Each
 // read from php-fpm goes out in one write, minus any incomplete record at
@@ -277,7 +289,7 @@ func (r *relay) run() {
 func (r *relay) finish(er endRequest, status int, out []byte, cleanEnd bool) {
 	r.mu.Lock()
 	r.ended.Store(true)
-	clean := cleanEnd && r.upErr == nil && er.ProtocolStatus == statusRequestComplete && !r.aborted
+	clean := cleanEnd && r.upErr == nil && er.ProtocolStatus == statusRequestComplete && !r.aborted && !r.abandoned
 	reuse := clean && r.stdinDone
 	deferred := clean && !r.stdinDone
 	r.deferred = deferred
