@@ -79,6 +79,7 @@ type Supervisor struct {
 	m        *metrics
 	// previewLog bounds the lines logged for bad preview tokens (preview.go).
 	previewLog previewLog
+	stateFS    stateFS // how state.json is written (state.go)
 
 	active atomic.Pointer[release] // read on every request, without s.mu
 
@@ -140,6 +141,7 @@ func New(o Options) (*Supervisor, error) {
 		log:      o.Logger,
 		releases: map[string]*release{},
 		stopCh:   make(chan struct{}),
+		stateFS:  osStateFS,
 	}
 	if err := checkSymlink(o.Config.Symlink); err != nil {
 		return nil, fmt.Errorf("supervisor: %w", err)

@@ -148,7 +148,7 @@ func TestAdminAPIErrors(t *testing.T) {
 func TestStateFileRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	want := persisted{Active: &histEntry{"r2", "/srv/r2"}, History: []histEntry{{"r1", "/srv/r1"}}}
-	if err := writeState(dir, want); err != nil {
+	if err := osStateFS.write(dir, want); err != nil {
 		t.Fatal(err)
 	}
 	got, err := readState(dir)
