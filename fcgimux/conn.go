@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // phase is where the connection's current request is.
@@ -39,6 +40,12 @@ type conn struct {
 
 	wmu  sync.Mutex // serializes writes to nc: the relay's goroutine writes responses too
 	wbuf []byte     // records fpmux writes itself, built here; guarded by wmu
+	// wdeadline is the write deadline set on nc. waited tells that the
+	// last one passed with nothing written, and queued what unsent told
+	// then. Guarded by wmu.
+	wdeadline time.Time
+	waited    bool
+	queued    int
 
 	// Owned by the serve goroutine.
 	id        uint16
@@ -545,12 +552,82 @@ func (c *conn) write(b []byte) error {
 	return err
 }
 
-// writeLocked writes b to the web server, bounded by WriteTimeout: a
-// client that stops reading would otherwise hold the connection, and
-// through the relay a php-fpm child, for ever. The caller holds wmu.
+// writeLocked writes b to the web server, cut when the web server makes
+// no progress reading it for WriteTimeout: a client that stops reading would
+// otherwise hold the connection, and through the relay a php-fpm child, for
+// ever, while one that reads slowly but steadily gets all of a long write.
+//
+// Progress is what the socket shows. A write that reaches its deadline
+// having sent some bytes goes on with a new one. One that sent nothing is
+// not proof of a stall: a unix socket wakes its writer only once the reader
+// has emptied three quarters of the send buffer (about 160 KB), so a reader
+// taking a few KB at a time is seen late; there the bytes still queued on
+// the socket (SIOCOUTQ, which falls each time the reader has taken a whole
+// earlier write) tell, and the write goes on as long as they fell since the
+// last deadline. b goes out in writes of at most writeChunk so that this
+// shows a reader's progress in steps that small: a client is cut when it
+// reads less than that in WriteTimeout (546 B/s at the default 60s, where a
+// whole 128 KiB write per deadline cut anything under 2.2 KB/s). A stalled
+// client is cut after 7/8 of WriteTimeout to twice it.
+//
+// Moving a deadline costs (a timer update in the runtime), so it is moved
+// only once it has aged by an eighth of WriteTimeout, not on every write.
+// The caller holds wmu.
 func (c *conn) writeLocked(b []byte) (int, error) {
-	c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTO))
-	return c.nc.Write(b)
+	to := c.s.writeTO
+	sent := 0
+	for {
+		if now := time.Now(); c.wdeadline.Sub(now) < to-to/8 {
+			c.wdeadline = now.Add(to)
+			c.nc.SetWriteDeadline(c.wdeadline)
+		}
+		n, err := c.nc.Write(b[:min(len(b), writeChunk)])
+		sent += n
+		b = b[n:]
+		if err == nil {
+			c.waited = false
+			if len(b) == 0 {
+				return sent, nil
+			}
+			continue
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return sent, err
+		}
+		if n == 0 {
+			q := c.unsent()
+			if q < 0 || c.waited && q >= c.queued {
+				return sent, err // nothing taken since the last deadline
+			}
+			c.waited, c.queued = true, q
+		}
+		c.wdeadline = time.Time{} // it passed with progress made: a new one
+	}
+}
+
+// writeChunk is the most writeLocked writes at once; see there.
+const writeChunk = 32 << 10
+
+// unsent returns how many bytes the web server has not yet read of those
+// written to its socket, or -1 when that cannot be told. Only writeLocked's
+// rare path asks.
+func (c *conn) unsent() int {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	q := -1
+	rc.Control(func(fd uintptr) {
+		var v int32
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&v))); e == 0 {
+			q = int(v)
+		}
+	})
+	return q
 }
 
 // getValues answers FCGI_GET_VALUES with the variables the spec defines.

@@ -1,0 +1,103 @@
+package fcgimux
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// TestWriteTimeoutIsNoProgress: WriteTimeout cuts a web server connection
+// that makes no progress reading its response for that long, not one that
+// reads steadily but slower than a whole relay write (128 KiB) per
+// WriteTimeout. The slow reader here takes 4 KiB each 20 ms, about
+// 200 KB/s, where 128 KiB per 500 ms is 262 KB/s.
+func TestWriteTimeoutIsNoProgress(t *testing.T) {
+	const chunk, chunks = 32 << 10, 32 // a 1 MiB response
+	tests := []struct {
+		name     string
+		stopAt   int // the reader stops for stopFor after this many bytes; 0: never
+		stopFor  time.Duration
+		wantCut  bool
+		wantBody int
+	}{
+		{name: "slow and steady", wantBody: chunk * chunks},
+		{name: "stops", stopAt: 64 << 10, stopFor: 5 * time.Second, wantCut: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app := startRecordApp(t, "unix", recordAppOptions{
+				resp:   appendStream(nil, typeStdout, 1, bytes.Repeat([]byte("z"), chunk)),
+				repeat: chunks,
+			})
+			network, addr := app.addr()
+			router := &testRouter{pin: Pin{Release: "r1", Root: "/srv/releases/r1", Backend: NewBackend(network, addr, 2, 1)}}
+			t.Cleanup(router.pin.Backend.Close)
+			_, front := startLimitedServer(t, router, Options{WriteTimeout: 500 * time.Millisecond})
+			c, err := net.Dial("unix", front)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write(request(1, true, "", phpParams("/big.php")...)); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(60 * time.Second))
+			sr := &slowReader{r: c, stopAt: tt.stopAt, stopFor: tt.stopFor}
+			rr := newRecordReader(sr)
+			body, ended := 0, false
+			var rerr error
+			for !ended {
+				h, content, err := rr.next()
+				if err != nil {
+					rerr = err
+					break
+				}
+				switch h.Type {
+				case typeStdout:
+					body += len(content)
+				case typeEndRequest:
+					ended = true
+				}
+			}
+			if tt.wantCut {
+				if ended || !errors.Is(rerr, io.ErrUnexpectedEOF) && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, net.ErrClosed) && !isReset(rerr) {
+					t.Errorf("a reader that stopped for %v: response ended %v after %d bytes, err %v; want it cut", tt.stopFor, ended, body, rerr)
+				}
+				return
+			}
+			if !ended || body != tt.wantBody {
+				t.Errorf("a reader making progress at about 200 KB/s got %d of %d bytes, ended %v, err %v", body, tt.wantBody, ended, rerr)
+			}
+		})
+	}
+}
+
+// slowReader reads at most 4 KiB each 20 ms, and pauses once for stopFor
+// after stopAt bytes.
+type slowReader struct {
+	r       io.Reader
+	n       int
+	stopAt  int
+	stopFor time.Duration
+	stopped bool
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	time.Sleep(20 * time.Millisecond)
+	if s.stopAt > 0 && !s.stopped && s.n >= s.stopAt {
+		s.stopped = true
+		time.Sleep(s.stopFor)
+	}
+	n, err := s.r.Read(p[:min(len(p), 4<<10)])
+	s.n += n
+	return n, err
+}
+
+// isReset tells whether err is a connection reset by the peer.
+func isReset(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && !op.Timeout()
+}
