@@ -140,9 +140,11 @@ var fuzzPaths = pinnedPaths{docroot: testDocroot, root: "/srv/releases/42", rele
 
 // FuzzRewriteParams feeds arbitrary params to the rewrite: it must never
 // panic. What it accepts must keep the web server's pairs in order (less
-// any FPMUX_RELEASE and the routing hint params), map SCRIPT_FILENAME to a
-// clean path under the release root, end with fpmux's FPMUX_RELEASE, and go
-// into PARAMS records that each decode on their own, as php-fpm reads them.
+// any FPMUX_RELEASE and the routing hint params), map SCRIPT_FILENAME (the
+// path php-fpm reads from it, after the Apache prefix it keeps),
+// PATH_TRANSLATED and DOCUMENT_ROOT to clean paths under the release root,
+// end with fpmux's FPMUX_RELEASE, and go into PARAMS records that each
+// decode on their own, as php-fpm reads them.
 func FuzzRewriteParams(f *testing.F) {
 	p := fuzzPaths
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -179,12 +181,13 @@ func FuzzRewriteParams(f *testing.F) {
 			}
 			switch name {
 			case "SCRIPT_FILENAME":
-				if !strings.HasPrefix(value, p.root+"/") && value != p.root || path.Clean(value) != value || strings.IndexByte(value, 0) >= 0 {
+				prefix, script := phpFPMScript(value)
+				if !inRoot(script, p.root) || !strings.HasPrefix(value, prefix) || prefix+script != value || !strings.HasPrefix(sent[i][1], prefix) {
 					t.Fatalf("accepted SCRIPT_FILENAME %q becomes %q", sent[i][1], value)
 				}
 			case "DOCUMENT_ROOT", "PATH_TRANSLATED":
-				if value != sent[i][1] && !strings.HasPrefix(value, p.root) {
-					t.Fatalf("%s %q becomes %q", name, sent[i][1], value)
+				if !inRoot(value, p.root) {
+					t.Fatalf("accepted %s %q becomes %q", name, sent[i][1], value)
 				}
 			default:
 				if value != sent[i][1] {
@@ -206,6 +209,28 @@ func FuzzRewriteParams(f *testing.F) {
 		}
 		checkParamsRecords(t, recs, out)
 	})
+}
+
+// phpFPMScript splits a SCRIPT_FILENAME as php-fpm 8.2's init_request_info
+// reads it: Apache's "proxy:fcgi://host" or "proxy:balancer://host" prefix
+// (in any case) and the path after it up to a '?', or no prefix and the
+// whole value.
+func phpFPMScript(v string) (prefix, script string) {
+	for _, pp := range []string{"proxy:fcgi://", "proxy:balancer://"} {
+		if len(v) >= len(pp) && strings.EqualFold(v[:len(pp)], pp) {
+			if i := strings.IndexByte(v[len(pp):], '/'); i >= 0 {
+				prefix, script = v[:len(pp)+i], v[len(pp)+i:]
+				script, _, _ = strings.Cut(script, "?")
+				return prefix, script
+			}
+		}
+	}
+	return "", v
+}
+
+// inRoot tells whether p is root or a clean path under it, with no NUL.
+func inRoot(p, root string) bool {
+	return (p == root || strings.HasPrefix(p, root+"/")) && path.Clean(p) == p && strings.IndexByte(p, 0) < 0
 }
 
 // checkParamsRecords checks that recs is PARAMS records for request 1
@@ -643,7 +668,7 @@ func (a *fuzzApp) checkParams(params []byte) {
 	}); err != nil {
 		a.note("fpmux sent php-fpm params that do not decode: % x", params)
 	}
-	if !strings.HasPrefix(script, fuzzRoot+"/") && script != fuzzRoot || release != fuzzRelease {
+	if _, path := phpFPMScript(script); !inRoot(path, fuzzRoot) || release != fuzzRelease {
 		a.note("fpmux sent php-fpm SCRIPT_FILENAME %q, FPMUX_RELEASE %q", script, release)
 	}
 }

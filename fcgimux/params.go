@@ -93,16 +93,19 @@ type rejectError struct {
 func (e *rejectError) Error() string { return e.reason }
 
 // rewriteParams appends to dst the params of src rewritten for p: the docroot
-// prefix of DOCUMENT_ROOT, SCRIPT_FILENAME and PATH_TRANSLATED becomes the
-// release root, FPMUX_RELEASE is set, the routing hint params are dropped
-// (PHP never sees a preview token), and a SCRIPT_FILENAME that does not lie
-// under the docroot once cleaned is refused with a 404, so PHP never runs a
-// script outside the release. It returns the params as a list of encoded
-// pairs (dst) and the offsets where each pair ends, so the caller can cut
-// records between pairs.
+// prefix of SCRIPT_FILENAME, PATH_TRANSLATED and DOCUMENT_ROOT becomes the
+// release root, FPMUX_RELEASE is set, and the routing hint params are
+// dropped (PHP never sees a preview token). Those three params are the
+// paths php-fpm runs a script from or that scripts trust as the release's
+// (see confinePath), so each one present is confined to the release: a
+// value that does not lie under the docroot once cleaned, or whose real
+// path leaves the release, is refused with a 404 and PHP never runs. It
+// returns the params as a list of encoded pairs (dst) and the offsets
+// where each pair ends, so the caller can cut records between pairs.
 func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, []int, error) {
 	sawScript := false
 	err := eachPair(src, func(name, value []byte) error {
+		var err error
 		switch string(name) {
 		case "FPMUX_RELEASE":
 			return nil // fpmux's to set; a client's value is dropped
@@ -110,17 +113,9 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 			return nil // for fpmux alone (route.go), honoured or not
 		case "SCRIPT_FILENAME":
 			sawScript = true
-			rest, err := mapScript(value, p)
-			if err != nil {
-				return err
-			}
-			dst = appendMappedPair(dst, name, p.root, rest)
-			if p.scripts != nil {
-				script := dst[len(dst)-len(p.root)-len(rest):]
-				if real, ok := p.scripts.check(script, p.root); !ok {
-					return &rejectError{404, fmt.Sprintf("script %s leads outside the release through a symlink, to %s", script, real)}
-				}
-			}
+			dst, err = confinePath(dst, name, value, p, true)
+		case "PATH_TRANSLATED", "DOCUMENT_ROOT":
+			dst, err = confinePath(dst, name, value, p, false)
 		case "SCRIPT_NAME":
 			for _, r := range p.reserved {
 				if string(value) == r {
@@ -128,16 +123,11 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 				}
 			}
 			dst = appendBytesPair(dst, name, value)
-		case "DOCUMENT_ROOT", "PATH_TRANSLATED":
-			// Informational for PHP: rewritten when under the docroot,
-			// passed as sent otherwise.
-			if rest, ok := underDocroot(value, p.docroot); ok {
-				dst = appendMappedPair(dst, name, p.root, rest)
-			} else {
-				dst = appendBytesPair(dst, name, value)
-			}
 		default:
 			dst = appendBytesPair(dst, name, value)
+		}
+		if err != nil {
+			return err
 		}
 		ends = append(ends, len(dst))
 		return nil
@@ -151,6 +141,135 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 	dst = appendPair(dst, "FPMUX_RELEASE", p.release)
 	ends = append(ends, len(dst))
 	return dst, ends, nil
+}
+
+// confinePath appends the pair name=value with value mapped onto the
+// release, or refuses it. php-fpm 8.2 (sapi/fpm/fpm/fpm_main.c,
+// init_request_info) runs SCRIPT_FILENAME, or PATH_TRANSLATED instead when
+// REDIRECT_URL is set and the two differ (or always, under
+// cgi.fix_pathinfo=0), and computes PATH_TRANSLATED from DOCUMENT_ROOT,
+// which scripts also include files from. So each is checked as the script
+// path is: no NUL, under the docroot once cleaned (lexical), then inside
+// the release once symlinks are followed (p.scripts).
+//
+// A SCRIPT_FILENAME may carry the prefix Apache's mod_proxy_fcgi or
+// mod_proxy_balancer puts before the path (apache is true for it only).
+// The prefix is kept and only the path after it mapped: php-fpm knows
+// Apache by it, then ignores PATH_TRANSLATED and derives PATH_INFO from
+// SCRIPT_FILENAME, which is what PHP behind Apache must see. php-fpm cuts
+// that path at a '?', so the check is on what comes before, and the rest
+// is not sent.
+func confinePath(dst, name, value []byte, p pinnedPaths, apache bool) ([]byte, error) {
+	var prefix []byte
+	s := value
+	if apache {
+		var ok bool
+		if prefix, s, ok = cutProxyPrefix(value); !ok {
+			return dst, &rejectError{404, fmt.Sprintf("%s %q has no path", name, value)}
+		}
+	}
+	if bytes.IndexByte(s, 0) >= 0 {
+		return dst, &rejectError{404, fmt.Sprintf("%s %q contains a NUL byte", name, value)}
+	}
+	rest, ok := underDocroot(s, p.docroot)
+	if !ok {
+		return dst, &rejectError{404, fmt.Sprintf("%s %q is outside docroot %s", name, value, p.docroot)}
+	}
+	dst = appendLen(dst, len(name))
+	dst = appendLen(dst, len(prefix)+len(p.root)+len(rest))
+	dst = append(dst, name...)
+	dst = append(dst, prefix...)
+	mapped := len(dst)
+	dst = append(dst, p.root...)
+	dst = append(dst, rest...)
+	if len(prefix) > 0 && bytes.IndexByte(rest, '%') >= 0 {
+		// php-fpm versions that percent-decode Apache's path (with
+		// fastcgi.script_path_encoded=0) would open another name.
+		if err := checkDecoded(name, value, rest, p); err != nil {
+			return dst, err
+		}
+	}
+	if p.scripts == nil {
+		return dst, nil
+	}
+	if real, ok := p.scripts.check(dst[mapped:], p.root); !ok {
+		return dst, &rejectError{404, fmt.Sprintf("%s %s leads outside the release through a symlink, to %s", name, dst[mapped:], real)}
+	}
+	return dst, nil
+}
+
+// checkDecoded refuses a path after Apache's prefix whose percent-decoded
+// form would leave the release: a dot segment, a NUL or a name that is a
+// symlink out. rest is the mapped path after the release root. It is
+// rare (a '%' in a script's path), so it may allocate.
+func checkDecoded(name, value, rest []byte, p pinnedPaths) error {
+	dec := rawURLDecode(rest)
+	if bytes.IndexByte(dec, 0) >= 0 || len(dec) > 0 && !isClean(dec) {
+		return &rejectError{404, fmt.Sprintf("%s %q leaves the release once percent-decoded", name, value)}
+	}
+	if p.scripts == nil {
+		return nil
+	}
+	script := append([]byte(p.root), dec...)
+	if real, ok := p.scripts.check(script, p.root); !ok {
+		return &rejectError{404, fmt.Sprintf("%s %s leads outside the release through a symlink once percent-decoded, to %s", name, script, real)}
+	}
+	return nil
+}
+
+// rawURLDecode decodes each %XX of s as PHP's rawurldecode does, leaving
+// a '%' not followed by two hex digits as it is, and '+' as '+'.
+func rawURLDecode(s []byte) []byte {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			out = append(out, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		out = append(out, s[i])
+	}
+	return out
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
+}
+
+// Apache's prefixes before the path in SCRIPT_FILENAME, e.g.
+// "proxy:fcgi://127.0.0.1:9700/var/www/app/current/index.php". php-fpm
+// compares them in any case.
+var proxyPrefixes = [...][]byte{[]byte("proxy:fcgi://"), []byte("proxy:balancer://")}
+
+// cutProxyPrefix splits a SCRIPT_FILENAME as php-fpm reads it: prefix is
+// Apache's prefix with its host ("" without one), and path the path after
+// it up to any '?'. ok is false for a prefix with no path after the host.
+func cutProxyPrefix(s []byte) (prefix, path []byte, ok bool) {
+	for _, pp := range proxyPrefixes {
+		if len(s) < len(pp) || !bytes.EqualFold(s[:len(pp)], pp) {
+			continue
+		}
+		i := bytes.IndexByte(s[len(pp):], '/')
+		if i < 0 {
+			return nil, nil, false
+		}
+		prefix, path = s[:len(pp)+i], s[len(pp)+i:]
+		if j := bytes.IndexByte(path, '?'); j >= 0 {
+			path = path[:j]
+		}
+		return prefix, path, true
+	}
+	return nil, s, true
 }
 
 // idempotent tells whether the request's REQUEST_METHOD is one RFC 9110
@@ -196,37 +315,6 @@ func appendBytesPair(dst, name, value []byte) []byte {
 	dst = appendLen(dst, len(value))
 	dst = append(dst, name...)
 	return append(dst, value...)
-}
-
-// appendMappedPair appends name with the value root+rest.
-func appendMappedPair(dst, name []byte, root string, rest []byte) []byte {
-	dst = appendLen(dst, len(name))
-	dst = appendLen(dst, len(root)+len(rest))
-	dst = append(dst, name...)
-	dst = append(dst, root...)
-	return append(dst, rest...)
-}
-
-// mapScript checks a SCRIPT_FILENAME and returns what follows the docroot in
-// it, cleaned: the script's path within the release. Apache's
-// mod_proxy_fcgi may send "proxy:fcgi://host:port/path"; php-fpm strips
-// that prefix itself, so fpmux does too before checking the path.
-func mapScript(s []byte, p pinnedPaths) ([]byte, error) {
-	if rest, ok := bytes.CutPrefix(s, []byte("proxy:fcgi://")); ok {
-		i := bytes.IndexByte(rest, '/')
-		if i < 0 {
-			return nil, &rejectError{404, fmt.Sprintf("script %q has no path", s)}
-		}
-		s = rest[i:]
-	}
-	if bytes.IndexByte(s, 0) >= 0 {
-		return nil, &rejectError{404, fmt.Sprintf("script %q contains a NUL byte", s)}
-	}
-	rest, ok := underDocroot(s, p.docroot)
-	if !ok {
-		return nil, &rejectError{404, fmt.Sprintf("script %q is outside docroot %s", s, p.docroot)}
-	}
-	return rest, nil
 }
 
 // underDocroot cleans the absolute path s and returns what follows the

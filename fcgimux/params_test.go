@@ -3,7 +3,9 @@ package fcgimux
 import (
 	"bytes"
 	"errors"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -93,9 +95,41 @@ func TestRewriteParams(t *testing.T) {
 			want: map[string]string{"SCRIPT_FILENAME": "/srv/releases/42/public/index.php", "DOCUMENT_ROOT": "/srv/releases/42/public"},
 		},
 		{
+			// php-fpm knows Apache by the prefix (it then derives PATH_INFO
+			// itself and ignores PATH_TRANSLATED), so it is kept.
 			name: "apache proxy form",
 			in:   []string{"SCRIPT_FILENAME", "proxy:fcgi://127.0.0.1:9700/var/www/app/current/index.php"},
-			want: map[string]string{"SCRIPT_FILENAME": "/srv/releases/42/index.php"},
+			want: map[string]string{"SCRIPT_FILENAME": "proxy:fcgi://127.0.0.1:9700/srv/releases/42/index.php"},
+		},
+		{
+			name: "apache balancer form",
+			in:   []string{"SCRIPT_FILENAME", "proxy:balancer://app/var/www/app/current/index.php"},
+			want: map[string]string{"SCRIPT_FILENAME": "proxy:balancer://app/srv/releases/42/index.php"},
+		},
+		{
+			name: "apache prefix in capitals, as php-fpm compares it",
+			in:   []string{"SCRIPT_FILENAME", "PROXY:FCGI://h/var/www/app/current/a.php"},
+			want: map[string]string{"SCRIPT_FILENAME": "PROXY:FCGI://h/srv/releases/42/a.php"},
+		},
+		{
+			name: "apache path info stays for php-fpm to derive",
+			in:   []string{"SCRIPT_FILENAME", "proxy:fcgi://h/var/www/app/current/info.php/extra/path", "SCRIPT_NAME", "/info.php/extra/path"},
+			want: map[string]string{"SCRIPT_FILENAME": "proxy:fcgi://h/srv/releases/42/info.php/extra/path", "SCRIPT_NAME": "/info.php/extra/path"},
+		},
+		{
+			name: "apache query string is cut, as php-fpm cuts it",
+			in:   []string{"SCRIPT_FILENAME", "proxy:fcgi://h/var/www/app/current/a.php?/../../../../etc/x.php"},
+			want: map[string]string{"SCRIPT_FILENAME": "proxy:fcgi://h/srv/releases/42/a.php"},
+		},
+		{
+			name: "apache percent escape that stays inside once decoded",
+			in:   []string{"SCRIPT_FILENAME", "proxy:fcgi://h/var/www/app/current/a%41.php"},
+			want: map[string]string{"SCRIPT_FILENAME": "proxy:fcgi://h/srv/releases/42/a%41.php"},
+		},
+		{
+			name: "nginx PATH_TRANSLATED with path info",
+			in:   []string{"SCRIPT_FILENAME", "/var/www/app/current/index.php", "PATH_INFO", "/a/b", "PATH_TRANSLATED", "/var/www/app/current/a/b"},
+			want: map[string]string{"PATH_TRANSLATED": "/srv/releases/42/a/b", "PATH_INFO": "/a/b"},
 		},
 		{
 			name: "client FPMUX_RELEASE is replaced",
@@ -107,11 +141,25 @@ func TestRewriteParams(t *testing.T) {
 			in:   []string{"SCRIPT_FILENAME", "/var/www/app/current/lib/../index.php"},
 			want: map[string]string{"SCRIPT_FILENAME": "/srv/releases/42/index.php"},
 		},
-		{
-			name: "foreign DOCUMENT_ROOT passes as sent",
-			in:   []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php", "DOCUMENT_ROOT", "/elsewhere"},
-			want: map[string]string{"DOCUMENT_ROOT": "/elsewhere"},
-		},
+		// Scripts include from DOCUMENT_ROOT, so it is confined like the
+		// script (it used to pass as sent).
+		{name: "foreign DOCUMENT_ROOT", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php", "DOCUMENT_ROOT", "/elsewhere"}, wantStatus: 404},
+		{name: "DOCUMENT_ROOT dot-dot", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php", "DOCUMENT_ROOT", "/var/www/app/current/../x"}, wantStatus: 404},
+		{name: "relative DOCUMENT_ROOT", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php", "DOCUMENT_ROOT", "current"}, wantStatus: 404},
+		{name: "empty DOCUMENT_ROOT", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php", "DOCUMENT_ROOT", ""}, wantStatus: 404},
+		{name: "DOCUMENT_ROOT with Apache's prefix", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php", "DOCUMENT_ROOT", "proxy:fcgi://h/var/www/app/current"}, wantStatus: 404},
+		// php-fpm runs PATH_TRANSLATED when REDIRECT_URL is set.
+		{name: "foreign PATH_TRANSLATED", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php", "REDIRECT_URL", "/x", "PATH_TRANSLATED", "/tmp/secret.php"}, wantStatus: 404},
+		{name: "PATH_TRANSLATED dot-dot", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php", "PATH_TRANSLATED", "/var/www/app/current/../../x.php"}, wantStatus: 404},
+		{name: "PATH_TRANSLATED sibling", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php", "PATH_TRANSLATED", "/var/www/app/current2/x.php"}, wantStatus: 404},
+		{name: "PATH_TRANSLATED with a NUL", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php", "PATH_TRANSLATED", "/var/www/app/current/x.php\x00"}, wantStatus: 404},
+		{name: "PATH_TRANSLATED before SCRIPT_FILENAME", in: []string{"PATH_TRANSLATED", "/tmp/x.php", "SCRIPT_FILENAME", "/var/www/app/current/a.php"}, wantStatus: 404},
+		{name: "apache form outside", in: []string{"SCRIPT_FILENAME", "proxy:fcgi://h/tmp/secret.php"}, wantStatus: 404},
+		{name: "apache form dot-dot", in: []string{"SCRIPT_FILENAME", "proxy:balancer://h/var/www/app/current/../../x.php"}, wantStatus: 404},
+		{name: "apache form dot-dot once decoded", in: []string{"SCRIPT_FILENAME", "proxy:fcgi://h/var/www/app/current/%2e%2e/%2E%2e/x.php"}, wantStatus: 404},
+		{name: "apache form NUL once decoded", in: []string{"SCRIPT_FILENAME", "proxy:fcgi://h/var/www/app/current/a.php%00.jpg"}, wantStatus: 404},
+		{name: "apache form with a foreign path before the query", in: []string{"SCRIPT_FILENAME", "proxy:fcgi://h/tmp/x.php?/var/www/app/current/a.php"}, wantStatus: 404},
+		{name: "apache balancer form without a path", in: []string{"SCRIPT_FILENAME", "proxy:balancer://app"}, wantStatus: 404},
 		{name: "dot-dot escape", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/../../../etc/passwd"}, wantStatus: 404},
 		{name: "foreign prefix", in: []string{"SCRIPT_FILENAME", "/srv/releases/41/index.php"}, wantStatus: 404},
 		{name: "prefix without a slash", in: []string{"SCRIPT_FILENAME", "/var/www/app/current-old/index.php"}, wantStatus: 404},
@@ -242,6 +290,76 @@ func TestIdempotent(t *testing.T) {
 	for method, want := range map[string]bool{"GET": true, "HEAD": true, "PUT": true, "DELETE": true, "POST": false, "PATCH": false, "LOCK": false, "": false} {
 		if got := idempotent(encodePairs("QUERY_STRING", "", "REQUEST_METHOD", method)); got != want {
 			t.Errorf("idempotent(%q) = %v, want %v", method, got, want)
+		}
+	}
+}
+
+// TestConfinePathFollowsSymlinks: each path param php-fpm runs or scripts
+// trust, in each form it comes in, is refused when its real path leaves the
+// release, and passes when it stays inside (missing files included, which
+// php-fpm answers itself).
+func TestConfinePathFollowsSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "releases", "r1")
+	outside := filepath.Join(dir, "shared")
+	for _, d := range []string{filepath.Join(root, "sub"), outside} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{filepath.Join(root, "a.php"), filepath.Join(outside, "secret.php")} {
+		if err := os.WriteFile(f, []byte("<?php"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{
+		"secret.php": filepath.Join(outside, "secret.php"),
+		"shared":     outside,
+		"inside.php": "a.php",
+		"aA.php":     filepath.Join(outside, "secret.php"),
+	} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const d = "/var/www/app/current"
+	p := pinnedPaths{docroot: d, root: real, release: "r1", scripts: &scriptCheck{}}
+	script := func(s string) []string { return []string{"SCRIPT_FILENAME", s} }
+	with := func(kv ...string) []string { return append(script(d+"/a.php"), kv...) }
+	tests := []struct {
+		name string
+		in   []string
+		ok   bool
+	}{
+		{"script inside", script(d + "/a.php"), true},
+		{"script through a link that stays inside", script(d + "/inside.php"), true},
+		{"missing script inside", script(d + "/sub/missing.php"), true},
+		{"script through a link out", script(d + "/secret.php"), false},
+		{"missing script in a directory linked from outside", script(d + "/shared/missing.php"), false},
+		{"apache form through a link out", script("proxy:fcgi://h" + d + "/secret.php"), false},
+		{"apache form with path info after a link out", script("proxy:fcgi://h" + d + "/secret.php/x/y"), false},
+		{"apache form, the query hides a link out", script("proxy:fcgi://h" + d + "/secret.php?x"), false},
+		{"apache balancer form through a link out", script("proxy:balancer://h" + d + "/shared/secret.php"), false},
+		{"apache form, a link out once percent-decoded", script("proxy:fcgi://h" + d + "/a%41.php"), false},
+		{"apache form with path info inside", script("proxy:fcgi://h" + d + "/a.php/x/y"), true},
+		{"PATH_TRANSLATED through a link out", with("REDIRECT_URL", "/x", "PATH_TRANSLATED", d+"/secret.php"), false},
+		{"PATH_TRANSLATED under a directory linked out", with("PATH_TRANSLATED", d+"/shared/x"), false},
+		{"PATH_TRANSLATED of path info inside", with("PATH_TRANSLATED", d+"/extra/path"), true},
+		{"DOCUMENT_ROOT linked out", with("DOCUMENT_ROOT", d+"/shared"), false},
+		{"DOCUMENT_ROOT the release", with("DOCUMENT_ROOT", d), true},
+		{"DOCUMENT_ROOT a directory inside", with("DOCUMENT_ROOT", d+"/sub/"), true},
+	}
+	for range 2 { // the second time from the remembered verdicts
+		for _, tt := range tests {
+			_, _, err := rewriteParams(nil, nil, encodePairs(tt.in...), p)
+			var rej *rejectError
+			if tt.ok && err != nil || !tt.ok && !(errors.As(err, &rej) && rej.status == 404) {
+				t.Errorf("%s: got %v, want accepted %v", tt.name, err, tt.ok)
+			}
 		}
 	}
 }

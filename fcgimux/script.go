@@ -13,10 +13,11 @@ import (
 // it forgets them all and starts again, which costs a few path walks.
 const maxScriptVerdicts = 8192
 
-// scriptCheck refuses a SCRIPT_FILENAME whose real path leaves the release
-// root: a symlink inside a release (a shared uploads directory is the usual
-// one) must not let PHP run a file that is not the release's own, such as
-// a script a user uploaded. The lexical check (underDocroot) has already
+// scriptCheck refuses a path param (SCRIPT_FILENAME, PATH_TRANSLATED,
+// DOCUMENT_ROOT: see confinePath) whose real path leaves the release root:
+// a symlink inside a release (a shared uploads directory is the usual one)
+// must not let PHP run a file that is not the release's own, such as a
+// script a user uploaded. The lexical check (underDocroot) has already
 // ruled out ".." and foreign prefixes; this one follows the links.
 //
 // Following them costs a system call per path segment, so verdicts are
