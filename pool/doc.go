@@ -8,5 +8,6 @@
 // its directory is gone. Pool imports no other fpmux package.
 //
 // The package is Linux-only in practice: it relies on process groups,
-// Pdeathsig and /proc.
+// pidfds and /proc. A lifeline process (lifeline.go) stops the masters
+// when every fpmux is gone.
 package pool

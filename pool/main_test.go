@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,8 +15,10 @@ import (
 )
 
 // TestMain lets the test binary play a whole fpmux process that starts a
-// pool and then blocks, so a test can kill it.
+// lifeline and a pool and then blocks, so a test can kill it; and the
+// lifeline itself, which is this binary run again.
 func TestMain(m *testing.M) {
+	LifelineMain()
 	if os.Getenv("FPMUX_POOL_TEST_CHILD") == "1" {
 		runChild()
 		return
@@ -24,6 +27,10 @@ func TestMain(m *testing.M) {
 }
 
 func runChild() {
+	if _, err := StartLifeline(filepath.Dir(os.Getenv("FPMUX_POOL_TEST_DIR"))); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	p, err := Start(context.Background(), Options{
 		ID:     "orphan",
 		Root:   os.Getenv("FPMUX_POOL_TEST_ROOT"),
@@ -38,8 +45,8 @@ func runChild() {
 	time.Sleep(time.Hour)
 }
 
-// TestKilledOwnerTakesMasterAlong SIGKILLs a process that runs a pool: the
-// master gets SIGTERM (Pdeathsig) and stops its workers.
+// TestKilledOwnerTakesMasterAlong SIGKILLs a process that runs a pool: its
+// lifeline sees the pipe close and kills the master's group.
 func TestKilledOwnerTakesMasterAlong(t *testing.T) {
 	bin := phpFPM(t)
 	root := newRelease(t, map[string]string{"index.php": `<?php echo "up";`})

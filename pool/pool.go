@@ -51,12 +51,16 @@ type Pool struct {
 	stopping  bool // Stop was called
 	abandoned bool // a master died while draining and is not restarted
 
-	stopOnce  sync.Once
-	stopCh    chan struct{} // closed by the first Stop
-	forceOnce sync.Once
-	forceCh   chan struct{} // closed by a Stop(true)
-	done      chan struct{} // closed by supervise when the pool is gone
-	stopErr   error         // written by supervise before done is closed
+	cur atomic.Pointer[master] // the running master, for OutputFile; owned by supervise
+
+	stopOnce   sync.Once
+	stopCh     chan struct{} // closed by the first Stop
+	detachOnce sync.Once
+	detachCh   chan struct{} // closed by Detach: supervise lets php-fpm run on
+	forceOnce  sync.Once
+	forceCh    chan struct{} // closed by a Stop(true)
+	done       chan struct{} // closed by supervise when the pool is gone
+	stopErr    error         // written by supervise before done is closed
 }
 
 // Start validates o, writes the pool's config into o.Dir, spawns php-fpm and
@@ -71,39 +75,11 @@ type Pool struct {
 // master is not restarted. Binary may be a wrapper only if it execs
 // php-fpm: Start refuses one that runs php-fpm as a child.
 func Start(ctx context.Context, o Options) (*Pool, error) {
-	o = o.withDefaults()
-	if err := o.validate(); err != nil {
-		return nil, fmt.Errorf("start pool %q: %w", o.ID, err)
+	p, conf, err := newPool(o)
+	if err != nil {
+		return nil, err
 	}
-	if err := checkRoot(o.Root); err != nil {
-		return nil, fmt.Errorf("start pool %s: %w", o.ID, err)
-	}
-	binary := o.Binary
-	if binary == "" {
-		b, err := FindBinary()
-		if err != nil {
-			return nil, fmt.Errorf("start pool %s: %w", o.ID, err)
-		}
-		binary = b
-	}
-	usr, grp := workerIdentity(os.Geteuid(), o.Directives)
-	conf := renderConfig(confParams{
-		ID: o.ID, Root: o.Root, Dir: o.Dir, StopTimeout: o.StopTimeout,
-		User: usr, Group: grp, Directives: o.Directives, Ini: o.Ini,
-	})
-	p := &Pool{
-		o:           o,
-		log:         o.Logger.With("release", o.ID),
-		binary:      binary,
-		args:        commandArgs(filepath.Join(o.Dir, confName), o.Ini),
-		sock:        filepath.Join(o.Dir, socketName),
-		maxChildren: o.maxChildren(),
-		startKids:   o.startChildren(),
-		gate:        newGate(),
-		stopCh:      make(chan struct{}),
-		forceCh:     make(chan struct{}),
-		done:        make(chan struct{}),
-	}
+	o = p.o
 	if err := p.writeDir(conf); err != nil {
 		_ = os.RemoveAll(o.Dir)
 		return nil, fmt.Errorf("start pool %s: %w", o.ID, err)
@@ -137,8 +113,49 @@ func Start(ctx context.Context, o Options) (*Pool, error) {
 	}
 	p.pid.Store(int64(m.pid))
 	p.log.Info("pool ready", "pid", m.pid, "socket", p.sock, "startup", time.Since(m.started).Round(time.Millisecond))
+	p.cur.Store(m)
 	go p.supervise(m)
 	return p, nil
+}
+
+// newPool validates o and returns a Pool that runs nothing yet, with the
+// php-fpm config it would write.
+func newPool(o Options) (*Pool, []byte, error) {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, nil, fmt.Errorf("start pool %q: %w", o.ID, err)
+	}
+	if err := checkRoot(o.Root); err != nil {
+		return nil, nil, fmt.Errorf("start pool %s: %w", o.ID, err)
+	}
+	binary := o.Binary
+	if binary == "" {
+		b, err := FindBinary()
+		if err != nil {
+			return nil, nil, fmt.Errorf("start pool %s: %w", o.ID, err)
+		}
+		binary = b
+	}
+	usr, grp := workerIdentity(os.Geteuid(), o.Directives)
+	conf := renderConfig(confParams{
+		ID: o.ID, Root: o.Root, Dir: o.Dir, StopTimeout: o.StopTimeout,
+		User: usr, Group: grp, Directives: o.Directives, Ini: o.Ini,
+	})
+	p := &Pool{
+		o:           o,
+		log:         o.Logger.With("release", o.ID),
+		binary:      binary,
+		args:        commandArgs(filepath.Join(o.Dir, confName), o.Ini),
+		sock:        filepath.Join(o.Dir, socketName),
+		maxChildren: o.maxChildren(),
+		startKids:   o.startChildren(),
+		gate:        newGate(),
+		stopCh:      make(chan struct{}),
+		forceCh:     make(chan struct{}),
+		detachCh:    make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	return p, conf, nil
 }
 
 // writeDir creates Dir (0700) and writes the config into it.
@@ -210,8 +227,8 @@ func (p *Pool) waitReady(parent context.Context, m *master) error {
 // master that answered, as php-fpm's pid file says. A Binary that runs
 // php-fpm as its child instead of exec'ing it would leave php-fpm out
 // of fpmux's reach: php-fpm starts a session of its own, so signals to the
-// wrapper's process group miss it, and fpmux's parent-death signal ends the
-// wrapper, not php-fpm, which then outlives fpmux.
+// wrapper's process group miss it, and fpmux would watch the wrapper's
+// exit, not php-fpm's.
 func (p *Pool) checkMasterPid(m *master) error {
 	b, err := os.ReadFile(filepath.Join(p.o.Dir, pidName))
 	if err != nil {
@@ -251,6 +268,9 @@ func (p *Pool) supervise(m *master) {
 		case <-p.stopCh:
 			p.finish(m)
 			return
+		case <-p.detachCh:
+			p.letGo(m)
+			return
 		case <-m.exited:
 		}
 		// The master died on its own; wait() has SIGKILLed its group.
@@ -274,6 +294,10 @@ func (p *Pool) supervise(m *master) {
 				t.Stop()
 				p.finish(m)
 				return
+			case <-p.detachCh:
+				t.Stop()
+				p.letGo(m)
+				return
 			case <-t.C:
 			}
 			if p.abandonIfDraining() {
@@ -291,6 +315,7 @@ func (p *Pool) supervise(m *master) {
 		}
 		n := p.restarts.Add(1)
 		p.pid.Store(int64(m.pid))
+		p.cur.Store(m)
 		p.log.Warn("php-fpm master restarted", "pid", m.pid, "restarts", n)
 		if p.o.OnRestart != nil {
 			p.o.OnRestart()
@@ -314,8 +339,20 @@ func (p *Pool) abandonIfDraining() bool {
 // master is started; the pool's owner is about to Stop it.
 func (p *Pool) awaitStop(m *master) {
 	p.log.Warn("php-fpm master died while the pool drains; not restarting it", "pid", m.pid, "exit", m.exitDesc(), "last_output", m.tail.String())
-	<-p.stopCh
-	p.finish(m)
+	select {
+	case <-p.stopCh:
+		p.finish(m)
+	case <-p.detachCh:
+		p.letGo(m)
+	}
+}
+
+// letGo ends this process's part in a pool the next fpmux adopted: php-fpm
+// and Dir stay as they are, and its output is read there from now on.
+func (p *Pool) letGo(m *master) {
+	m.stopReading()
+	p.pid.Store(0)
+	p.log.Info("pool handed over to the next fpmux; php-fpm keeps running", "pid", m.pid)
 }
 
 // finish stops m (if still running), removes Dir and records the result.

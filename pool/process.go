@@ -1,6 +1,7 @@
 // process.go owns one php-fpm master process: spawning it in its own process
-// group with an explicit environment, reading its output, waiting for it
-// (one goroutine), signalling its group and making sure the group is gone.
+// group with an explicit environment (or adopting one another fpmux spawned,
+// at an upgrade), reading its output, waiting for it (one goroutine),
+// signalling its group and making sure the group is gone.
 
 package pool
 
@@ -18,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // childPath is the whole environment php-fpm gets: nothing of fpmux's own
@@ -30,14 +33,15 @@ const (
 	logDrainMax = 2 * time.Second
 )
 
-// master is one php-fpm master process. Exactly one goroutine (wait) calls
-// cmd.Wait; it kills what is left of the process group and then closes
-// exited.
+// master is one php-fpm master process. Exactly one goroutine (wait, or
+// watch for an adopted master) sees it exit; it kills what is left of the
+// process group and then closes exited.
 type master struct {
 	pid     int // also the process group id (Setpgid)
 	started time.Time
-	cmd     *exec.Cmd
+	cmd     *exec.Cmd // nil for an adopted master: it is not our child
 	tail    *tail
+	out     *os.File // the read end of the output pipe, nil if there is none
 
 	exited  chan struct{} // closed once the master is reaped and its group SIGKILLed
 	waitErr error         // cmd.Wait's result; read only after exited is closed
@@ -56,14 +60,10 @@ func spawn(binary string, args []string, dir string, logger *slog.Logger) (*mast
 	cmd.Env = []string{childPath}
 	cmd.Stdout = w
 	cmd.Stderr = w
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid: true,
-		// If fpmux dies, the master gets SIGTERM and stops its workers.
-		// Pdeathsig follows the spawning OS thread; Go only retires
-		// threads that a goroutine locked and never unlocked, which this
-		// package never does.
-		Pdeathsig: syscall.SIGTERM,
-	}
+	// No parent-death signal: it would fire when this fpmux exits after
+	// an upgrade handed the master to the next one. The lifeline (see
+	// lifeline.go) stops the masters once no fpmux is left.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
 	w.Close() // the child holds its own copies
 	if err != nil {
@@ -75,12 +75,66 @@ func spawn(binary string, args []string, dir string, logger *slog.Logger) (*mast
 		started: time.Now(),
 		cmd:     cmd,
 		tail:    &tail{},
+		out:     r,
 		exited:  make(chan struct{}),
 		logDone: make(chan struct{}),
 	}
 	go m.readOutput(r, logger.With("pid", m.pid))
 	go m.wait()
 	return m, nil
+}
+
+// adoptMaster takes over a running master that another fpmux spawned (an
+// upgrade): not being its parent, this process cannot wait(2) for it, so
+// its exit is watched through a pidfd (Linux 5.3 and later). out is the
+// read end of its output pipe the other fpmux passed on, or nil.
+func adoptMaster(pid int, out *os.File, logger *slog.Logger) (*master, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("watch php-fpm master %d: pidfd_open: %w", pid, err)
+	}
+	m := &master{
+		pid:     pid,
+		started: time.Now(),
+		tail:    &tail{},
+		out:     out,
+		exited:  make(chan struct{}),
+		logDone: make(chan struct{}),
+	}
+	if out != nil {
+		go m.readOutput(out, logger.With("pid", pid))
+	} else {
+		close(m.logDone)
+	}
+	go m.watch(fd)
+	return m, nil
+}
+
+// watch is wait for an adopted master: the pidfd turns readable when the
+// process exits. Its exit status is its parent's to collect, not ours.
+func (m *master) watch(pidfd int) {
+	defer unix.Close(pidfd)
+	for {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		_, err := unix.Poll(fds, -1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || fds[0].Revents != 0 {
+			break
+		}
+	}
+	_ = syscall.Kill(-m.pid, syscall.SIGKILL)
+	m.waitErr = errors.New("exited (adopted from the fpmux before an upgrade: exit status unknown)")
+	close(m.exited)
+}
+
+// stopReading ends the output reader without closing the pipe's other
+// copies: the next fpmux reads php-fpm's output from now on.
+func (m *master) stopReading() {
+	if m.out != nil {
+		m.out.SetReadDeadline(time.Now())
+	}
 }
 
 // wait is the one goroutine that calls cmd.Wait.

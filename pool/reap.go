@@ -30,33 +30,44 @@ const (
 // (a master follows a killed fpmux), but a master that ignored it, or a
 // state_dir from before a reboot, must not keep a stale socket around.
 func Reap(dir string) (int, error) {
-	killed := 0
-	b, err := os.ReadFile(filepath.Join(dir, pidName))
-	if err == nil {
-		pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
-		if perr == nil && pid > 1 && isOurMaster(pid, dir) {
-			_, pgrp, ok := procStat(pid)
-			if ok && pgrp == pid {
-				syscall.Kill(-pid, syscall.SIGKILL)
-				if err := waitGroupGone(pid, killWait); err != nil {
-					return pid, fmt.Errorf("reap pool %s: %w", dir, err)
-				}
-			} else {
-				syscall.Kill(pid, syscall.SIGKILL)
-				deadline := time.Now().Add(killWait)
-				for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-				}
-			}
-			killed = pid
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return 0, fmt.Errorf("reap pool %s: %w", dir, err)
+	killed, err := killLeftMaster(dir)
+	if err != nil {
+		return killed, err
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return killed, fmt.Errorf("reap pool %s: %w", dir, err)
 	}
 	return killed, nil
+}
+
+// killLeftMaster is Reap without removing dir: if its pid file names a live
+// php-fpm master on this directory's config, that master's group is killed.
+// It returns the pid it killed, or 0.
+func killLeftMaster(dir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dir, pidName))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reap pool %s: %w", dir, err)
+	}
+	pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
+	if perr != nil || pid <= 1 || !isOurMaster(pid, dir) {
+		return 0, nil
+	}
+	if _, pgrp, ok := procStat(pid); ok && pgrp == pid {
+		syscall.Kill(-pid, syscall.SIGKILL)
+		if err := waitGroupGone(pid, killWait); err != nil {
+			return pid, fmt.Errorf("reap pool %s: %w", dir, err)
+		}
+		return pid, nil
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	deadline := time.Now().Add(killWait)
+	for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return pid, nil
 }
 
 // isOurMaster tells whether pid is a php-fpm master running the config in

@@ -733,7 +733,7 @@ func unmount(t *testing.T, dir string) {
 // TestFaultKilledFpmuxUnderLoad kills fpmux with SIGKILL while load runs
 // and r1 drains a slow request. nginx answers 502 (fpmux's socket takes no
 // connection), the pools of both releases follow fpmux within seconds
-// (parent-death signal), and a new fpmux on the same state_dir clears the
+// (the lifeline), and a new fpmux on the same state_dir clears the
 // old pool directories, brings r2 back and serves.
 func TestFaultKilledFpmuxUnderLoad(t *testing.T) {
 	s := newStack(t, stackOptions{})
@@ -777,7 +777,7 @@ func TestFaultKilledFpmuxUnderLoad(t *testing.T) {
 
 // TestFaultNextFpmuxStopsPoolLeftBehind: after fpmux was killed, a
 // php-fpm master runs on one of its pool directories, as one would that
-// ignored its parent-death signal (the test starts it on the directory the
+// escaped the lifeline (the test starts it on the directory the
 // killed fpmux left). The next fpmux on the same state_dir must kill that
 // master and its workers, found by the pool directory's pid file, before
 // it starts the release again and serves.
@@ -850,7 +850,7 @@ func nonExecWrapper(t *testing.T, dir, realFPM string) string {
 // TestFaultWrapperWithoutExecIsRefused deploys with a php_fpm.binary that
 // runs php-fpm as its child. php-fpm leads a session of its own, so fpmux,
 // which signals the process group of what it spawned, could not stop it,
-// and the parent-death signal would end the wrapper, not php-fpm: the
+// and it would watch the wrapper's exit, not php-fpm's: the
 // deploy must fail, saying why, and leave no php-fpm behind.
 func TestFaultWrapperWithoutExecIsRefused(t *testing.T) {
 	realFPM, _ := needTools(t)

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/fpmux/fpmux/pool"
 )
 
 const usage = `usage: fpmux <command> [flags]
@@ -30,6 +32,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	pool.LifelineMain() // this binary, run again as a pool lifeline: see serve
 	if len(args) < 1 {
 		fmt.Fprint(stderr, usage)
 		return 2

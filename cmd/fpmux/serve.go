@@ -317,6 +317,13 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 			func() float64 { return float64(front.Refused(r)) }))
 	}
 	sup.ListRequestsWith(front.InFlight) // status shows what holds a drain
+	// Before any pool starts: the lifeline stops every master in state_dir
+	// once no fpmux holds its pipe, however fpmux ended (kill -9 included).
+	life, err := pool.StartLifeline(filepath.Join(cfg.StateDir, "pools"))
+	if err != nil {
+		return err
+	}
+	defer life.Close()
 	lns, err := openListeners(cfg, log)
 	if err != nil {
 		return err
