@@ -80,6 +80,7 @@ type Supervisor struct {
 	// previewLog bounds the lines logged for bad preview tokens (preview.go).
 	previewLog previewLog
 	stateFS    stateFS // how state.json is written (state.go)
+	hooks      hooks   // test seams; all nil outside tests
 
 	active atomic.Pointer[release] // read on every request, without s.mu
 
@@ -89,6 +90,22 @@ type Supervisor struct {
 	stopping bool
 	drains   sync.WaitGroup
 	stopCh   chan struct{} // closed by Close: drains stop waiting
+}
+
+// hooks are test seams: each one set is called, without Supervisor.mu, at
+// one point of a lifecycle, so that a test can park that goroutine there
+// and act while it waits. Set them before the Supervisor is used.
+type hooks struct {
+	deployStarting   func(id string) // a deploy registered its release, before its pool starts
+	activationFailed func(id string) // a deploy's activation failed, before its pool is stopped
+	rollbackWaits    func(id string) // a rollback is about to wait for its release to start or drain
+}
+
+// hook calls h with id when it is set.
+func hook(h func(id string), id string) {
+	if h != nil {
+		h(id)
+	}
 }
 
 type histEntry struct {
@@ -113,6 +130,8 @@ type release struct {
 	pool        *pool.Pool
 	backend     *fcgimux.Backend
 	gone        chan struct{} // closed when retired or failed
+	ready       chan struct{} // closed when its start ends well (ready or active)
+	retireAsked chan struct{} // closed by the first Retire (see Rollback)
 	keep        keepState     // kept after it drained: see keep.go
 	warmup      []WarmupResult
 
@@ -257,11 +276,13 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 		}
 		return Release{}, errorf(409, "release %s is already known (%s); %s", req.ID, old.state, hint)
 	}
-	r := &release{id: req.ID, root: root, createdAt: time.Now(), state: StateStarting, gone: make(chan struct{}), metrics: s.m.forRelease(req.ID)}
+	r := &release{id: req.ID, root: root, createdAt: time.Now(), state: StateStarting,
+		gone: make(chan struct{}), ready: make(chan struct{}), retireAsked: make(chan struct{}), metrics: s.m.forRelease(req.ID)}
 	s.releases[req.ID] = r
 	s.pruneLocked()
 	s.mu.Unlock()
 	s.log.Info("release starting", "release", r.id, "root", root)
+	hook(s.hooks.deployStarting, r.id)
 
 	p, err := s.startPool(ctx, r.id, root)
 	var backend *fcgimux.Backend
@@ -302,25 +323,38 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 	r.backend = backend
 	r.warmup = warmed
 	r.readyIn = time.Since(r.createdAt)
-	r.state = StateReady
 	s.step(r, "ready", r.createdAt)
-	if req.Activate {
-		if err := s.activateLocked(r, restoring); err != nil {
-			r.state, r.err = StateFailed, err.Error()
-			close(r.gone)
-			backend.Close()
-			s.m.deploys.WithLabelValues("failed").Inc()
-			s.log.Error("release failed", "release", r.id, "err", err)
-			s.mu.Unlock()
-			if serr := p.Stop(true); serr != nil {
-				s.log.Error("stop the pool of a release not activated", "release", r.id, "err", serr)
-			}
-			s.mu.Lock()
-			return r.snapshot(), err
-		}
+	if !req.Activate {
+		r.state = StateReady
+	} else if err := s.activateLocked(r, restoring); err != nil {
+		return s.failActivationLocked(r, err)
 	}
+	close(r.ready)
 	s.m.deploys.WithLabelValues("ok").Inc()
 	return r.snapshot(), nil
+}
+
+// failActivationLocked fails r, a deploy whose activation could not be
+// recorded, once its pool is stopped. Until then r stays starting, so a
+// deploy of the same id is refused (409) and cannot start a pool in the
+// directory this stop removes, nor can r be activated or rolled back to.
+// Its pool is not r's meanwhile: Close, which may run now, leaves it to
+// this stop. Called and returns with s.mu held.
+func (s *Supervisor) failActivationLocked(r *release, err error) (Release, error) {
+	p := r.pool
+	r.backend.Close()
+	r.pool, r.backend, r.err = nil, nil, err.Error()
+	s.mu.Unlock()
+	hook(s.hooks.activationFailed, r.id)
+	if serr := p.Stop(true); serr != nil {
+		s.log.Error("stop the pool of a release not activated", "release", r.id, "err", serr)
+	}
+	s.mu.Lock()
+	r.state = StateFailed
+	close(r.gone)
+	s.m.deploys.WithLabelValues("failed").Inc()
+	s.log.Error("release failed", "release", r.id, "err", err)
+	return r.snapshot(), err
 }
 
 func (s *Supervisor) startPool(ctx context.Context, id, root string) (*pool.Pool, error) {
@@ -513,10 +547,12 @@ func (s *Supervisor) Retire(id string) (Release, error) {
 	switch r.state {
 	case StateReady:
 		s.noKeepLocked(r, reasonRetired)
+		s.askRetireLocked(r)
 		s.drainLocked(r)
 		return r.snapshot(), nil
 	case StateDraining:
 		s.noKeepLocked(r, reasonRetired)
+		s.askRetireLocked(r)
 		return r.snapshot(), nil
 	case StateActive:
 		return r.snapshot(), errorf(409, "release %s is active; activate or deploy another release first", id)
@@ -524,9 +560,20 @@ func (s *Supervisor) Retire(id string) (Release, error) {
 	return r.snapshot(), errorf(409, "release %s is %s", id, r.state)
 }
 
+// askRetireLocked tells a rollback waiting for r that r was retired.
+func (s *Supervisor) askRetireLocked(r *release) {
+	if !isClosed(r.retireAsked) {
+		close(r.retireAsked)
+	}
+}
+
 // Rollback activates the release that was active before the current one:
 // at once when its pool is still ready, otherwise by starting its pool again
-// from its root (waiting for an old pool of the same id to finish draining).
+// from its root. A release of that id that is starting (deployed again) or
+// draining is waited for: once ready (started, or kept after its drain) it
+// is switched to at once; once gone it is started again; and when it is
+// retired meanwhile, the rollback is refused, since that retire is the
+// later word.
 func (s *Supervisor) Rollback(ctx context.Context) (Release, error) {
 	s.mu.Lock()
 	cur := s.active.Load()
@@ -538,34 +585,60 @@ func (s *Supervisor) Rollback(ctx context.Context) (Release, error) {
 			break
 		}
 	}
+	s.mu.Unlock()
 	if !found {
-		s.mu.Unlock()
 		return Release{}, errorf(409, "there is no previous release to roll back to")
 	}
-	r := s.releases[prev.ID]
-	if r != nil && r.state == StateReady {
-		err := s.activateLocked(r, false)
-		snap := r.snapshot()
-		s.mu.Unlock()
-		return snap, err
-	}
-	var gone chan struct{}
-	var kept <-chan struct{}
-	if r != nil && r.state.live() {
-		gone, kept = r.gone, s.keptSignalLocked(r)
-	}
-	s.mu.Unlock()
-	if gone != nil {
-		select {
-		case <-gone:
-		case <-kept: // ready again: an instant switch
-			return s.Rollback(ctx)
-		case <-ctx.Done():
-			return Release{}, errorf(504, "release %s is still draining: %v", prev.ID, ctx.Err())
+	for {
+		s.mu.Lock()
+		r := s.releases[prev.ID]
+		if r == nil || !r.state.live() {
+			s.mu.Unlock()
+			break
 		}
+		switch r.state {
+		case StateReady:
+			err := s.activateLocked(r, false)
+			snap := r.snapshot()
+			s.mu.Unlock()
+			return snap, err
+		case StateActive: // a deploy of that id activated it meanwhile
+			snap := r.snapshot()
+			s.mu.Unlock()
+			return snap, nil
+		}
+		state, gone, retired := r.state, r.gone, r.retireAsked
+		var wake <-chan struct{} = r.ready
+		if state == StateDraining {
+			wake = s.keptSignalLocked(r)
+		}
+		if isClosed(retired) {
+			retired = nil // retired before this rollback: it starts the release again
+		}
+		s.mu.Unlock()
+		hook(s.hooks.rollbackWaits, prev.ID)
+		select {
+		case <-wake: // ready: switch to it
+			continue
+		case <-gone:
+		case <-retired:
+			return Release{}, errorf(409, "release %s was retired while the rollback waited for it; roll back again to start it from its root", prev.ID)
+		case <-ctx.Done():
+			return Release{}, errorf(504, "release %s is still %s: %v", prev.ID, state, ctx.Err())
+		}
+		break
 	}
 	s.log.Info("rolling back", "release", prev.ID, "root", prev.Root)
 	return s.Deploy(ctx, DeployRequest{ID: prev.ID, Root: prev.Root, Activate: true})
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // Get returns one release.
