@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -61,10 +62,17 @@ type conn struct {
 	stdinDone bool   // the web server's body is complete
 	started   time.Time
 
-	mu           sync.Mutex // guards busy, closing, cur, idleDeadline and the read deadline
+	// upConn is the pool connection a write to php-fpm is under way on, if
+	// any; cut is set once Shutdown's bound has passed. See writeUp.
+	upConn atomic.Pointer[backendConn]
+	cut    atomic.Bool
+
+	mu           sync.Mutex // guards busy, begun, closing, closeAt, cur, idleDeadline and the read deadline
 	busy         bool
-	closing      bool    // Shutdown asked the connection to go once idle
-	cur          current // the request being relayed, for InFlight
+	begun        bool      // a request was begun on it: it is no longer fresh (see closeIfIdle)
+	closing      bool      // Shutdown asked the connection to go once idle
+	closeAt      time.Time // when a closing connection's read gives up waiting
+	cur          current   // the request being relayed, for InFlight
 	idleDeadline time.Time
 }
 
@@ -175,7 +183,7 @@ func (c *conn) setReadDeadline() {
 	var d time.Time
 	switch {
 	case c.closing && !c.busy:
-		d = time.Now() // wake the read: see crossedShutdown
+		d = c.closeAt // wake the read then: see crossedShutdown
 	case c.phase == phaseParams:
 		// The params as a whole, not each record: a client that sends
 		// a record now and then would otherwise hold the connection
@@ -215,8 +223,8 @@ func (c *conn) requestEnded(keepConn bool) {
 	if c.s.inShutdown.Load() {
 		if keepConn {
 			// As closeIfIdle: a request sent on it meanwhile is served.
-			c.closing = true
-			c.nc.SetReadDeadline(time.Now())
+			c.closing, c.closeAt = true, time.Now()
+			c.nc.SetReadDeadline(c.closeAt)
 		} else {
 			c.nc.Close()
 		}
@@ -230,14 +238,27 @@ func (c *conn) requestEnded(keepConn bool) {
 // reuse at any time, and nginx sends a POST on it again only if it never
 // went out): it wakes the goroutine's read, which then looks for such a
 // request (crossedShutdown) before it closes.
+//
+// A fresh connection, one that never began a request, is given freshGrace
+// to send its first record: a web server writes its request right after
+// connecting, so a connection accepted a moment before Shutdown has one on
+// the way, and closing it unread resets it (nginx answers that 502 rather
+// than retry on a new connection).
 func (c *conn) closeIfIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.busy {
-		c.closing = true
-		c.nc.SetReadDeadline(time.Now())
+		c.closing, c.closeAt = true, time.Now()
+		if !c.begun {
+			c.closeAt = c.closeAt.Add(freshGrace)
+		}
+		c.nc.SetReadDeadline(c.closeAt)
 	}
 }
+
+// freshGrace is how long Shutdown waits for a fresh connection's first
+// record. It is reached only by a client that connected and stays silent.
+const freshGrace = 500 * time.Millisecond
 
 // crossedShutdown tells, after Shutdown woke an idle connection's read,
 // whether the web server has sent a request on it all the same: part of a
@@ -353,7 +374,7 @@ func (c *conn) begin(h header, content []byte) error {
 		return nil
 	}
 	c.mu.Lock()
-	c.busy = true
+	c.busy, c.begun = true, true
 	c.mu.Unlock()
 	c.id, c.keepConn, c.phase, c.stdinDone = h.ID, br.KeepConn, phaseParams, false
 	c.params = trim(c.params)
@@ -469,13 +490,13 @@ func (c *conn) bodyRecord(content []byte) {
 func (c *conn) flushUp() {
 	r := &c.rel
 	if len(c.up) > 0 && !r.ended.Load() {
-		_, err := r.bc.Write(c.up)
-		if err != nil && !r.running && r.bc.reused {
+		err := c.writeUp(r.bc, c.up)
+		if err != nil && !r.running && r.bc.reused && !c.cut.Load() {
 			r.bc.Close()
 			var bc *backendConn
 			if bc, err = r.pin.Backend.dial(); err == nil {
 				r.bc = bc
-				_, err = bc.Write(c.up)
+				err = c.writeUp(bc, c.up)
 			}
 		}
 		switch {
@@ -490,6 +511,39 @@ func (c *conn) flushUp() {
 	}
 	c.up = c.up[:0]
 	c.startRun()
+}
+
+// writeUp writes b to php-fpm on bc. A script that does not read its input
+// (a PUT it ignores, a POST over post_max_size) blocks this write for as
+// long as it runs, and nothing on the web server's side ends it: cutAtBound
+// does, so that Shutdown's bound holds.
+func (c *conn) writeUp(bc *backendConn, b []byte) error {
+	c.upConn.Store(bc)
+	defer c.upConn.Store(nil)
+	if c.cut.Load() {
+		return errCut
+	}
+	_, err := bc.Write(b)
+	return err
+}
+
+// errCut is why a request cut at Shutdown's bound was not written on.
+var errCut = errors.New("cut at the shutdown bound")
+
+// cutAtBound closes the connection when Shutdown's bound has passed, and
+// ends a write to php-fpm its goroutine may be blocked in: the one end that
+// closing the web server's side does not reach. Cut and the pool connection
+// are published in the opposite order to writeUp's, so either it sees the
+// write or the write sees cut. A deadline rather than a close, as the pool
+// connection stays the goroutine's to dispose of (upFailed closes it); one
+// that has just gone back to the pool meets the deadline on its next write,
+// and is replaced, as a dead kept connection is.
+func (c *conn) cutAtBound() {
+	c.cut.Store(true)
+	if bc := c.upConn.Load(); bc != nil {
+		bc.SetWriteDeadline(time.Now())
+	}
+	c.nc.Close()
 }
 
 // answer ends the current request with a response fpmux writes itself.

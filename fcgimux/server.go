@@ -115,6 +115,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	draining  bool           // Shutdown took its list of conns: no more are added
+	serving   sync.WaitGroup // one per accept loop (Serve)
 	wg        sync.WaitGroup // one per connection goroutine
 }
 
@@ -170,12 +172,14 @@ func (s *Server) Serve(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners[ln] = struct{}{}
+	s.serving.Add(1)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 		ln.Close()
+		s.serving.Done()
 	}()
 	var backoff time.Duration
 	for {
@@ -212,7 +216,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.idleDeadline = time.Now().Add(s.readTO)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inShutdown.Load() {
+	if s.draining {
 		return nil
 	}
 	if len(s.conns) >= s.maxConns {
@@ -326,15 +330,27 @@ func (s *Server) InFlight(release string) []Request {
 }
 
 // Shutdown stops accepting, closes connections that carry no request, and
-// waits for the requests in flight to end. When ctx ends first, it closes
-// every connection (cutting those requests) and still waits for their
-// goroutines, then returns ctx's error.
+// waits for the requests in flight to end. A connection accepted until then
+// is served, not dropped, and one that has not sent its first record yet
+// gets freshGrace to send it (see closeIfIdle). When ctx ends first, it cuts
+// every connection, the writes of request bodies to php-fpm included, and
+// waits for their goroutines, which end at once, then returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.inShutdown.Store(true)
 	for ln := range s.listeners {
 		ln.Close()
 	}
+	s.mu.Unlock()
+	// An accept loop may be handing over a connection it accepted a moment
+	// ago; the web server has written its request on it already.
+	accepted := closedAtZero(&s.serving)
+	select {
+	case <-accepted:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	s.draining = true
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
@@ -343,21 +359,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.closeIfIdle()
 	}
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
+	done := closedAtZero(&s.wg)
 	select {
 	case <-done:
+		<-accepted
 		return nil
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
 	for c := range s.conns {
-		c.nc.Close()
+		c.cutAtBound()
 	}
 	s.mu.Unlock()
 	<-done
+	<-accepted
 	return ctx.Err()
+}
+
+// closedAtZero returns a channel closed once wg's count is zero, for a
+// select; Shutdown waits for it on every path, so its goroutine ends there.
+func closedAtZero(wg *sync.WaitGroup) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(ch)
+	}()
+	return ch
 }

@@ -359,11 +359,10 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 	}
 
 	errc := make(chan error, 3)
-	fresh := &freshListener{Listener: lns.fastcgi}
 	acceptDone := make(chan struct{})
 	accepting.Store(true)
 	go func() {
-		err := front.Serve(fresh)
+		err := front.Serve(lns.fastcgi)
 		accepting.Store(false)
 		close(acceptDone)
 		errc <- ignoreClosed(err)
@@ -423,18 +422,14 @@ wait:
 		adminSrv.Close()
 	}
 	adminCancel()
-	// Stop accepting, then let the connections accepted a moment ago have
-	// their request read before Shutdown closes those without one. A
-	// systemd socket stays open in systemd: what arrives from now on waits
-	// in its backlog for the next fpmux.
-	lns.fastcgi.Close()
-	<-acceptDone
-	if !fresh.wait(freshBound) {
-		log.Warn("a new FastCGI connection sent no request in time; closing it", "waited", freshBound)
-	}
+	// Shutdown stops accepting and serves the connections accepted a
+	// moment ago; at the bound it cuts every request, so the pools stop in
+	// time (by force). A systemd socket stays open in systemd: what arrives
+	// from now on waits in its backlog for the next fpmux.
 	if err := front.Shutdown(bound); err != nil {
 		log.Warn("in-flight requests cut at the shutdown bound", "err", err)
 	}
+	<-acceptDone
 	if err := sup.Close(bound); err != nil {
 		log.Error("stopping pools", "err", err)
 	}
@@ -497,11 +492,6 @@ func refreshAfter(h http.Handler, refresh func()) http.Handler {
 		}
 	})
 }
-
-// freshBound is how long shutdown waits for connections accepted just
-// before it to deliver their request. nginx sends it as it connects, so
-// this is reached only by a client that connected and stays silent.
-const freshBound = 500 * time.Millisecond
 
 func ignoreClosed(err error) error {
 	if errors.Is(err, fcgimux.ErrServerClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
