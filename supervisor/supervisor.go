@@ -718,7 +718,7 @@ func (s *Supervisor) pruneLocked() {
 }
 
 // Close stops fpmux's side of every release: each pool drains until ctx
-// ends, then is stopped (by force if requests are still in flight). The
+// ends, then is stopped (by force once ctx has ended). The
 // persisted state keeps naming the active release, so the next fpmux brings
 // it back. Safe to call twice.
 func (s *Supervisor) Close(ctx context.Context) error {
@@ -748,13 +748,14 @@ func (s *Supervisor) Close(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			forced := false
 			select {
 			case <-r.pool.Idle():
 			case <-ctx.Done():
-				forced = true
 			}
-			errs[i] = r.pool.Stop(forced)
+			// Past the bound, a pool whose requests were just cut is
+			// idle too, but its workers may still run them: a graceful
+			// stop would wait for those up to stop_timeout more.
+			errs[i] = r.pool.Stop(ctx.Err() != nil)
 			s.mu.Lock()
 			s.retireLocked(r)
 			s.mu.Unlock()
