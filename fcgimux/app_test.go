@@ -15,15 +15,17 @@ import (
 // request whatever FCGI_KEEP_CONN said (pm.max_requests), or bytes sent
 // after END_REQUEST.
 type recordApp struct {
-	ln       net.Listener
-	o        recordAppOptions
-	tail     []byte
-	conns    atomic.Int64 // connections accepted
-	peak     int          // most connections open at once; guarded by mu
-	requests atomic.Int64 // requests answered
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	open     map[net.Conn]struct{}
+	ln        net.Listener
+	o         recordAppOptions
+	tail      []byte
+	conns     atomic.Int64 // connections accepted
+	peak      int          // most connections open at once; guarded by mu
+	requests  atomic.Int64 // requests answered
+	shut      atomic.Int64 // connections shut for writing (shutAfter)
+	discarded atomic.Int64 // bytes read and thrown away after that
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	open      map[net.Conn]struct{}
 }
 
 type recordAppOptions struct {
@@ -42,6 +44,10 @@ type recordAppOptions struct {
 	// does when its child reached pm.max_requests, here crossing the next
 	// request on the way.
 	drainSecond bool
+	// shutAfter, after each connection's first response, shuts it for
+	// writing and reads until end of file, counting what it throws away:
+	// php-fpm's child after its pm.max_requests-th request.
+	shutAfter bool
 	// gate, when set, holds the answer to the app's first request until
 	// a value is received from it (or it is closed).
 	gate chan struct{}
@@ -130,6 +136,13 @@ func (a *recordApp) serveConn(c net.Conn) {
 			}
 			err := a.respond(c)
 			if err != nil || !keep || a.o.closeAfter {
+				return
+			}
+			if a.o.shutAfter {
+				c.(interface{ CloseWrite() error }).CloseWrite()
+				a.shut.Add(1)
+				n, _ := io.Copy(io.Discard, c)
+				a.discarded.Add(n)
 				return
 			}
 

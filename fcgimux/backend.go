@@ -96,7 +96,6 @@ type backendConn struct {
 	peekFn   func(fd uintptr) bool
 	peekLive bool
 	reused   bool
-	unix     bool
 	lastUsed time.Time
 	b        *Backend
 	// waiting is true from dial until php-fpm's first answer on it.
@@ -186,6 +185,19 @@ func (b *Backend) dial() (*backendConn, error) {
 	return b.dialOpen()
 }
 
+// redial closes bc and dials a connection in its place: for a request that
+// must not go on the kept connection it was given, or whose kept connection
+// php-fpm turned out to have ended. Unlike Close then dial, the place is not
+// offered to a waiting request in between, so open stays within maxOpen.
+func (b *Backend) redial(bc *backendConn) (*backendConn, error) {
+	if bc.closed.CompareAndSwap(false, true) {
+		bc.answered()
+		bc.Conn.Close()
+		return b.dialOpen()
+	}
+	return b.dial() // closed meanwhile (abandon, abort): its place is gone
+}
+
 // dialRetryFor bounds how long a dial is tried again while nothing listens
 // on the pool's socket: the supervisor restarts a master that died within
 // about half a second, and a request that waits that long is better served
@@ -228,7 +240,6 @@ func (b *Backend) dialOpen() (*backendConn, error) {
 	}
 	b.unanswered.Add(1)
 	bc := &backendConn{Conn: nc, b: b}
-	_, bc.unix = nc.(*net.UnixConn)
 	bc.waiting.Store(true)
 	if sc, ok := nc.(syscall.Conn); ok {
 		if bc.raw, err = sc.SyscallConn(); err != nil {
@@ -245,14 +256,17 @@ func (b *Backend) dialOpen() (*backendConn, error) {
 // peeks without blocking: nothing to read is the sign of a live, clean
 // connection; end of file, an error or bytes php-fpm sent unasked are not.
 //
-// A unix socket is not peeked: there a closed connection fails the first
-// write (EPIPE), which flushUp answers by dialing again, and one php-fpm
-// shut for writing (a child about to exit) is met by retry, whatever the
-// method. The peek would cost a system call per request for that alone.
-// What it would also see, bytes sent unasked after END_REQUEST in a write of
-// their own, php-fpm never sends; sent with the response, finish sees them.
+// It is the main defence for kept connections whose php-fpm child served
+// its pm.max_requests: the child sends END_REQUEST, finishes its request
+// (access log line, cleanup), then shuts its side for writing and discards
+// what arrives until fpmux closes. Once that shutdown has come, the peek
+// sees end of file, and the request goes on a new connection before any of
+// it was written. A connection taken in the window before it (handed back
+// and taken at once by a waiting request) is met by retry, or, for a
+// request too large to hold for that, never taken: see conn.holdUp. It
+// costs one system call per reused connection.
 func (bc *backendConn) alive() bool {
-	if bc.raw == nil || bc.unix {
+	if bc.raw == nil {
 		return true
 	}
 	bc.peekLive = false

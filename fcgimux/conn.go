@@ -55,7 +55,9 @@ type conn struct {
 	params    []byte // the request's params as the web server sent them
 	out       []byte // the params rewritten, as encoded pairs
 	ends      []int  // where each pair in out ends
-	up        []byte // records for php-fpm not yet written: BEGIN, PARAMS, STDIN
+	up        []byte // records for php-fpm: BEGIN, PARAMS, STDIN; up[upSent:] not yet written
+	upSent    int    // 0 unless the request is held (see holdUp)
+	holding   bool   // up keeps what was written, for retry; decided at the first write
 	rel       relay  // the current request's relay; reused
 	relActive bool   // rel carries a request not yet waited for
 	crossing  bool   // reading a request that crossed Shutdown; its deadline is set
@@ -102,7 +104,7 @@ func (c *conn) serve() {
 		if c.rr.buffered() == 0 {
 			// About to block on the web server: push out what is queued
 			// for php-fpm first, so records batch into few writes.
-			if c.phase == phaseRelaying && (len(c.up) > 0 || !c.rel.running) {
+			if c.phase == phaseRelaying && (len(c.up) > c.upSent || !c.rel.running) {
 				c.flushUp()
 			}
 			if c.phase != phaseParams && (c.phase != phaseRelaying || c.stdinDone) {
@@ -335,7 +337,7 @@ func (c *conn) handle(h header, content []byte) error {
 				return nil // the response is complete; nothing to abort
 			}
 			c.rel.abort()
-			c.up = c.up[:0]
+			c.dropUp()
 			c.startRun()
 		}
 	case typeData, typeStdout, typeStderr, typeEndRequest, typeGetValuesResult, typeUnknownType:
@@ -423,7 +425,7 @@ func (c *conn) startRelay() {
 		}
 		return
 	}
-	c.up = appendBeginRequest(c.up[:0], c.id, true)
+	c.up, c.upSent, c.holding = appendBeginRequest(c.up[:0], c.id, true), 0, false
 	if c.up, err = appendParams(c.up, c.id, c.out, c.ends); err != nil {
 		var rej *rejectError
 		errors.As(err, &rej)
@@ -477,9 +479,19 @@ func (c *conn) bodyRecord(content []byte) {
 		return
 	}
 	c.up = appendRecord(c.up, typeStdin, c.id, content)
-	if len(content) == 0 || len(c.up) >= upFlushSize {
+	if len(content) == 0 || len(c.up)-c.upSent >= upFlushSize {
 		c.flushUp()
 	}
+}
+
+// dropUp forgets what is queued for php-fpm. Bytes held for retry are left
+// as they are (retry may be sending them): up starts anew instead.
+func (c *conn) dropUp() {
+	if c.holding {
+		c.up, c.upSent, c.holding = nil, 0, false
+		return
+	}
+	c.up = c.up[:0]
 }
 
 // flushUp writes what is queued for php-fpm, and starts the relay's
@@ -489,27 +501,41 @@ func (c *conn) bodyRecord(content []byte) {
 // so far is still in c.up, and none of it reached PHP.
 func (c *conn) flushUp() {
 	r := &c.rel
-	if len(c.up) > 0 && !r.ended.Load() {
-		err := c.writeUp(r.bc, c.up)
-		if err != nil && !r.running && r.bc.reused && !c.cut.Load() {
-			r.bc.Close()
-			var bc *backendConn
-			if bc, err = r.pin.Backend.dial(); err == nil {
-				r.bc = bc
-				err = c.writeUp(bc, c.up)
+	if len(c.up) > c.upSent && !r.ended.Load() {
+		first := !r.running
+		var err error
+		if first && r.bc.reused {
+			c.holding = c.holdUp()
+			if !c.holding {
+				// Too large to hold for retry: a new connection,
+				// which no php-fpm child can have ended.
+				err = c.redialUp()
+			}
+		}
+		if c.holding && len(c.up) > 2*maxHeld {
+			c.holding = false // more body than CONTENT_LENGTH said
+		}
+		if err == nil {
+			err = r.sendUp(c.up, c.upSent, c.holding)
+		}
+		if err != nil && first && r.bc.reused && !c.cut.Load() {
+			c.holding = false
+			if err = c.redialUp(); err == nil {
+				err = r.sendUp(c.up, 0, false)
 			}
 		}
 		switch {
 		case err != nil:
 			r.upFailed(err)
 		case c.stdinDone:
-			if !r.running {
-				r.resend = c.up // sent whole: kept for retry
-			}
 			r.bodySent()
 		}
 	}
-	c.up = c.up[:0]
+	if c.holding {
+		c.upSent = len(c.up)
+	} else {
+		c.up, c.upSent = c.up[:0], 0
+	}
 	c.startRun()
 }
 
@@ -544,6 +570,55 @@ func (c *conn) cutAtBound() {
 		bc.SetWriteDeadline(time.Now())
 	}
 	c.nc.Close()
+}
+
+// redialUp puts the request, not yet written, on a new pool connection in
+// place of the kept one it was given. Only before the relay's goroutine
+// runs, so r.bc is the connection goroutine's alone.
+func (c *conn) redialUp() error {
+	r := &c.rel
+	bc, err := r.pin.Backend.redial(r.bc)
+	if err != nil {
+		return err // upFailed closes r.bc again, harmlessly
+	}
+	r.bc = bc
+	return nil
+}
+
+// contentLength returns the request's CONTENT_LENGTH param, and false when
+// it is missing or not a length.
+func contentLength(params []byte) (int, bool) {
+	n, ok := 0, false
+	eachPair(params, func(name, value []byte) error {
+		if string(name) != "CONTENT_LENGTH" {
+			return nil
+		}
+		v, err := strconv.Atoi(string(value))
+		n, ok = v, err == nil && v >= 0
+		return errStop
+	})
+	return n, ok
+}
+
+// maxHeld bounds the request (params and body, as records) that is kept
+// whole for retry while it is sent on a kept pool connection.
+const maxHeld = 128 << 10
+
+// holdUp tells, at a request's first write to a kept pool connection,
+// whether all of the request can be kept until php-fpm has answered, so
+// that retry can send it again if php-fpm ended that connection: when it
+// is all in c.up already, or its CONTENT_LENGTH says the rest will fit
+// within maxHeld. A request that cannot (a large or unannounced body) goes
+// on a new connection instead: no bound on its size would make it safe on a
+// kept one, since php-fpm tells nothing before it has read the body.
+func (c *conn) holdUp() bool {
+	if c.stdinDone {
+		return true
+	}
+	n, ok := contentLength(c.params)
+	// Each STDIN record adds at most 16 bytes (header and padding); the
+	// web server sends its body in records of several KB.
+	return ok && len(c.up)+n+n/64+16 <= maxHeld
 }
 
 // answer ends the current request with a response fpmux writes itself.

@@ -31,11 +31,18 @@ type relay struct {
 	running  bool          // run was started and not yet waited for; conn goroutine only
 	done     chan struct{} // run sends one value as it returns; cap 1, reused
 
-	// resend is the whole request as first written, kept when it went in
-	// one write, so a kept connection php-fpm turns out to have closed can
-	// be replaced (see retry). It aliases conn.up, which the connection
-	// goroutine leaves alone until the relay is waited for.
-	resend []byte
+	// upMu serializes the writes of the request to php-fpm (the
+	// connection goroutine's) with retry's move of the request to a new
+	// pool connection, and guards held. It is never held while waiting for
+	// mu's holders, so abandon and abort can close a connection a write is
+	// blocked on.
+	upMu sync.Mutex
+	// held is all of the request written so far, kept while the request is
+	// on a kept connection and small enough (see conn.holdUp), so that the
+	// request can be sent again when php-fpm turns out to have ended that
+	// connection (see retry). It aliases conn.up, whose bytes the
+	// connection goroutine leaves alone while they are held.
+	held []byte
 
 	ended     atomic.Bool // the response is over (END_REQUEST sent or the request failed)
 	mu        sync.Mutex  // guards bc once run started, and the fields below
@@ -54,7 +61,7 @@ type relay struct {
 func (r *relay) reset(pin Pin, bc *backendConn) {
 	c := r.c
 	r.id, r.keepConn, r.pin, r.bc, r.start = c.id, c.keepConn, pin, bc, c.started
-	r.resend = nil
+	r.held = nil
 	r.ended.Store(false)
 	r.stdinDone, r.upErr, r.aborted, r.abandoned, r.retried, r.deferred = false, nil, false, false, false, false
 }
@@ -68,7 +75,7 @@ func (r *relay) pool() *backendConn {
 
 // retry sends the request again on a new pool connection after the kept
 // one it was sent on failed before php-fpm answered anything, err being the
-// read's error. php-fpm ends a kept connection when its child is to exit
+// read's error; what of the request is still to come goes there too. php-fpm ends a kept connection when its child is to exit
 // (pm.max_requests): it sends END_REQUEST, then shuts its side for writing
 // and reads whatever arrives, discarding it, until fpmux closes. A request
 // that crossed that shutdown was read and thrown away, never run, so it is
@@ -76,12 +83,24 @@ func (r *relay) pool() *backendConn {
 // file on a unix socket that still takes writes (see peerDraining). In any
 // other case the child may have died running it, and, as nginx does for its
 // cached upstream connections, only a method that may be repeated is sent
-// again. Either way this is done once, and only when the whole request is
-// still in hand.
+// again. Either way this is done once, and only when all of the request
+// sent so far is still in hand (held). A timeout is no such failure: the
+// request is running.
+//
+// This is the second line of defence: Backend.get does not hand out a kept
+// connection php-fpm has already shut (alive), but php-fpm shuts it only
+// after END_REQUEST and the rest of its request shutdown (the access log
+// line among them), and a connection handed back in that window goes
+// straight to a waiting request.
 func (r *relay) retry(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
 	r.mu.Lock()
 	bc := r.bc
-	ok := !r.retried && bc.reused && r.resend != nil && !r.aborted && !r.abandoned
+	ok := !r.retried && bc.reused && r.held != nil && !r.aborted && !r.abandoned
 	r.retried = true
 	r.mu.Unlock()
 	// The method is looked up only now, on this rare path: c.params stays
@@ -89,21 +108,31 @@ func (r *relay) retry(err error) bool {
 	if !ok || !idempotent(r.c.params) && !(errors.Is(err, io.EOF) && bc.peerDraining()) {
 		return false
 	}
-	nbc, err := r.pin.Backend.dial()
+	nbc, err := r.pin.Backend.redial(bc)
 	if err != nil {
 		return false
 	}
 	r.mu.Lock()
-	if r.aborted || r.abandoned {
-		r.mu.Unlock()
+	r.bc = nbc
+	cut := r.aborted || r.abandoned
+	r.mu.Unlock()
+	if cut {
 		nbc.Close()
 		return false
 	}
-	r.bc = nbc
-	r.mu.Unlock()
-	bc.Close()
-	_, err = nbc.Write(r.resend)
-	return err == nil
+	return r.c.writeUp(nbc, r.held) == nil
+}
+
+// sendUp writes up[from:] to php-fpm, the rest of the request as the
+// connection goroutine has it, and with hold keeps all of up for retry.
+func (r *relay) sendUp(up []byte, from int, hold bool) error {
+	r.upMu.Lock()
+	defer r.upMu.Unlock()
+	r.held = nil
+	if hold {
+		r.held = up
+	}
+	return r.c.writeUp(r.bc, up[from:]) // r.bc changes only under upMu
 }
 
 // bodySent notes that the whole body reached php-fpm. php-fpm may have

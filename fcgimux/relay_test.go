@@ -1,6 +1,8 @@
 package fcgimux
 
 import (
+	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +70,95 @@ func TestAbandonRacingFinishLeavesNoClosedConnectionInThePool(t *testing.T) {
 	c2.send(getRequest(1))
 	if r := c2.read(1); !strings.HasSuffix(r.stdout, "page") {
 		t.Errorf("next request: %q", r.stdout)
+	}
+}
+
+// TestBodiesAfterParamsSurviveAnExitingChild: the kept connection a POST is
+// given was ended by php-fpm in the window after END_REQUEST (the app shuts
+// it for writing and drains it when the next request begins, so the peek
+// before reuse sees it alive). Whether its body comes after the params (a
+// web server that does not buffer bodies) or is too large to hold for a
+// resend, no such POST may fail: a small one is held and sent again, a
+// large one goes on a new connection from the start.
+func TestBodiesAfterParamsSurviveAnExitingChild(t *testing.T) {
+	tests := []struct {
+		name          string
+		body          int
+		contentLength bool
+	}{
+		{"3 B after the params", 3, true},
+		{"100 KB announced", 100 << 10, true},
+		{"200 KB announced", 200 << 10, true},
+		{"200 KB not announced", 200 << 10, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("page"), drainSecond: true})
+			router, front := startAppServer(t, app, 4)
+			c := dialRaw(t, front)
+			c.send(getRequest(1)) // leaves the connection kept
+			if r := c.read(1); !strings.HasSuffix(r.stdout, "page") {
+				t.Fatalf("first response %q", r.stdout)
+			}
+			kv := []string{"SCRIPT_FILENAME", testDocroot + "/index.php", "REQUEST_METHOD", "POST"}
+			if tt.contentLength {
+				kv = append(kv, "CONTENT_LENGTH", strconv.Itoa(tt.body))
+			}
+			var head bytes.Buffer
+			writeBeginRequest(&head, 1, true)
+			writeRecord(&head, typeParams, 1, encodePairs(kv...))
+			writeRecord(&head, typeParams, 1, nil)
+			c.send(head.Bytes())
+			time.Sleep(20 * time.Millisecond) // the params go out alone
+			body := bytes.Repeat([]byte("b"), tt.body)
+			for len(body) > 0 {
+				n := min(len(body), 8<<10)
+				var rec bytes.Buffer
+				writeRecord(&rec, typeStdin, 1, body[:n])
+				c.send(rec.Bytes())
+				body = body[n:]
+			}
+			var end bytes.Buffer
+			writeRecord(&end, typeStdin, 1, nil)
+			c.send(end.Bytes())
+			r := c.read(1)
+			codes := router.doneCodes()
+			if got := codes[len(codes)-1]; got != 200 || !strings.HasSuffix(r.stdout, "page") {
+				t.Errorf("the POST ended with %d (%q), want 200", got, r.stdout)
+			}
+		})
+	}
+}
+
+// TestKeptConnectionShutByPHPFPMIsNotReused: a kept unix-socket connection
+// php-fpm has shut for writing (its child served pm.max_requests and now
+// discards what arrives) is seen as ended before reuse, so the next
+// request goes on a new connection and not one byte of it is thrown away.
+func TestKeptConnectionShutByPHPFPMIsNotReused(t *testing.T) {
+	app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("page"), shutAfter: true})
+	router, front := startAppServer(t, app, 4)
+	c := dialRaw(t, front)
+	for i := range 3 {
+		c.send(request(1, true, "x=1", "SCRIPT_FILENAME", testDocroot+"/index.php", "REQUEST_METHOD", "POST", "CONTENT_LENGTH", "3"))
+		if r := c.read(1); !strings.HasSuffix(r.stdout, "page") {
+			t.Fatalf("response %d: %q", i, r.stdout)
+		}
+		waitFor(t, "the app to shut the connection", func() string {
+			if app.shut.Load() == int64(i+1) {
+				return ""
+			}
+			return "not yet"
+		})
+	}
+	if n := app.discarded.Load(); n != 0 {
+		t.Errorf("%d bytes were written to connections php-fpm had shut", n)
+	}
+	if n := app.conns.Load(); n != 3 {
+		t.Errorf("the app saw %d connections, want 3", n)
+	}
+	for _, code := range router.doneCodes() {
+		if code != 200 {
+			t.Errorf("a request ended with %d", code)
+		}
 	}
 }

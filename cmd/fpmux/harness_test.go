@@ -84,6 +84,7 @@ type stack struct {
 	watchdog          time.Duration
 	notes             *notifyLog // nil without NOTIFY_SOCKET
 	connPerRequest    bool
+	nginxServer       string // see stackOptions.nginxServer
 
 	mu     sync.Mutex
 	fpmux  *exec.Cmd
@@ -109,6 +110,9 @@ type stackOptions struct {
 	// connPerRequest has nginx open a new connection to fpmux for every
 	// request (no upstream keepalive, fastcgi_keep_conn off).
 	connPerRequest bool
+	// nginxServer is added to nginx's server block, before its PHP
+	// location (so a regex location there takes precedence).
+	nginxServer string
 	// yaml is added to the config file's top level (e.g. "limits:\n  max_in_flight: 6\n").
 	yaml string
 }
@@ -185,6 +189,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		watchdog: o.watchdog,
 	}
 	s.connPerRequest = o.connPerRequest
+	s.nginxServer = o.nginxServer
 	s.cfgSock, s.cfgAdmin = s.sock, s.admin
 	if o.activation {
 		s.sock = filepath.Join(dir, "sd-fastcgi.sock")
@@ -352,6 +357,7 @@ http {
     server {
         listen 127.0.0.1:%[5]d;
         root %[6]s;
+%[9]s
         location ~ \.php$ {
             include /etc/nginx/fastcgi_params;
             fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
@@ -361,7 +367,7 @@ http {
         }
     }
 }
-`, user, s.dir, tmp, s.sock, port, s.docroot, keepalive, keepConn)
+`, user, s.dir, tmp, s.sock, port, s.docroot, keepalive, keepConn, s.nginxServer)
 	path := filepath.Join(s.dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		s.t.Fatal(err)
