@@ -149,6 +149,19 @@ type Limits struct {
 	// Default: 512 (php-fpm's own default listen.backlog, the queue a pool
 	// had before fpmux).
 	MaxInFlight int `yaml:"max_in_flight"`
+
+	// BackendTimeout bounds how long php-fpm may give nothing of a
+	// request's response once the whole request reached it, and then
+	// between two reads of the response, as nginx's fastcgi_read_timeout
+	// does: a request stuck in a script, or in a pool that answers
+	// nothing, is answered 504 (or, if its response had started, cut) and
+	// its php-fpm connection closed, counted in
+	// fpmux_requests_refused_total{reason="backend_timeout"}. A slow
+	// upload is not bounded here (read_timeout bounds each of its
+	// records), and a response that keeps coming is not cut. Default: 0
+	// (off: a script runs as long as php-fpm lets it, its
+	// request_terminate_timeout).
+	BackendTimeout Duration `yaml:"backend_timeout"`
 }
 
 // PHPFPM configures the php-fpm master (one per release) and its pool.

@@ -191,6 +191,7 @@ func TestLoadBad(t *testing.T) {
 			`php_fpm.pool.pm (line 13): "sometimes": want static, dynamic or ondemand`,
 			`php_fpm.pool.pm.max_children (line 14): "many": want a positive integer`,
 			"php_fpm.pool.pid (line 15): fpmux sets this pool directive itself",
+			"limits.backend_timeout (line 17): must be 0 (off) or positive",
 		}},
 		{"testdata/bad-reserved.yaml", []string{
 			"php_fpm.pool.listen (line 3): fpmux sets this pool directive itself",

@@ -107,6 +107,9 @@ func (c *Config) Validate() error {
 	v.atLeast("limits.max_connections", c.Limits.MaxConnections, 1)
 	v.atLeast("limits.max_params_bytes", c.Limits.MaxParamsBytes, minParamsBytes)
 	v.atLeast("limits.max_in_flight", c.Limits.MaxInFlight, 1)
+	if c.Limits.BackendTimeout < 0 {
+		v.add("limits.backend_timeout", "must be 0 (off) or positive, like 30s (got %s)", c.Limits.BackendTimeout)
+	}
 
 	v.token("admin_token", c.AdminToken)
 	v.token("preview_token", c.PreviewToken)

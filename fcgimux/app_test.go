@@ -51,6 +51,9 @@ type recordAppOptions struct {
 	// gate, when set, holds the answer to the app's first request until
 	// a value is received from it (or it is closed).
 	gate chan struct{}
+	// before is written as the first request's answer begins, ahead of
+	// the wait on gate: a response that starts and then stalls.
+	before []byte
 }
 
 func startRecordApp(tb testing.TB, network string, o recordAppOptions) *recordApp {
@@ -132,6 +135,7 @@ func (a *recordApp) serveConn(c net.Conn) {
 				return
 			}
 			if a.requests.Add(1) == 1 && a.o.gate != nil { // before the answer, which a test may act on at once
+				c.Write(a.o.before)
 				<-a.o.gate
 			}
 			err := a.respond(c)

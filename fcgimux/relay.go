@@ -137,11 +137,22 @@ func (r *relay) sendUp(up []byte, from int, hold bool) error {
 
 // bodySent notes that the whole body reached php-fpm. php-fpm may have
 // answered already: the body was whole, so the connection is as good as any.
+// From now on BackendTimeout bounds the wait for php-fpm (see run).
 func (r *relay) bodySent() {
 	r.mu.Lock()
 	r.stdinDone = true
+	if to := r.c.s.backendTO; to > 0 {
+		r.bc.SetReadDeadline(time.Now().Add(to))
+	}
 	r.mu.Unlock()
 	r.settleDeferred(true)
+}
+
+// bodyDone tells whether the whole body reached php-fpm.
+func (r *relay) bodyDone() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stdinDone
 }
 
 // settleDeferred disposes of a connection whose fate finish left to the
@@ -156,10 +167,19 @@ func (r *relay) settleDeferred(reuse bool) {
 		return
 	}
 	if reuse {
-		r.pin.Backend.put(r.bc)
+		r.putBack()
 	} else {
 		r.bc.Close()
 	}
+}
+
+// putBack hands the pool connection back for reuse, without the read
+// deadline BackendTimeout set on it.
+func (r *relay) putBack() {
+	if r.c.s.backendTO > 0 {
+		r.bc.SetReadDeadline(time.Time{})
+	}
+	r.pin.Backend.put(r.bc)
 }
 
 // upFailed records that the request could not be written: php-fpm is gone
@@ -240,6 +260,14 @@ func (r *relay) run() {
 		wrote, start = true, pos
 		return true
 	}
+	// With BackendTimeout, php-fpm has that long to answer once the
+	// whole request reached it (bodySent sets the first deadline) and
+	// then between two reads, as nginx's fastcgi_read_timeout: a response
+	// that keeps coming is never cut, an upload never bounded. The
+	// deadline is moved only once it has aged by an eighth of the bound,
+	// since moving it costs; moved is when run last did.
+	to := c.s.backendTO
+	var moved time.Time
 	bc := r.pool()
 	for {
 		n, err := bc.Read(buf[end:])
@@ -247,9 +275,18 @@ func (r *relay) run() {
 			bc.answered()
 			end += n
 			got = true
+			if to > 0 {
+				if now := time.Now(); now.Sub(moved) > to/8 && r.bodyDone() {
+					moved = now
+					bc.SetReadDeadline(now.Add(to))
+				}
+			}
 		}
 		if err != nil && !got && r.retry(err) {
 			bc = r.pool()
+			if to > 0 && r.bodyDone() {
+				bc.SetReadDeadline(time.Now().Add(to))
+			}
 			continue
 		}
 		for end-pos >= headerLen {
@@ -325,7 +362,7 @@ func (r *relay) finish(er endRequest, status int, out []byte, cleanEnd bool) {
 	r.mu.Unlock()
 	switch {
 	case reuse:
-		r.pin.Backend.put(r.bc)
+		r.putBack()
 	case !deferred:
 		r.bc.Close()
 	}
@@ -351,6 +388,11 @@ func (r *relay) fail(err error, wrote bool, status int) {
 	r.mu.Unlock()
 	r.bc.Close()
 	c := r.c
+	var fe *frontError
+	timedOut := errors.Is(err, os.ErrDeadlineExceeded) && !errors.As(err, &fe)
+	if timedOut {
+		c.s.refusals[RefusedTimeout].Add(1)
+	}
 	switch {
 	case aborted:
 		r.pin.Done(499, time.Since(r.start))
@@ -360,9 +402,10 @@ func (r *relay) fail(err error, wrote bool, status int) {
 			status = 200
 		}
 		r.pin.Done(status, time.Since(r.start))
-		var fe *frontError
 		switch {
 		case errors.Is(err, net.ErrClosed):
+		case timedOut:
+			c.s.logRefusal("response cut: php-fpm sent nothing more for backend_timeout", "release", r.pin.Release, "bound", c.s.backendTO)
 		case errors.As(err, &fe) && errors.Is(err, os.ErrDeadlineExceeded):
 			c.s.log.Warn("response cut: the web server stopped reading it for write_timeout", "release", r.pin.Release, "bound", c.s.writeTO)
 		case errors.As(err, &fe):
@@ -371,6 +414,10 @@ func (r *relay) fail(err error, wrote bool, status int) {
 			c.s.log.Warn("response cut: pool connection broke mid-response", "release", r.pin.Release, "err", err)
 		}
 		c.nc.Close()
+	case timedOut:
+		r.pin.Done(504, time.Since(r.start))
+		c.s.logRefusal("request failed: php-fpm did not answer within backend_timeout", "release", r.pin.Release, "status", 504, "bound", c.s.backendTO)
+		c.answerFrom(r.id, r.keepConn, 504, "release "+r.pin.Release+" did not answer within "+c.s.backendTO.String())
 	default:
 		if upErr != nil {
 			err = upErr

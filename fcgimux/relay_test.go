@@ -162,3 +162,66 @@ func TestKeptConnectionShutByPHPFPMIsNotReused(t *testing.T) {
 		}
 	}
 }
+
+// TestBackendTimeout: with BackendTimeout, php-fpm that sends nothing for
+// that long once it has the whole request gets the request answered 504
+// with a body, or, when its response had started, the web server
+// connection cut; either way it is counted and the pool connection is
+// closed (its child may still be running the script).
+func TestBackendTimeout(t *testing.T) {
+	tests := []struct {
+		name    string
+		before  []byte
+		want504 bool
+	}{
+		{"nothing answered", nil, true},
+		{"response started, then silent", appendStream(nil, typeStdout, 1, []byte("Content-type: text/plain\r\n\r\nstart")), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gate := make(chan struct{})
+			app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("page"), gate: gate, before: tt.before})
+			t.Cleanup(func() { close(gate) }) // before the app's own cleanup
+			network, addr := app.addr()
+			backend := NewBackend(network, addr, 0, 4)
+			router := &testRouter{pin: Pin{Release: "r7", Root: "/srv/releases/r7", Backend: backend}}
+			t.Cleanup(backend.Close)
+			s, front := startLimitedServer(t, router, Options{BackendTimeout: 300 * time.Millisecond})
+			c := dialRaw(t, front)
+			c.send(getRequest(1))
+			if tt.want504 {
+				r := c.read(1)
+				if !strings.HasPrefix(r.stdout, "Status: 504") || !strings.Contains(r.stdout, "did not answer within 300ms") {
+					t.Errorf("got %q, want a 504 naming the bound", r.stdout)
+				}
+			} else {
+				var got []byte
+				for {
+					h, content, err := c.rr.next()
+					if err != nil {
+						break // cut, as wanted
+					}
+					if h.Type == typeEndRequest {
+						t.Fatalf("the stalled response ended cleanly after %q", got)
+					}
+					got = append(got, content...)
+				}
+				if !strings.HasSuffix(string(got), "start") {
+					t.Errorf("before the cut: %q", got)
+				}
+			}
+			if n := s.Refused(RefusedTimeout); n != 1 {
+				t.Errorf("Refused(RefusedTimeout) = %d, want 1", n)
+			}
+			waitFor(t, "the pool connection to close", func() string {
+				if n := backendOpen(backend); n != 0 {
+					return strconv.Itoa(n) + " open"
+				}
+				return ""
+			})
+			if codes := router.doneCodes(); len(codes) != 1 || tt.want504 && codes[0] != 504 {
+				t.Errorf("done codes %v", codes)
+			}
+		})
+	}
+}

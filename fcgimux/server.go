@@ -81,6 +81,13 @@ type Options struct {
 	// progress for this long (a client that stopped reading) cuts the
 	// connection and the request it carries. Default 60s.
 	WriteTimeout time.Duration
+	// BackendTimeout bounds how long php-fpm may send nothing once the
+	// whole request reached it, and then between two reads of the
+	// response (nginx's fastcgi_read_timeout). Past it the request is
+	// answered 504, or cut if its response had started, its pool
+	// connection is closed (the child may still be running the script),
+	// and it is counted as RefusedTimeout. Default 0: no bound.
+	BackendTimeout time.Duration
 	// MaxConns bounds the web server connections open at once. One over it
 	// is closed as soon as it is accepted (the web server answers 502 and
 	// may try another upstream), counted in ConnStats and logged at most
@@ -101,6 +108,7 @@ type Server struct {
 	readTO     time.Duration
 	idleTO     time.Duration
 	writeTO    time.Duration
+	backendTO  time.Duration
 	reserved   []string
 	maxConns   int
 	inShutdown atomic.Bool
@@ -136,6 +144,7 @@ func NewServer(o Options) (*Server, error) {
 		readTO:    o.ReadTimeout,
 		idleTO:    o.IdleTimeout,
 		writeTO:   o.WriteTimeout,
+		backendTO: max(o.BackendTimeout, 0),
 		reserved:  o.ReservedScriptNames,
 		maxConns:  o.MaxConns,
 		listeners: map[net.Listener]struct{}{},
@@ -239,6 +248,7 @@ const (
 	RefusedMalformed                 // params that do not decode: 400
 	RefusedParamsSize                // params over max_params_bytes: 431
 	RefusedBusy                      // the pool holds max_in_flight requests: 503
+	RefusedTimeout                   // php-fpm sent nothing for BackendTimeout: 504, or cut
 	refusalKinds
 )
 
@@ -253,13 +263,15 @@ func (r Refusal) String() string {
 		return "params_size"
 	case RefusedBusy:
 		return "busy"
+	case RefusedTimeout:
+		return "backend_timeout"
 	}
 	return "unknown"
 }
 
 // Refusals lists every Refusal, for metrics.
 func Refusals() []Refusal {
-	return []Refusal{RefusedScript, RefusedMalformed, RefusedParamsSize, RefusedBusy}
+	return []Refusal{RefusedScript, RefusedMalformed, RefusedParamsSize, RefusedBusy, RefusedTimeout}
 }
 
 // Refused returns how many requests were refused for r since the start.

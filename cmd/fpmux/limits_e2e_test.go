@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestMaxInFlightAnswers503ThroughNginx: with a pool's workers all busy and
@@ -66,5 +67,40 @@ func TestMaxInFlightAnswers503ThroughNginx(t *testing.T) {
 	// Once the load is gone, the pool serves as before.
 	if code, body, err := s.get(newHTTPClient(), "/index.php?ms=0"); err != nil || code != 200 {
 		t.Errorf("after the burst: %d %q %v", code, body, err)
+	}
+}
+
+// TestBackendTimeoutThroughNginx: with limits.backend_timeout, a script
+// that gives nothing for longer is answered 504 with a body, at about the
+// bound rather than when it ends, and counted; one that streams its
+// response in parts, each within the bound though all of it takes longer,
+// is served whole; and the pool goes on serving.
+func TestBackendTimeoutThroughNginx(t *testing.T) {
+	s := newStack(t, stackOptions{yaml: "limits:\n  backend_timeout: 1500ms\n"})
+	s.deploy("r1")
+	c := newHTTPClient()
+	start := time.Now()
+	code, body, err := s.get(c, "/index.php?ms=8000")
+	took := time.Since(start)
+	if err != nil || code != 504 || !strings.Contains(body, "did not answer within 1.5s") {
+		t.Errorf("a script sleeping 8 s: %d %q %v, want a 504 naming the bound", code, body, err)
+	}
+	if took > 7*time.Second {
+		t.Errorf("the 504 came after %v, when the script ended rather than at the bound", took)
+	}
+	if got := s.metric(`fpmux_requests_refused_total{reason="backend_timeout"}`); got != 1 {
+		t.Errorf("fpmux_requests_refused_total for backend_timeout is %v, want 1", got)
+	}
+	if got := s.metric(`fpmux_requests_total{code="504",release="r1"}`); got != 1 {
+		t.Errorf("fpmux_requests_total for 504 is %v, want 1", got)
+	}
+	// 5 parts 800 ms apart: 4 s in all, no gap as long as the bound.
+	code, body, err = s.get(c, "/stream.php?n=5&ms=800")
+	if err != nil || code != 200 || !strings.HasSuffix(body, "part 4\n") {
+		t.Errorf("a response streamed in parts: %d %q %v, want all 5 parts", code, body, err)
+	}
+	code, body, err = s.get(c, "/index.php?ms=0")
+	if rel, _, _ := servedBy(body); err != nil || code != 200 || rel != "r1" {
+		t.Errorf("after the timeout: %d %q %v", code, body, err)
 	}
 }

@@ -296,6 +296,7 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 		ReadTimeout:         time.Duration(cfg.Limits.ReadTimeout),
 		IdleTimeout:         time.Duration(cfg.Limits.IdleTimeout),
 		WriteTimeout:        time.Duration(cfg.Limits.WriteTimeout),
+		BackendTimeout:      time.Duration(cfg.Limits.BackendTimeout),
 		MaxConns:            cfg.Limits.MaxConnections,
 		ReservedScriptNames: []string{pool.PingPath, pool.StatusPath},
 	})
@@ -312,7 +313,7 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 	)
 	for _, r := range fcgimux.Refusals() {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fpmux_requests_refused_total",
-			Help:        "Requests fpmux answered itself instead of relaying, by reason: script (404), malformed (400), params_size (431), busy (503, limits.max_in_flight).",
+			Help:        "Requests fpmux answered itself instead of relaying, by reason: script (404), malformed (400), params_size (431), busy (503, limits.max_in_flight), backend_timeout (504, or cut if the response had started: limits.backend_timeout).",
 			ConstLabels: prometheus.Labels{"reason": r.String()}},
 			func() float64 { return float64(front.Refused(r)) }))
 	}
