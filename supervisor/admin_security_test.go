@@ -6,11 +6,13 @@ package supervisor
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,11 +25,21 @@ import (
 
 const testToken = "tok-0123456789abcdef"
 
+// adminRequest builds a request as the fpmux client sends one over the
+// unix socket: Host fpmux, and Content-Type: application/json on a POST.
+func adminRequest(method, path string, body io.Reader) *http.Request {
+	req := httptest.NewRequest(method, "http://fpmux"+path, body)
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req
+}
+
 // adminCall sends one request through h and returns the status, the
 // WWW-Authenticate header and the JSON error ("" when the body has none).
 func adminCall(t *testing.T, h http.Handler, method, path, auth string, body io.Reader) (status int, wwwAuth, errMsg string) {
 	t.Helper()
-	req := httptest.NewRequest(method, path, body)
+	req := adminRequest(method, path, body)
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
@@ -342,4 +354,123 @@ func filesUnder(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	return files
+}
+
+// TestAdminRefusesWhatABrowserSends: a web page in a browser on the host
+// can send "simple" POSTs (a form, text/plain) to a loopback admin without a
+// preflight, and read answers through DNS rebinding under a name of its
+// own. Every request carrying Origin is refused (403), as is a Host that
+// does not name the listener the request came in on (403), and a POST that
+// is not application/json (415); what gets through is answered by the API
+// (here 200 for the list, 409 for a rollback with no history, 503 for
+// healthz with no release).
+func TestAdminRefusesWhatABrowserSends(t *testing.T) {
+	loopback := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9000}
+	offLoopback := &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 9000}
+	unix := &net.UnixAddr{Name: "/run/fpmux/admin.sock", Net: "unix"}
+	const jsonType = "application/json"
+	tests := []struct {
+		name         string
+		local        net.Addr // the listener the request came in on; nil: none
+		method, path string
+		host, ctype  string
+		origin       string // "-": no Origin header
+		status       int
+		words        string // in the error of a refusal
+	}{
+		// Content-Type on every POST.
+		{"rollback as text/plain", loopback, "POST", "/v1/rollback", "127.0.0.1:9000", "text/plain", "-", 415, "Content-Type: application/json"},
+		{"deploy as a form", loopback, "POST", "/v1/releases", "127.0.0.1:9000", "application/x-www-form-urlencoded", "-", 415, "application/json"},
+		{"deploy as multipart", loopback, "POST", "/v1/releases", "127.0.0.1:9000", "multipart/form-data; boundary=x", "-", 415, "application/json"},
+		{"activate with no Content-Type", loopback, "POST", "/v1/releases/r1/activate", "127.0.0.1:9000", "", "-", 415, "application/json"},
+		{"rollback as JSON", loopback, "POST", "/v1/rollback", "127.0.0.1:9000", jsonType, "-", 409, ""},
+		{"rollback as JSON with a charset", loopback, "POST", "/v1/rollback", "127.0.0.1:9000", "Application/JSON; charset=utf-8", "-", 409, ""},
+		{"GET needs no Content-Type", loopback, "GET", "/v1/releases", "127.0.0.1:9000", "", "-", 200, ""},
+
+		// Origin, whatever it names.
+		{"rollback from a web page", loopback, "POST", "/v1/rollback", "127.0.0.1:9000", jsonType, "http://evil.example", 403, "Origin"},
+		{"list from a web page", loopback, "GET", "/v1/releases", "127.0.0.1:9000", "", "http://127.0.0.1:9000", 403, "Origin"},
+		{"Origin null", loopback, "GET", "/v1/releases", "127.0.0.1:9000", "", "null", 403, "Origin"},
+		{"empty Origin", unix, "GET", "/v1/releases", "fpmux", "", "", 403, "Origin"},
+		{"healthz from a web page", loopback, "GET", "/v1/healthz", "127.0.0.1:9000", "", "http://evil.example", 403, "Origin"},
+
+		// Host over TCP on loopback: the listener's port, a loopback name.
+		{"127.0.0.1 and the port", loopback, "GET", "/v1/releases", "127.0.0.1:9000", "", "-", 200, ""},
+		{"localhost and the port", loopback, "GET", "/v1/releases", "LocalHost:9000", "", "-", 200, ""},
+		{"[::1] and the port", loopback, "GET", "/v1/releases", "[::1]:9000", "", "-", 200, ""},
+		{"rebound name", loopback, "GET", "/v1/releases", "evil.example:9000", "", "-", 403, "127.0.0.1:9000, localhost:9000 or [::1]:9000"},
+		{"rebound name, POST", loopback, "POST", "/v1/rollback", "evil.example:9000", jsonType, "-", 403, "does not name this admin listener"},
+		{"another port", loopback, "GET", "/v1/releases", "127.0.0.1:9001", "", "-", 403, "does not name"},
+		{"no port", loopback, "GET", "/v1/releases", "localhost", "", "-", 403, "does not name"},
+		{"a name under localhost", loopback, "GET", "/v1/releases", "localhost.evil.example:9000", "", "-", 403, "does not name"},
+		{"the unix socket's name", loopback, "GET", "/v1/releases", "fpmux", "", "-", 403, "does not name"},
+		{"no Host", loopback, "GET", "/v1/releases", "", "", "-", 403, "does not name"},
+		{"healthz under any Host", loopback, "GET", "/v1/healthz", "lb.example", "", "-", 503, ""},
+
+		// Host over a unix socket: what curl and the fpmux client send.
+		{"unix: fpmux", unix, "GET", "/v1/releases", "fpmux", "", "-", 200, ""},
+		{"unix: localhost (curl --unix-socket)", unix, "POST", "/v1/rollback", "localhost", jsonType, "-", 409, ""},
+		{"unix: localhost and a port", unix, "GET", "/v1/releases", "localhost:8080", "", "-", 200, ""},
+		{"unix: 127.0.0.1", unix, "GET", "/v1/releases", "127.0.0.1", "", "-", 200, ""},
+		{"unix: no Host (HTTP/1.0)", unix, "GET", "/v1/releases", "", "", "-", 200, ""},
+		{"unix: rebound name", unix, "GET", "/v1/releases", "evil.example", "", "-", 403, "localhost or fpmux"},
+		{"no listener: as a unix socket", nil, "GET", "/v1/releases", "evil.example", "", "-", 403, "localhost or fpmux"},
+	}
+	s, _ := newTestSupervisor(t)
+	h := s.Handler()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(tt.method, "http://fpmux"+tt.path, strings.NewReader("{}"))
+			req.Host = tt.host
+			if tt.ctype != "" {
+				req.Header.Set("Content-Type", tt.ctype)
+			}
+			if tt.origin != "-" {
+				req.Header.Set("Origin", tt.origin)
+			}
+			if tt.local != nil {
+				req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, tt.local))
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			var e struct{ Error string }
+			json.Unmarshal(rec.Body.Bytes(), &e)
+			if rec.Code != tt.status {
+				t.Fatalf("status %d (%q), want %d", rec.Code, e.Error, tt.status)
+			}
+			if tt.words != "" && !strings.Contains(e.Error, tt.words) {
+				t.Errorf("error %q, want it to say %q", e.Error, tt.words)
+			}
+		})
+	}
+
+	// Off loopback (admin_token required there): the configured address,
+	// or the one the connection came to, and the token still applies.
+	c := *s.conf()
+	c.Admin, c.AdminToken = "10.1.2.3:9000", testToken
+	s.cfg.Store(&c)
+	for _, tt := range []struct {
+		host, auth string
+		status     int
+	}{
+		{"10.1.2.3:9000", "Bearer " + testToken, 200},
+		{"10.1.2.3:9000", "", 401},
+		{"admin.internal:9000", "Bearer " + testToken, 403},
+		{"localhost:9000", "Bearer " + testToken, 403},
+	} {
+		req := adminRequest("GET", "/v1/releases", nil)
+		req.Host = tt.host
+		if tt.auth != "" {
+			req.Header.Set("Authorization", tt.auth)
+		}
+		req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, offLoopback))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tt.status {
+			t.Errorf("off loopback, Host %q: status %d (%s), want %d", tt.host, rec.Code, rec.Body, tt.status)
+		}
+	}
+	if len(s.List(t.Context())) != 0 {
+		t.Error("a refused request registered a release")
+	}
 }

@@ -1,6 +1,7 @@
 // This file owns the admin API: HTTP/1.1 + JSON on the admin listener, as
 // the contract lists it, plus GET /v1/releases/{id} and POST /v1/rollback,
-// and what guards it: the bearer token (admin_token) and the body limit.
+// and what guards it: what a browser would send (Origin, a foreign Host, a
+// POST that is not JSON), the bearer token (admin_token) and the body limit.
 
 package supervisor
 
@@ -12,7 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -44,10 +48,17 @@ func (s *Supervisor) Handler() http.Handler {
 // (Docker, systemd, load balancers) must not hold the secret and it tells
 // only which release is active. The token is read from the configuration in
 // force at each request, so one a reload rotated applies to the next
-// request. A body over maxAdminBody is answered 413.
+// request. A body over maxAdminBody is answered 413. Before all that,
+// refuseBrowser turns away what a web page could send.
 func (s *Supervisor) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		healthz := r.URL.Path == "/v1/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead)
+		if err := s.refuseBrowser(r, healthz); err != nil {
+			s.log.Warn("admin request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr,
+				"host", r.Host, "origin", r.Header.Get("Origin"), "content_type", r.Header.Get("Content-Type"), "reason", err)
+			writeError(w, err)
+			return
+		}
 		if want := s.conf().AdminToken; want != "" && !healthz {
 			if why := checkBearer(r.Header.Get("Authorization"), want); why != "" {
 				// The log names the request, never what it carried.
@@ -66,6 +77,75 @@ func (s *Supervisor) guard(next http.Handler) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, maxAdminBody)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// refuseBrowser returns why a request a web page in a browser on this host
+// could have sent is refused, or nil. Without a token, a loopback TCP admin
+// is open to every local process, the browser's included: a page can POST a
+// "simple" request (a form, text/plain) to it without a preflight, and DNS
+// rebinding lets one read its answers under a name of the attacker's. So a
+// request that carries Origin (a browser's, for every cross-origin request
+// and every POST) gets 403, as does one whose Host does not name this
+// listener (hostAllowed; GET /v1/healthz is spared that one, as load
+// balancers send a Host of their own and it tells only the active release),
+// and a POST whose Content-Type is not application/json, which a page can
+// send only after a CORS preflight the API never answers, gets 415.
+func (s *Supervisor) refuseBrowser(r *http.Request, healthz bool) error {
+	if _, ok := r.Header["Origin"]; ok {
+		return errorf(http.StatusForbidden, "a request with an Origin header (sent by web browsers) is refused: "+
+			"use the fpmux client commands or curl, which send none")
+	}
+	if !healthz && !s.hostAllowed(r) {
+		return errorf(http.StatusForbidden, "Host %q does not name this admin listener: reach it as %s", r.Host, s.hostNames(r))
+	}
+	if r.Method == http.MethodPost {
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			return errorf(http.StatusUnsupportedMediaType, "a POST must carry Content-Type: application/json (got %q), "+
+				"with or without a body", r.Header.Get("Content-Type"))
+		}
+	}
+	return nil
+}
+
+// hostAllowed tells whether the request's Host names the listener it came
+// in on (net/http puts its address in the request's context). Over TCP on
+// loopback: 127.0.0.1, localhost or [::1] (or the listener's own loopback
+// address) with the listener's port. Over TCP off loopback, where
+// admin_token is required: the configured admin address, or the address the
+// connection came to. Over a unix socket: localhost (curl --unix-socket
+// sends it), fpmux (the fpmux client does) or a loopback address, with any
+// port or none, or no Host at all (HTTP/1.0); a request the handler gets
+// with no listener behind it counts as a unix socket's.
+func (s *Supervisor) hostAllowed(r *http.Request) bool {
+	tcp, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
+	host, port, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host, port = strings.TrimSuffix(strings.TrimPrefix(r.Host, "["), "]"), "80"
+	}
+	ip := net.ParseIP(host)
+	if !ok {
+		return r.Host == "" || strings.EqualFold(host, "localhost") || strings.EqualFold(host, "fpmux") || ip != nil && ip.IsLoopback()
+	}
+	if !tcp.IP.IsLoopback() {
+		return strings.EqualFold(r.Host, s.conf().Admin) || r.Host == tcp.String()
+	}
+	if port != strconv.Itoa(tcp.Port) {
+		return false
+	}
+	return strings.EqualFold(host, "localhost") || ip != nil && (ip.Equal(net.IPv4(127, 0, 0, 1)) || ip.Equal(net.IPv6loopback) || ip.Equal(tcp.IP))
+}
+
+// hostNames says which Host values hostAllowed takes for r's listener, for
+// the error.
+func (s *Supervisor) hostNames(r *http.Request) string {
+	tcp, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
+	switch {
+	case !ok:
+		return "localhost or fpmux (a unix socket; any port)"
+	case !tcp.IP.IsLoopback():
+		return s.conf().Admin + " or " + tcp.String()
+	}
+	return fmt.Sprintf("127.0.0.1:%d, localhost:%[1]d or [::1]:%[1]d", tcp.Port)
 }
 
 // checkBearer returns why an Authorization header does not carry the bearer

@@ -128,7 +128,7 @@ func TestAdminAPIErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body)))
+			h.ServeHTTP(rec, adminRequest(tt.method, tt.path, strings.NewReader(tt.body)))
 			if rec.Code != tt.status {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tt.status, rec.Body)
 			}
@@ -139,7 +139,7 @@ func TestAdminAPIErrors(t *testing.T) {
 		})
 	}
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/releases", nil))
+	h.ServeHTTP(rec, adminRequest(http.MethodGet, "/v1/releases", nil))
 	if rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != "[]" {
 		t.Fatalf("empty list: %d %q", rec.Code, rec.Body)
 	}

@@ -50,6 +50,7 @@ func (b *bench) deployWarm(ctx context.Context, id, root string, warmup []string
 	if err != nil {
 		return time.Time{}, 0, fmt.Errorf("deploy %s: %w", id, err)
 	}
+	req.Header.Set("Content-Type", "application/json")
 	start := time.Now()
 	resp, err := b.s.admin.Do(req)
 	if err != nil {

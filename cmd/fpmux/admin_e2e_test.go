@@ -215,14 +215,18 @@ func TestAdminTokenOverTCP(t *testing.T) {
 }
 
 // restartWithTCPAdmin stops the stack's fpmux and starts it again with its
-// admin API on a free port of 127.0.0.1 and admin_token set, which the
-// client commands (s.cli) then use. It waits until GET /v1/healthz, which
-// needs no token, answers there, and returns the address.
+// admin API on a free port of 127.0.0.1 and admin_token set (unless token
+// is empty), which the client commands (s.cli) then use. It waits until GET
+// /v1/healthz, which needs no token, answers there, and returns the address.
 func (s *stack) restartWithTCPAdmin(token string) string {
 	s.t.Helper()
 	s.stopFpmux(syscall.SIGTERM)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(s.t))
-	cfg := strings.Replace(s.cfgText, "admin: "+s.cfgAdmin+"\n", "admin: "+addr+"\nadmin_token: "+token+"\n", 1)
+	tokenLine := ""
+	if token != "" {
+		tokenLine = "admin_token: " + token + "\n"
+	}
+	cfg := strings.Replace(s.cfgText, "admin: "+s.cfgAdmin+"\n", "admin: "+addr+"\n"+tokenLine, 1)
 	if cfg == s.cfgText {
 		s.t.Fatalf("no admin line to replace in:\n%s", cfg)
 	}

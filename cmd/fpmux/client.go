@@ -105,6 +105,7 @@ const errClientToken = "admin API refused the token: set -token or " + clientTok
 // client talks to one fpmux admin listener for one subcommand.
 type client struct {
 	admin  string // the address as the user wrote it
+	host   string // the Host header: the TCP address, or fpmux over a unix socket
 	token  string // sent as a bearer token when not empty
 	http   *http.Client
 	stdout io.Writer
@@ -235,8 +236,15 @@ func newClient(admin string, timeout time.Duration, stdout io.Writer) (*client, 
 		DisableKeepAlives: true,
 		Proxy:             nil, // never send the admin API through HTTP_PROXY
 	}
+	// The admin API takes only a Host that names its listener (its
+	// defence against DNS rebinding): over TCP the address as written.
+	host := "fpmux"
+	if network == "tcp" {
+		host = address
+	}
 	return &client{
 		admin:  admin,
+		host:   host,
 		http:   &http.Client{Transport: tr, Timeout: timeout},
 		stdout: stdout,
 		now:    time.Now,
@@ -256,7 +264,7 @@ func (c *client) do(method, path string, body any) ([]byte, error) {
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, "http://fpmux"+path, rd)
+	req, err := http.NewRequest(method, "http://"+c.host+path, rd)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
@@ -264,7 +272,9 @@ func (c *client) do(method, path string, body any) ([]byte, error) {
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	if body != nil {
+	if method == http.MethodPost {
+		// Every POST, with a body or not: the admin API refuses any
+		// other, as a web page could send it.
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
