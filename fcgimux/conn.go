@@ -119,6 +119,9 @@ func (c *conn) serve() {
 		h, content, err := c.rr.next()
 		c.crossing = false
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && c.handOff() {
+				return // the next fpmux serves it from here on
+			}
 			if errors.Is(err, os.ErrDeadlineExceeded) && c.crossedShutdown() {
 				// The web server sent a request as Shutdown came: serve
 				// it, then go (requestEnded closes in shutdown).
@@ -251,7 +254,8 @@ func (c *conn) closeIfIdle() {
 	defer c.mu.Unlock()
 	if !c.busy {
 		c.closing, c.closeAt = true, time.Now()
-		if !c.begun {
+		if !c.begun && c.s.pass.Load() == nil {
+			// A Handoff passes it on at once instead: nothing is lost.
 			c.closeAt = c.closeAt.Add(freshGrace)
 		}
 		c.nc.SetReadDeadline(c.closeAt)

@@ -112,6 +112,7 @@ type Server struct {
 	reserved   []string
 	maxConns   int
 	inShutdown atomic.Bool
+	pass       atomic.Pointer[func(net.Conn) bool] // set by Handoff
 	refused    atomic.Uint64
 	scripts    scriptCheck
 	refusals   [refusalKinds]atomic.Uint64
