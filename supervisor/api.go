@@ -36,6 +36,7 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/releases/{id}", s.handleRetire)
 	mux.HandleFunc("POST /v1/rollback", s.handleRollback)
 	mux.HandleFunc("GET /v1/healthz", s.handleHealthz)
+	mux.HandleFunc("POST /v1/upgrade", s.handleUpgrade)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(404, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -69,6 +70,10 @@ func (s *Supervisor) guard(next http.Handler) http.Handler {
 					"(the fpmux client commands take -token or FPMUX_ADMIN_TOKEN)", why))
 				return
 			}
+		}
+		if s.frozen.Load() && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			writeError(w, errUpgrading)
+			return
 		}
 		if r.ContentLength > maxAdminBody {
 			writeError(w, errBodyTooLarge(r.ContentLength))

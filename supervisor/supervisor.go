@@ -83,6 +83,10 @@ type Supervisor struct {
 	hooks      hooks   // test seams; all nil outside tests
 
 	active atomic.Pointer[release] // read on every request, without s.mu
+	// frozen: an upgrade is handing the releases to the next fpmux; no
+	// release changes (see upgrade.go).
+	frozen  atomic.Bool
+	upgrade atomic.Pointer[func(context.Context) (UpgradeOutcome, error)] // see OnUpgrade
 
 	mu       sync.Mutex // guards everything below and each release's mutable fields
 	releases map[string]*release
@@ -268,6 +272,10 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 		s.mu.Unlock()
 		return Release{}, errorf(503, "fpmux is shutting down")
 	}
+	if s.frozen.Load() {
+		s.mu.Unlock()
+		return Release{}, errUpgrading
+	}
 	if old, ok := s.releases[req.ID]; ok && old.state.live() {
 		s.mu.Unlock()
 		hint := "deploy under a new id or retire it first"
@@ -358,8 +366,14 @@ func (s *Supervisor) failActivationLocked(r *release, err error) (Release, error
 }
 
 func (s *Supervisor) startPool(ctx context.Context, id, root string) (*pool.Pool, error) {
+	return pool.Start(ctx, s.poolOptions(id, root))
+}
+
+// poolOptions are the pool options of release id at root, for a start or
+// an adoption.
+func (s *Supervisor) poolOptions(id, root string) pool.Options {
 	ini, directives := s.conf().PHPFPM.ForRelease(id, root)
-	return pool.Start(ctx, pool.Options{
+	return pool.Options{
 		ID:           id,
 		Root:         root,
 		Dir:          filepath.Join(s.poolsDir(), id),
@@ -370,7 +384,7 @@ func (s *Supervisor) startPool(ctx context.Context, id, root string) (*pool.Pool
 		StopTimeout:  time.Duration(s.conf().PHPFPM.StopTimeout),
 		Logger:       s.log,
 		OnRestart:    func() { s.m.restarts.WithLabelValues(id).Inc() },
-	})
+	}
 }
 
 func (s *Supervisor) poolsDir() string { return filepath.Join(s.conf().StateDir, "pools") }
@@ -426,6 +440,9 @@ func (s *Supervisor) activateLocked(r *release, restoring bool) error {
 	prev := s.active.Load()
 	if prev == r {
 		return nil
+	}
+	if s.frozen.Load() && !restoring {
+		return errUpgrading
 	}
 	history := s.history
 	if prev != nil {
