@@ -129,6 +129,8 @@ func runClient(name string, args []string, stdout, stderr io.Writer) int {
 		err = clientRetire(args, stdout, stderr)
 	case "status":
 		err = clientStatus(args, stdout, stderr)
+	case "upgrade":
+		err = clientUpgrade(args, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "fpmux: unknown command %q\n", name)
 		return 2

@@ -23,6 +23,7 @@ commands:
   rollback   activate the previous release
   retire     drain and stop a release that is not active
   status     list releases, states, in-flight counts, pool figures
+  upgrade    replace the running fpmux by this binary, keeping its pools and connections
 
 Run 'fpmux <command> -h' for a command's flags.
 `
@@ -40,7 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch name := args[0]; name {
 	case "serve":
 		return runServe(args[1:], stderr)
-	case "deploy", "activate", "rollback", "retire", "status":
+	case "deploy", "activate", "rollback", "retire", "status", "upgrade":
 		return runClient(name, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)

@@ -101,6 +101,7 @@ func runServe(args []string, stderr io.Writer) int {
 	cfg, err := load()
 	if err != nil {
 		fmt.Fprintf(stderr, "fpmux serve: %v\n", err)
+		tellUpgradeFailure(err)
 		return 1
 	}
 	if err := serve(cfg, load, log, *profile); err != nil {
@@ -318,15 +319,26 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 			func() float64 { return float64(front.Refused(r)) }))
 	}
 	sup.ListRequestsWith(front.InFlight) // status shows what holds a drain
-	// Before any pool starts: the lifeline stops every master in state_dir
-	// once no fpmux holds its pipe, however fpmux ended (kill -9 included).
-	life, err := pool.StartLifeline(filepath.Join(cfg.StateDir, "pools"))
+	// Started by an upgrade: the fpmux before passed its listeners, the
+	// lifeline and the active pool (see upgrade.go).
+	in, err := takeInherited()
 	if err != nil {
 		return err
 	}
+	// Before any pool starts: the lifeline stops every master in state_dir
+	// once no fpmux holds its pipe, however fpmux ended (kill -9 included).
+	var life *pool.Lifeline
+	if in != nil {
+		life = in.lifeline
+	} else if life, err = pool.StartLifeline(filepath.Join(cfg.StateDir, "pools")); err != nil {
+		return err
+	}
 	defer life.Close()
-	lns, err := openListeners(cfg, log)
-	if err != nil {
+	var lns *listeners
+	if in != nil {
+		lns = in.listeners()
+		defer in.handoff.Close()
+	} else if lns, err = openListeners(cfg, log); err != nil {
 		return err
 	}
 	defer lns.close()
@@ -354,7 +366,15 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 	// The listeners are open, so the web server's connections wait in the
 	// backlog while the active release comes back; nothing is accepted
 	// before it serves.
-	if err := sup.Restore(ctx); err != nil {
+	if in != nil {
+		err = sup.RestoreAdopting(ctx, in.release, in.output)
+	} else {
+		err = sup.Restore(ctx)
+	}
+	if err != nil {
+		if in != nil {
+			in.tell("fail: " + err.Error())
+		}
 		sup.Close(context.Background())
 		return err
 	}
@@ -368,6 +388,11 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 		close(acceptDone)
 		errc <- ignoreClosed(err)
 	}()
+	upgrades := make(chan upgradeAsk)
+	sup.OnUpgrade(askUpgrade(upgrades))
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
 	adminHandler := sup.Handler()
 	if notifying {
 		adminHandler = refreshAfter(adminHandler, mon.refresh)
@@ -389,14 +414,57 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 	}
 	log.Info("fpmux serving", "listen", lns.fastcgi.Addr().String(), "admin", lns.admin.Addr().String(),
 		"metrics", cfg.Metrics, "docroot", cfg.Docroot, "state_dir", cfg.StateDir, "active", sup.ActiveID())
-	if notifying {
-		mon.announce("READY=1")
+	ready := "READY=1"
+	if in != nil {
+		in.tell("ready")
+		go in.receiveConns(front, log)
+		lns.files = in.socketFiles()
+		ready = fmt.Sprintf("MAINPID=%d\nREADY=1", os.Getpid())
 	}
+	if notifying {
+		mon.announce(ready)
+	}
+
+	// upgrade starts the next fpmux; it returns it once it serves, or nil
+	// (logged, and told to the admin client asking) with this one serving on.
+	upgrade := func(reply chan upgradeReply) *nextFpmux {
+		handed, err := sup.Freeze()
+		var next *nextFpmux
+		if err == nil {
+			uf := upgradeFiles{lns: lns, lifeline: life, handed: handed, watchdog: watchdog}
+			if next, err = startNext(uf, time.Duration(cfg.PHPFPM.StartTimeout)+upgradeReadyBound, log); err != nil {
+				sup.Thaw()
+			}
+		}
+		out := supervisor.UpgradeOutcome{OldPID: os.Getpid(), Release: handed.ID}
+		if err != nil {
+			log.Error("upgrade failed; this fpmux keeps serving", "err", err)
+		} else {
+			out.NewPID = next.pid
+			log.Info("upgrade: the next fpmux serves; handing over", "next_pid", next.pid, "release", handed.ID)
+			if notifying {
+				notify.send(fmt.Sprintf("MAINPID=%d", next.pid))
+			}
+		}
+		if reply != nil {
+			reply <- upgradeReply{out: out, err: err}
+		}
+		return next
+	}
+	var next *nextFpmux
 
 	var serveErr error
 wait:
 	for {
 		select {
+		case <-usr2:
+			if next = upgrade(nil); next != nil {
+				break wait
+			}
+		case a := <-upgrades:
+			if next = upgrade(a.reply); next != nil {
+				break wait
+			}
 		case <-ctx.Done():
 			log.Info("stopping: finishing in-flight requests", "bound", time.Duration(cfg.DrainTimeout))
 			break wait
@@ -414,6 +482,11 @@ wait:
 	stop() // a second signal now kills the process the default way
 	monStop()
 	<-monDone
+	if next != nil {
+		handOver(next, &serving{log: log, drainTimeout: time.Duration(cfg.DrainTimeout), lns: lns, admin: adminSrv,
+			metrics: metricsSrv, acceptDone: acceptDone, front: front, sup: sup})
+		return nil
+	}
 	notify.send("STOPPING=1\nSTATUS=stopping: finishing in-flight requests, then stopping the pools")
 
 	bound, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.DrainTimeout))
