@@ -307,3 +307,42 @@ func TestUpgradeThenKillNewFpmux(t *testing.T) {
 	})
 	t.Logf("php-fpm gone %v after kill -9 of the upgraded fpmux", time.Since(killed).Round(time.Millisecond))
 }
+
+// TestUpgradeTellsSystemdTheNewMainPID: under Type=notify (NOTIFY_SOCKET),
+// an upgrade through SIGUSR2 (what `systemctl kill -s USR2
+// --kill-whom=main` sends) has the fpmux before send MAINPID=<new pid>, the
+// only one NotifyAccess=main accepts, and the new one READY=1 with its own
+// MAINPID=; the one before never says STOPPING=1, which would have systemd
+// stop the service.
+func TestUpgradeTellsSystemdTheNewMainPID(t *testing.T) {
+	s := newStack(t, stackOptions{notify: true, activation: true})
+	s.deploy("r1")
+	from, _ := s.waitNotify("READY=1", 0, 20*time.Second, lineIs("READY=1"))
+	old := s.fpmuxPid()
+	if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	_, m := s.waitNotify("MAINPID= from the fpmux before", from+1, 60*time.Second, func(l string) bool {
+		return strings.HasPrefix(l, "MAINPID=") && l != "MAINPID="+strconv.Itoa(old)
+	})
+	var pid int
+	for _, l := range strings.Split(m.text, "\n") {
+		if v, ok := strings.CutPrefix(l, "MAINPID="); ok {
+			pid, _ = strconv.Atoi(v)
+		}
+	}
+	t.Cleanup(func() { stopPid(t, pid) })
+	s.waitNotify("READY=1 from the new fpmux", from+1, 30*time.Second, lineIs("READY=1"))
+	s.waitFor("the fpmux before to exit", 60*time.Second, func() bool { return !processLives(old) })
+	for _, m := range s.notes.all()[from+1:] {
+		if m.hasLine(func(l string) bool { return strings.HasPrefix(l, "STOPPING=1") }) {
+			t.Errorf("an upgrade told systemd %q", m.text)
+		}
+	}
+	if !processLives(pid) {
+		t.Fatalf("the new main pid %d does not run", pid)
+	}
+	if code, body, err := s.get(newHTTPClient(), "/upgrade.php"); err != nil || code != 200 || !strings.Contains(body, "release=r1") {
+		t.Errorf("after the upgrade: %d %v %q, want r1", code, err, body)
+	}
+}
