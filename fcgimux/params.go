@@ -76,8 +76,10 @@ type pinnedPaths struct {
 	docroot string // the prefix the web server sends, cleaned, e.g. /var/www/app/current
 	root    string // the release's real root, e.g. /var/www/app/releases/42
 	release string // the release id, passed to PHP as FPMUX_RELEASE
-	// reserved are SCRIPT_NAMEs php-fpm answers itself (ping, status):
-	// refused, so the pool's internals are not public.
+	// reserved begin the paths php-fpm answers itself (ping, status): a
+	// SCRIPT_NAME, PATH_INFO or REDIRECT_URL beginning so is refused. The
+	// pools' random paths already keep clients off those pages; this
+	// keeps a leaked one useless.
 	reserved []string
 	// scripts, when set, refuses a script whose real path leaves root
 	// (see scriptCheck).
@@ -116,10 +118,12 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 			dst, err = confinePath(dst, name, value, p, true)
 		case "PATH_TRANSLATED", "DOCUMENT_ROOT":
 			dst, err = confinePath(dst, name, value, p, false)
-		case "SCRIPT_NAME":
+		case "SCRIPT_NAME", "PATH_INFO", "REDIRECT_URL":
+			// php-fpm takes the URI it matches its ping and status
+			// paths against from any of these.
 			for _, r := range p.reserved {
-				if string(value) == r {
-					return &rejectError{404, fmt.Sprintf("SCRIPT_NAME %s is php-fpm's own page", r)}
+				if len(value) >= len(r) && string(value[:len(r)]) == r {
+					return &rejectError{404, fmt.Sprintf("%s %q names php-fpm's own pages (%s...)", name, value, r)}
 				}
 			}
 			dst = appendBytesPair(dst, name, value)

@@ -166,6 +166,15 @@ func TestRewriteParams(t *testing.T) {
 		{name: "relative path", in: []string{"SCRIPT_FILENAME", "index.php"}, wantStatus: 404},
 		{name: "NUL byte", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php\x00.jpg"}, wantStatus: 404},
 		{name: "php-fpm's own ping page", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/fpmux-ping", "SCRIPT_NAME", "/fpmux-ping"}, wantStatus: 404},
+		// php-fpm derives the URI it matches its pages against from these too.
+		{name: "php-fpm's page as a SCRIPT_NAME with more", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php", "SCRIPT_NAME", "/fpmux-ping-0123"}, wantStatus: 404},
+		{name: "php-fpm's page in PATH_INFO", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/probe.php/x", "SCRIPT_NAME", "/probe.php", "PATH_INFO", "/fpmux-ping/x"}, wantStatus: 404},
+		{name: "php-fpm's page in REDIRECT_URL", in: []string{"SCRIPT_FILENAME", "/var/www/app/current/probe.php", "REDIRECT_URL", "/fpmux-ping"}, wantStatus: 404},
+		{
+			name: "a page name elsewhere in the URI is the app's",
+			in:   []string{"SCRIPT_FILENAME", "/var/www/app/current/a.php", "SCRIPT_NAME", "/a.php", "PATH_INFO", "/x/fpmux-ping", "REQUEST_URI", "/fpmux-ping"},
+			want: map[string]string{"PATH_INFO": "/x/fpmux-ping", "REQUEST_URI": "/fpmux-ping"},
+		},
 		{name: "no script", in: []string{"REQUEST_URI", "/"}, wantStatus: 404},
 		{name: "apache proxy form without a path", in: []string{"SCRIPT_FILENAME", "proxy:fcgi://127.0.0.1:9700"}, wantStatus: 404},
 	}

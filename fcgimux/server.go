@@ -93,8 +93,9 @@ type Options struct {
 	// may try another upstream), counted in ConnStats and logged at most
 	// once a second. Default 4096.
 	MaxConns int
-	// ReservedScriptNames are SCRIPT_NAMEs answered 404 without reaching
-	// PHP: the ping and status pages php-fpm serves itself.
+	// ReservedScriptNames begin the paths of the ping and status pages
+	// php-fpm serves itself: a request whose SCRIPT_NAME, PATH_INFO or
+	// REDIRECT_URL begins with one is answered 404 without reaching PHP.
 	ReservedScriptNames []string
 }
 

@@ -28,6 +28,11 @@ func Adopt(ctx context.Context, o Options, out *os.File) (*Pool, error) {
 		return nil, fmt.Errorf("adopt: %w", err)
 	}
 	o = p.o
+	// The running master answers the paths its config names, not the
+	// ones newPool drew.
+	if p.pages.Ping, p.pages.Status, err = ReadPagePaths(o.Dir); err != nil {
+		return nil, fmt.Errorf("adopt pool %s: %w", o.ID, err)
+	}
 	pid, err := readPid(o.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("adopt pool %s: %w", o.ID, err)

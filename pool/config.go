@@ -5,6 +5,8 @@
 package pool
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,10 +70,11 @@ const (
 	socketName = "fpm.sock"
 	pidName    = "php-fpm.pid"
 
-	// Paths php-fpm answers itself, without running PHP.
-	pingPath   = "/fpmux-ping"
-	pingAnswer = "pong"
-	statusPath = "/fpmux-status"
+	// Paths php-fpm answers itself, without running PHP, begin with these;
+	// "-" and a random part per pool start follow (newPagePaths).
+	pingPrefix   = "/fpmux-ping"
+	pingAnswer   = "pong"
+	statusPrefix = "/fpmux-status"
 
 	maxSocketPath = 107 // sizeof(sockaddr_un.sun_path) - 1 on Linux
 )
@@ -338,6 +341,7 @@ func atoiKey(m map[string]string, k string) (int, bool) {
 type confParams struct {
 	ID, Root, Dir string
 	StopTimeout   time.Duration
+	Pages         pagePaths
 	User, Group   string // written when not empty
 	Directives    map[string]string
 	Ini           map[string]string
@@ -362,9 +366,9 @@ func renderConfig(c confParams) []byte {
 	b.WriteString("\n[" + c.ID + "]\n")
 	line("listen", filepath.Join(c.Dir, socketName))
 	line("listen.mode", "0600")
-	line("ping.path", pingPath)
+	line("ping.path", c.Pages.Ping)
 	line("ping.response", pingAnswer)
-	line("pm.status_path", statusPath)
+	line("pm.status_path", c.Pages.Status)
 	line("catch_workers_output", "yes")
 	line("decorate_workers_output", "no")
 	line("chdir", c.Root)
@@ -386,6 +390,63 @@ func renderConfig(c confParams) []byte {
 		line("php_admin_value["+k+"]", c.Ini[k])
 	}
 	return []byte(b.String())
+}
+
+// pagePaths are the ping.path and pm.status_path of one pool.
+type pagePaths struct {
+	Ping, Status string
+}
+
+// newPagePaths draws a pool's ping and status paths: each its prefix, "-"
+// and 32 random hex digits. php-fpm answers them from whatever params it
+// derives the request's URI from (SCRIPT_NAME, a prefix of PATH_INFO,
+// REDIRECT_URL), more than fcgimux can foresee, and the status page with
+// ?full lists other users' URIs and query strings; a path no client can
+// guess is what keeps them off both.
+func newPagePaths() (pagePaths, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return pagePaths{}, fmt.Errorf("random ping and status paths: %w", err)
+	}
+	return pagePaths{
+		Ping:   pingPrefix + "-" + hex.EncodeToString(b[:16]),
+		Status: statusPrefix + "-" + hex.EncodeToString(b[16:]),
+	}, nil
+}
+
+// pagePathRe is a path newPagePaths draws, after its prefix.
+var pagePathRe = regexp.MustCompile(`^-[0-9a-f]{32}$`)
+
+// ReadPagePaths returns the ping.path and pm.status_path written in the
+// php-fpm config of the pool directory dir (a Pool's Options.Dir), so that
+// a process adopting a running pool (an fpmux upgraded in place) can ping
+// it and read its status: the paths are random per pool start and kept
+// nowhere else.
+func ReadPagePaths(dir string) (ping, status string, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, confName))
+	if err != nil {
+		return "", "", fmt.Errorf("read page paths: %w", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, " = ")
+		if !ok {
+			continue
+		}
+		v = strings.Trim(v, `"`)
+		switch k {
+		case "ping.path":
+			ping = v
+		case "pm.status_path":
+			status = v
+		}
+	}
+	if r, ok := strings.CutPrefix(ping, pingPrefix); !ok || !pagePathRe.MatchString(r) {
+		return "", "", fmt.Errorf("read page paths: %s has no ping.path fpmux wrote (%q)", filepath.Join(dir, confName), ping)
+	}
+	if r, ok := strings.CutPrefix(status, statusPrefix); !ok || !pagePathRe.MatchString(r) {
+		return "", "", fmt.Errorf("read page paths: %s has no pm.status_path fpmux wrote (%q)", filepath.Join(dir, confName), status)
+	}
+	return ping, status, nil
 }
 
 // commandArgs returns php-fpm's arguments (without argv[0]).

@@ -18,8 +18,12 @@ func goldenParams() confParams {
 		Root:        "/srv/app/releases/r1",
 		Dir:         "/var/lib/fpmux/pools/r1",
 		StopTimeout: 10 * time.Second,
-		User:        "www-data",
-		Group:       "www-data",
+		Pages: pagePaths{
+			Ping:   "/fpmux-ping-00112233445566778899aabbccddeeff",
+			Status: "/fpmux-status-ffeeddccbbaa99887766554433221100",
+		},
+		User:  "www-data",
+		Group: "www-data",
 		Directives: map[string]string{
 			"pm":                        "dynamic",
 			"pm.max_children":           "8",

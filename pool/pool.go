@@ -37,6 +37,7 @@ type Pool struct {
 	binary      string
 	args        []string
 	sock        string
+	pages       pagePaths // ping and status paths, random per Start
 	maxChildren int
 	startKids   int
 
@@ -137,8 +138,12 @@ func newPool(o Options) (*Pool, []byte, error) {
 		binary = b
 	}
 	usr, grp := workerIdentity(os.Geteuid(), o.Directives)
+	pages, err := newPagePaths()
+	if err != nil {
+		return nil, nil, fmt.Errorf("start pool %s: %w", o.ID, err)
+	}
 	conf := renderConfig(confParams{
-		ID: o.ID, Root: o.Root, Dir: o.Dir, StopTimeout: o.StopTimeout,
+		ID: o.ID, Root: o.Root, Dir: o.Dir, StopTimeout: o.StopTimeout, Pages: pages,
 		User: usr, Group: grp, Directives: o.Directives, Ini: o.Ini,
 	})
 	p := &Pool{
@@ -147,6 +152,7 @@ func newPool(o Options) (*Pool, []byte, error) {
 		binary:      binary,
 		args:        commandArgs(filepath.Join(o.Dir, confName), o.Ini),
 		sock:        filepath.Join(o.Dir, socketName),
+		pages:       pages,
 		maxChildren: o.maxChildren(),
 		startKids:   o.startChildren(),
 		gate:        newGate(),

@@ -34,12 +34,20 @@ type Status struct {
 	SlowRequests       int64  `json:"slow requests"`
 }
 
+// PingPath is the pool's ping.path, random per pool start: what a request
+// must name as SCRIPT_NAME and SCRIPT_FILENAME to be answered "pong"
+// without running PHP (warm-up sends it to every worker).
+func (p *Pool) PingPath() string { return p.pages.Ping }
+
+// StatusPath is the pool's pm.status_path, random per pool start.
+func (p *Pool) StatusPath() string { return p.pages.Status }
+
 // Ping asks php-fpm for ping.path and wants "pong". php-fpm answers it from
 // a worker without running PHP, so when every worker is busy the ping waits
 // in the listen queue like any request. Without a deadline on ctx, Ping
 // gives up after 5s.
 func (p *Pool) Ping(ctx context.Context) error {
-	res, err := fcgiGet(ctx, p.sock, pingPath, "")
+	res, err := fcgiGet(ctx, p.sock, p.pages.Ping, "")
 	if err != nil {
 		return fmt.Errorf("ping pool %s: %w", p.o.ID, err)
 	}
@@ -53,7 +61,7 @@ func (p *Pool) Ping(ctx context.Context) error {
 // served by a worker; without a deadline on ctx it gives up after 5s.
 func (p *Pool) Status(ctx context.Context) (Status, error) {
 	var st Status
-	res, err := fcgiGet(ctx, p.sock, statusPath, "json")
+	res, err := fcgiGet(ctx, p.sock, p.pages.Status, "json")
 	if err != nil {
 		return st, fmt.Errorf("status of pool %s: %w", p.o.ID, err)
 	}

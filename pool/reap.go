@@ -15,12 +15,13 @@ import (
 	"time"
 )
 
-// PingPath and StatusPath are the SCRIPT_NAMEs php-fpm answers itself in
-// every pool fpmux runs. The web server must never reach them: fcgimux
-// refuses requests for them.
+// PingPrefix and StatusPrefix begin the ping and status paths of every
+// pool fpmux runs; the rest is random per pool start (Pool.PingPath,
+// Pool.StatusPath, ReadPagePaths). The web server must never reach them:
+// fcgimux also refuses requests whose params name a path beginning so.
 const (
-	PingPath   = pingPath
-	StatusPath = statusPath
+	PingPrefix   = pingPrefix
+	StatusPrefix = statusPrefix
 )
 
 // Reap stops what a previous fpmux left in a pool directory: if its pid

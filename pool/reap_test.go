@@ -22,7 +22,11 @@ func leftBehind(t *testing.T) (dir string, pid int) {
 	usr, grp := workerIdentity(os.Geteuid(), nil)
 	conf := filepath.Join(dir, confName)
 	o := Options{ID: "stale", Root: root, Dir: dir, StopTimeout: time.Second}.withDefaults()
-	body := renderConfig(confParams{ID: "stale", Root: root, Dir: dir, StopTimeout: time.Second, User: usr, Group: grp, Directives: o.Directives})
+	pages, err := newPagePaths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := renderConfig(confParams{ID: "stale", Root: root, Dir: dir, StopTimeout: time.Second, Pages: pages, User: usr, Group: grp, Directives: o.Directives})
 	if err := os.WriteFile(conf, body, 0o600); err != nil {
 		t.Fatal(err)
 	}

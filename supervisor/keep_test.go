@@ -193,10 +193,12 @@ func (k *keepStack) gauge(name string, labels map[string]string) float64 {
 	return -1
 }
 
-// pingParams are php-fpm's own ping, as a request through a Backend.
-var pingParams = map[string]string{
-	"SCRIPT_NAME": pool.PingPath, "SCRIPT_FILENAME": pool.PingPath,
-	"REQUEST_METHOD": "GET", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
+// pingParams are php-fpm's own ping of p, as a request through a Backend.
+func pingParams(p *pool.Pool) map[string]string {
+	return map[string]string{
+		"SCRIPT_NAME": p.PingPath(), "SCRIPT_FILENAME": p.PingPath(),
+		"REQUEST_METHOD": "GET", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
+	}
 }
 
 // TestKeptReleaseRollsBackInstantly: with keep_previous 1, the release a
@@ -261,7 +263,10 @@ func TestKeptReleaseRollsBackInstantly(t *testing.T) {
 	if pin.Backend == oldBackend {
 		t.Error("r1 is served through the Backend its drain closed")
 	}
-	if err := pin.Backend.Warm(t.Context(), 1, pingParams); err != nil {
+	k.s.mu.Lock()
+	p1 := k.s.releases["r1"].pool
+	k.s.mu.Unlock()
+	if err := pin.Backend.Warm(t.Context(), 1, pingParams(p1)); err != nil {
 		t.Errorf("a request to the kept pool through its Backend: %v", err)
 	}
 	pin.Tracker.Done(200, 0)

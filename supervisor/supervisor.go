@@ -217,7 +217,7 @@ func (s *Supervisor) warm(ctx context.Context, id string, p *pool.Pool, b *fcgim
 	defer cancel()
 	start := time.Now()
 	err := b.Warm(ctx, n, map[string]string{
-		"SCRIPT_NAME": pool.PingPath, "SCRIPT_FILENAME": pool.PingPath,
+		"SCRIPT_NAME": p.PingPath(), "SCRIPT_FILENAME": p.PingPath(),
 		"REQUEST_METHOD": "GET", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
 	})
 	if err != nil {

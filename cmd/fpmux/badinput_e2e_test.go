@@ -227,6 +227,10 @@ func TestBadFastCGIInput(t *testing.T) {
 	}
 	probe := s.docroot + "/probe.php"
 	ok := func(kv ...string) []byte { return s.nginxParams("/probe.php", probe, kv...) }
+	_, status, err := pool.ReadPagePaths(filepath.Join(s.stateDir, "pools", "r1"))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	type want int
 	const (
@@ -291,7 +295,7 @@ func TestBadFastCGIInput(t *testing.T) {
 			want: wantFpmux, status: 404},
 		{name: "symlink out of the release", send: fcgiRequest(1, false, s.nginxParams("/linked.php", s.docroot+"/linked.php")),
 			want: wantFpmux, status: 404},
-		{name: "php-fpm's own status page", send: fcgiRequest(1, false, s.nginxParams(pool.StatusPath, s.docroot+pool.StatusPath)),
+		{name: "php-fpm's own status page", send: fcgiRequest(1, false, s.nginxParams(status, s.docroot+status)),
 			want: wantFpmux, status: 404},
 	}
 	for _, tt := range tests {

@@ -7,10 +7,14 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/fpmux/fpmux/pool"
 )
 
 // TestConfinedPathParams sends requests whose SCRIPT_FILENAME,
@@ -130,5 +134,60 @@ foreach (['SCRIPT_FILENAME', 'SCRIPT_NAME', 'PATH_INFO', 'PATH_TRANSLATED', 'DOC
 				}
 			}
 		})
+	}
+}
+
+// TestPoolPagesUnreachable asks for php-fpm's own ping and status pages
+// through fpmux in each way php-fpm derives the URI it matches them
+// against: SCRIPT_NAME, a PATH_INFO it takes the script name from, and
+// REDIRECT_URL, with ?full (which lists other users' URIs and query
+// strings), naming the paths pools used to have, the bare prefixes and the
+// pool's own random paths. Each gets a 404 and never the page. Two pool
+// starts draw different paths, and both serve their ping to fpmux.
+func TestPoolPagesUnreachable(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.deploy("r1")
+	d := s.docroot
+	dir := filepath.Join(s.stateDir, "pools", "r1")
+	ping, status, err := pool.ReadPagePaths(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, uri := range []string{"/fpmux-status", "/fpmux-ping", pool.StatusPrefix + "-", status, ping} {
+		for name, params := range map[string][]byte{
+			"SCRIPT_NAME": s.nginxParams(uri, d+uri, "QUERY_STRING", "full"),
+			"PATH_INFO": s.nginxParams("/probe.php", d+"/probe.php/x",
+				"PATH_INFO", uri+"/x", "QUERY_STRING", "full"),
+			"REDIRECT_URL": s.nginxParams("/probe.php", d+"/probe.php",
+				"REDIRECT_URL", uri, "PATH_TRANSLATED", d+"/index.php", "QUERY_STRING", "full"),
+		} {
+			c := s.dialFCGI()
+			c.send(fcgiRequest(1, false, params))
+			a := c.read(1)
+			c.nc.Close()
+			if strings.Contains(a.stdout, "accepted conn") || strings.Contains(a.stdout, "\r\n\r\npong") || a.status != 404 {
+				t.Errorf("%s naming %s: got %d %q, want a 404 and not php-fpm's page", name, uri, a.status, a.stdout)
+			}
+		}
+	}
+	// fpmux itself still reaches both pages: the release's pool figures
+	// come from its status page.
+	s.waitFor("r1's pool figures", 10*time.Second, func() bool {
+		b, err := s.adminGet("/v1/releases/r1")
+		var rel struct {
+			Pool struct {
+				TotalProcesses int `json:"total_processes"`
+			} `json:"pool"`
+		}
+		return err == nil && json.Unmarshal(b, &rel) == nil && rel.Pool.TotalProcesses == 4
+	})
+
+	s.deploy("r2")
+	ping2, status2, err := pool.ReadPagePaths(filepath.Join(s.stateDir, "pools", "r2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ping2 == ping || status2 == status {
+		t.Errorf("r2's pool has r1's paths: %s %s", ping2, status2)
 	}
 }

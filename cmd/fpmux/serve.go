@@ -299,7 +299,7 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 		WriteTimeout:        time.Duration(cfg.Limits.WriteTimeout),
 		BackendTimeout:      time.Duration(cfg.Limits.BackendTimeout),
 		MaxConns:            cfg.Limits.MaxConnections,
-		ReservedScriptNames: []string{pool.PingPath, pool.StatusPath},
+		ReservedScriptNames: []string{pool.PingPrefix, pool.StatusPrefix},
 	})
 	if err != nil {
 		return err
