@@ -17,7 +17,7 @@ import (
 
 // allocBound is what a hostile input may make fcgimux allocate in these
 // tests: far under what its length fields claim.
-const allocBound = 4 << 20
+const allocBound = 4 << 20 * raceAllocSlack
 
 // allocated returns the bytes allocated on the heap, by any goroutine,
 // while f ran.
