@@ -346,3 +346,37 @@ func TestUpgradeTellsSystemdTheNewMainPID(t *testing.T) {
 		t.Errorf("after the upgrade: %d %v %q, want r1", code, err, body)
 	}
 }
+
+// TestUpgradeAdoptedMasterRestarts: the fpmux an upgrade started is not
+// the adopted master's parent, yet sees it die (pidfd) and starts a new
+// one, counted in fpmux_pool_restarts_total, as for a master it spawned.
+func TestUpgradeAdoptedMasterRestarts(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.deploy("r1")
+	master := s.releasesByID()["r1"].Pool.Pid
+	pid, _ := s.upgrade()
+	t.Cleanup(func() { stopPid(t, pid) })
+	if err := syscall.Kill(master, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var now int
+	s.waitFor("a new master for r1", 30*time.Second, func() bool {
+		r := s.releasesByID()["r1"]
+		if r.Pool != nil && r.Pool.Pid != 0 && r.Pool.Pid != master {
+			now = r.Pool.Pid
+			return true
+		}
+		return false
+	})
+	s.notePgids()
+	s.waitFor("r1 to serve on its new master", 30*time.Second, func() bool {
+		code, body, err := s.get(newHTTPClient(), "/upgrade.php")
+		return err == nil && code == 200 && strings.Contains(body, "release=r1")
+	})
+	if v := s.metric(`fpmux_pool_restarts_total{release="r1"}`); v != 1 {
+		t.Errorf(`fpmux_pool_restarts_total{release="r1"} = %v, want 1`, v)
+	}
+	// Its orphaned workers: the harness's cleanup checks that no process of
+	// either master's group outlives the test.
+	t.Logf("adopted master %d killed; new master %d", master, now)
+}
