@@ -58,6 +58,15 @@ type Options struct {
 	// after dying unexpectedly. It runs on the pool's supervising goroutine
 	// and must return quickly.
 	OnRestart func()
+	// WedgeInterval is how often a pool that is not draining is pinged to
+	// find it wedged, and WedgeMisses how many checks missed in a row kill
+	// its master to be replaced (see checkWedge); the replacement is a
+	// restart (OnRestart). Either zero: no check.
+	WedgeInterval time.Duration
+	WedgeMisses   int
+	// OnWedged, when set, is called each time a wedged master is killed,
+	// from the goroutine that checks; it must return quickly.
+	OnWedged func()
 }
 
 const (

@@ -44,7 +44,8 @@ type Pool struct {
 	gate     *gate
 	pid      atomic.Int64
 	restarts atomic.Int64
-	niced    atomic.Bool // started at backgroundNice, not yet Foreground
+	wedged   atomic.Int64 // pid of the master the wedge check killed (wedge.go)
+	niced    atomic.Bool  // started at backgroundNice, not yet Foreground
 
 	// undrainMu orders Undrain against Stop and against supervise giving
 	// up on the master of a draining pool.
@@ -269,17 +270,23 @@ func (p *Pool) exitedErr(m *master) error {
 func (p *Pool) supervise(m *master) {
 	defer close(p.done)
 	backoff := minBackoff
+	answered := true // Start had m's pong
 	for {
+		stopWatch := p.watchWedge(m, answered)
 		select {
 		case <-p.stopCh:
+			stopWatch()
 			p.finish(m)
 			return
 		case <-p.detachCh:
+			stopWatch()
 			p.letGo(m)
 			return
 		case <-m.exited:
 		}
-		// The master died on its own; wait() has SIGKILLed its group.
+		stopWatch()
+		// The master died on its own, or the wedge check killed it;
+		// wait() has SIGKILLed its group.
 		p.pid.Store(0)
 		if p.abandonIfDraining() {
 			p.awaitStop(m)
@@ -288,7 +295,11 @@ func (p *Pool) supervise(m *master) {
 		if time.Since(m.started) >= healthyAfter {
 			backoff = minBackoff
 		}
-		p.log.Error("php-fpm master died", "pid", m.pid, "exit", m.exitDesc(), "last_output", m.tail.String(), "restart_in", backoff)
+		if p.wedged.Load() == int64(m.pid) {
+			p.log.Warn("php-fpm master killed for being wedged", "pid", m.pid, "restart_in", backoff)
+		} else {
+			p.log.Error("php-fpm master died", "pid", m.pid, "exit", m.exitDesc(), "last_output", m.tail.String(), "restart_in", backoff)
+		}
 		// No new master while the old workers still hold the socket.
 		if err := waitGroupGone(m.pid, killWait); err != nil {
 			p.log.Error("old php-fpm group", "err", err)
@@ -316,7 +327,7 @@ func (p *Pool) supervise(m *master) {
 				p.log.Error("restart php-fpm", "err", err, "retry_in", backoff)
 				continue
 			}
-			m = nm
+			m, answered = nm, false
 			break
 		}
 		n := p.restarts.Add(1)
