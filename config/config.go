@@ -200,6 +200,17 @@ type PHPFPM struct {
 	// StopTimeout bounds a graceful php-fpm stop (SIGQUIT) before the
 	// master is killed. Must be positive. Default: 10s. (fpmux extension.)
 	StopTimeout Duration `yaml:"stop_timeout"`
+
+	// WedgeCheckInterval is how often the pool of each release that is
+	// not draining is pinged to find it wedged: alive but answering
+	// nothing. Must be positive. Default: 5s. (fpmux extension.)
+	WedgeCheckInterval Duration `yaml:"wedge_check_interval"`
+
+	// WedgeMisses is how many wedge checks missed in a row get the master
+	// killed with its workers and started again. A ping a busy pool does
+	// not answer is no miss (README, Faults). 0 turns the check off.
+	// Default: 3. (fpmux extension.)
+	WedgeMisses int `yaml:"wedge_misses"`
 }
 
 // defaultMaxChildren is php_fpm.pool's default pm.max_children, returned by

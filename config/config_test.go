@@ -40,10 +40,12 @@ func TestDefault(t *testing.T) {
 			MaxInFlight:    512,
 		},
 		PHPFPM: PHPFPM{
-			Binary:       "",
-			StartTimeout: Duration(30 * time.Second),
-			StopTimeout:  Duration(10 * time.Second),
-			Ini:          map[string]string{"opcache.enable": "1", "opcache.validate_timestamps": "0"},
+			Binary:             "",
+			StartTimeout:       Duration(30 * time.Second),
+			StopTimeout:        Duration(10 * time.Second),
+			WedgeCheckInterval: Duration(5 * time.Second),
+			WedgeMisses:        3,
+			Ini:                map[string]string{"opcache.enable": "1", "opcache.validate_timestamps": "0"},
 			Pool: map[string]string{
 				"pm": "dynamic", "pm.max_children": "5", "pm.start_servers": "2",
 				"pm.min_spare_servers": "1", "pm.max_spare_servers": "3",
@@ -173,7 +175,7 @@ func TestLoadBad(t *testing.T) {
 			"lisen (line 3): unknown key (known keys here: admin, admin_group, admin_owner, admin_token, allowed_roots, docroot, drain_timeout, keep_for,",
 		}},
 		{"testdata/bad-unknown-nested.yaml", []string{
-			"php_fpm.start_timout (line 3): unknown key (known keys here: binary, ini, pool, start_timeout, stop_timeout)",
+			"php_fpm.start_timout (line 3): unknown key (known keys here: binary, ini, pool, start_timeout, stop_timeout, wedge_check_interval, wedge_misses)",
 		}},
 		{"testdata/bad-duration.yaml", []string{
 			`drain_timeout (line 2): cannot parse "60" as a duration`,
@@ -297,6 +299,9 @@ func TestValidate(t *testing.T) {
 		{"docroot slashes", func(c *Config) { c.Docroot = "//" }, []string{`docroot: must not be "/"`}},
 		{"no roots", func(c *Config) { c.AllowedRoots = nil }, []string{"allowed_roots: must list at least one"}},
 		{"stop timeout", func(c *Config) { c.PHPFPM.StopTimeout = 0 }, []string{"php_fpm.stop_timeout: must be positive"}},
+		{"wedge check interval", func(c *Config) { c.PHPFPM.WedgeCheckInterval = 0 }, []string{"php_fpm.wedge_check_interval: must be positive"}},
+		{"no wedge check is fine", func(c *Config) { c.PHPFPM.WedgeMisses = 0 }, nil},
+		{"wedge misses", func(c *Config) { c.PHPFPM.WedgeMisses = -1 }, []string{"php_fpm.wedge_misses: is -1: want 0 (no wedge check) to 100"}},
 		{"admin on all interfaces", func(c *Config) { c.Admin = ":9702" },
 			[]string{"admin: :9702 is reachable from other hosts"}},
 		{"admin on a public address", func(c *Config) { c.Admin = "192.0.2.7:9702" },

@@ -114,9 +114,10 @@ func (c *Config) applyNulls(root *yaml.Node) {
 		"php_fpm.binary": &c.PHPFPM.Binary,
 	}
 	durs := map[string]*Duration{
-		"drain_timeout":         &c.DrainTimeout,
-		"php_fpm.start_timeout": &c.PHPFPM.StartTimeout,
-		"php_fpm.stop_timeout":  &c.PHPFPM.StopTimeout,
+		"drain_timeout":                &c.DrainTimeout,
+		"php_fpm.start_timeout":        &c.PHPFPM.StartTimeout,
+		"php_fpm.stop_timeout":         &c.PHPFPM.StopTimeout,
+		"php_fpm.wedge_check_interval": &c.PHPFPM.WedgeCheckInterval,
 	}
 	defs := Default().PHPFPM
 	maps := map[string]struct {
@@ -340,7 +341,8 @@ func goTypeAt(path string) string {
 		return "map[string]string"
 	case path == "allowed_roots":
 		return "[]string"
-	case path == "drain_timeout" || path == "php_fpm.start_timeout" || path == "php_fpm.stop_timeout":
+	case path == "drain_timeout" || path == "php_fpm.start_timeout" || path == "php_fpm.stop_timeout",
+		path == "php_fpm.wedge_check_interval":
 		return "config.Duration"
 	}
 	return "string"

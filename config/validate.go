@@ -141,6 +141,10 @@ func (c *Config) Validate() error {
 	}
 	v.positive("php_fpm.start_timeout", c.PHPFPM.StartTimeout)
 	v.positive("php_fpm.stop_timeout", c.PHPFPM.StopTimeout)
+	v.positive("php_fpm.wedge_check_interval", c.PHPFPM.WedgeCheckInterval)
+	if c.PHPFPM.WedgeMisses < 0 || c.PHPFPM.WedgeMisses > maxWedgeMisses {
+		v.add("php_fpm.wedge_misses", "is %d: want 0 (no wedge check) to %d", c.PHPFPM.WedgeMisses, maxWedgeMisses)
+	}
 
 	if b := c.PHPFPM.Binary; b != "" && !filepath.IsAbs(b) && strings.ContainsRune(b, '/') {
 		v.add("php_fpm.binary", "%q is a relative path: want an absolute path, a command name looked up on PATH, or empty", b)
@@ -190,6 +194,10 @@ const MaxWarmup = 100
 // maxKeepPrevious bounds keep_previous: each kept release is a running
 // php-fpm pool.
 const maxKeepPrevious = 10
+
+// maxWedgeMisses bounds php_fpm.wedge_misses: more would leave a wedged
+// pool holding requests for many minutes, which the check is there to end.
+const maxWedgeMisses = 100
 
 // CheckWarmupPath checks one warm-up request path: the config's and a
 // deploy's alike. It must start with '/', be at most 2048 bytes and hold

@@ -21,6 +21,7 @@ type metrics struct {
 	drainSeconds prometheus.Histogram
 	drainsForced prometheus.Counter
 	restarts     *prometheus.CounterVec
+	wedged       *prometheus.CounterVec // masters killed by the wedge check
 	deploys      *prometheus.CounterVec
 	preview      *prometheus.CounterVec // see preview.go
 	unrouted     prometheus.Counter
@@ -64,6 +65,9 @@ func newMetrics(s *Supervisor) *metrics {
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fpmux_pool_restarts_total", Help: "php-fpm masters restarted after dying, by release.",
 		}, rel),
+		wedged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fpmux_pool_wedged_total", Help: "php-fpm masters killed and started again because their pool was wedged (alive, answering nothing), by release.",
+		}, rel),
 		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fpmux_deploys_total", Help: "Deploys by outcome: ok, refused (bad id or root), failed (pool did not start or pass its health check, or its activation could not be recorded in state_dir).",
 		}, []string{"outcome"}),
@@ -92,7 +96,7 @@ func newMetrics(s *Supervisor) *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.deploys, m.preview, m.unrouted, m.warmupFailures, m.symlinkErrors, m} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.wedged, m.deploys, m.preview, m.unrouted, m.warmupFailures, m.symlinkErrors, m} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -123,6 +127,7 @@ type releaseMetrics struct {
 }
 
 func (m *metrics) forRelease(id string) *releaseMetrics {
+	m.wedged.WithLabelValues(id) // 0 from the start, for alerts on increase()
 	return &releaseMetrics{m: m, id: id, duration: m.duration.WithLabelValues(id)}
 }
 
@@ -147,6 +152,7 @@ func (m *metrics) forget(release string) {
 	m.requests.DeletePartialMatch(prometheus.Labels{"release": release})
 	m.duration.DeleteLabelValues(release)
 	m.restarts.DeleteLabelValues(release)
+	m.wedged.DeleteLabelValues(release)
 }
 
 // Describe implements prometheus.Collector.

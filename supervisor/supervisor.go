@@ -374,16 +374,19 @@ func (s *Supervisor) startPool(ctx context.Context, id, root string) (*pool.Pool
 func (s *Supervisor) poolOptions(id, root string) pool.Options {
 	ini, directives := s.conf().PHPFPM.ForRelease(id, root)
 	return pool.Options{
-		ID:           id,
-		Root:         root,
-		Dir:          filepath.Join(s.poolsDir(), id),
-		Binary:       s.conf().PHPFPM.Binary,
-		Ini:          ini,
-		Directives:   directives,
-		StartTimeout: time.Duration(s.conf().PHPFPM.StartTimeout),
-		StopTimeout:  time.Duration(s.conf().PHPFPM.StopTimeout),
-		Logger:       s.log,
-		OnRestart:    func() { s.m.restarts.WithLabelValues(id).Inc() },
+		ID:            id,
+		Root:          root,
+		Dir:           filepath.Join(s.poolsDir(), id),
+		Binary:        s.conf().PHPFPM.Binary,
+		Ini:           ini,
+		Directives:    directives,
+		StartTimeout:  time.Duration(s.conf().PHPFPM.StartTimeout),
+		StopTimeout:   time.Duration(s.conf().PHPFPM.StopTimeout),
+		Logger:        s.log,
+		OnRestart:     func() { s.m.restarts.WithLabelValues(id).Inc() },
+		WedgeInterval: time.Duration(s.conf().PHPFPM.WedgeCheckInterval),
+		WedgeMisses:   s.conf().PHPFPM.WedgeMisses,
+		OnWedged:      func() { s.m.wedged.WithLabelValues(id).Inc() },
 	}
 }
 
