@@ -342,7 +342,9 @@ func TestStartCanceledByContext(t *testing.T) {
 	root := newRelease(t, map[string]string{"index.php": `<?php echo "up";`})
 	tmp := t.TempDir()
 	pidFile := filepath.Join(tmp, "pid")
-	wrapper := writeScript(t, tmp, "php-fpm", "echo $$ > "+pidFile+"\nexec sleep 600\n")
+	// Written whole and then renamed: the watcher below cancels as soon as
+	// the file exists, and must not read it before the shell wrote it.
+	wrapper := writeScript(t, tmp, "php-fpm", "echo $$ > "+pidFile+".new && mv "+pidFile+".new "+pidFile+"\nexec sleep 600\n")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go func() {
