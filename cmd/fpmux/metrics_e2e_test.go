@@ -32,7 +32,7 @@ func TestMetricsFollowADeployUnderLoad(t *testing.T) {
 		}
 	}()
 
-	slow := s.slowRequestInFlight("r1", 5000) // long enough to outlast a deploy on a busy machine
+	slow := s.slowRequestInFlight("r1", 12000) // long enough to outlast a deploy at load average 20
 	want := func(series string, ok func(v float64) bool, what string) {
 		t.Helper()
 		if v := s.metric(series); !ok(v) {
@@ -80,8 +80,8 @@ func TestMetricsFollowADeployUnderLoad(t *testing.T) {
 		t.Fatalf("GET /v1/releases/r1: %v: %s", err, body)
 	}
 	if r1.State != "draining" || len(r1.Holding) != 1 || r1.Holding[0].Method != "GET" ||
-		r1.Holding[0].URI != "/index.php?ms=5000" || r1.Holding[0].AgeMS <= 0 {
-		t.Errorf("r1 while draining: %s, want one GET /index.php?ms=5000 holding it", body)
+		r1.Holding[0].URI != "/index.php?ms=12000" || r1.Holding[0].AgeMS <= 0 {
+		t.Errorf("r1 while draining: %s, want one GET /index.php?ms=12000 holding it", body)
 	}
 
 	if r := <-slow; r.err != nil || r.status != 200 {
