@@ -380,7 +380,7 @@ exec %s "$@"
 func TestRefusedReleasesKeepTheActiveOneServing(t *testing.T) {
 	realFPM, _ := needTools(t)
 	wrapDir := tempDir(t)
-	s := newStack(t, stackOptions{phpFPM: writeWrapper(t, wrapDir, realFPM), startTimeout: "2s"})
+	s := newStack(t, stackOptions{phpFPM: writeWrapper(t, wrapDir, realFPM), startTimeout: "5s"})
 	s.deploy("good")
 
 	outside := tempDir(t)
