@@ -381,12 +381,22 @@ func (c *conn) begin(h header, content []byte) error {
 	}
 	c.mu.Lock()
 	c.busy, c.begun = true, true
+	closing := c.closing
 	c.mu.Unlock()
 	c.id, c.keepConn, c.phase, c.stdinDone = h.ID, br.KeepConn, phaseParams, false
 	c.params = trim(c.params)
 	c.out = trim(c.out)
 	c.up = trim(c.up)
 	c.started = time.Now()
+	if closing {
+		// Shutdown (or a Handoff) may have found the connection idle
+		// between the read of this BEGIN_REQUEST and busy above, and set
+		// its read deadline to now to wake it. The serve loop sets the
+		// params' deadline only once its buffer is empty, so a record of
+		// this request already partly read would meet that past deadline
+		// and be cut (nginx answers 502 for a POST). Serve it instead.
+		c.setReadDeadline()
+	}
 	return nil
 }
 
