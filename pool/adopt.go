@@ -43,7 +43,7 @@ func Adopt(ctx context.Context, o Options, out *os.File) (*Pool, error) {
 	if _, pgrp, ok := procStat(pid); !ok || pgrp != pid {
 		return nil, fmt.Errorf("adopt pool %s: php-fpm master %d does not lead its process group", o.ID, pid)
 	}
-	m, err := adoptMaster(pid, out, p.log)
+	m, err := adoptMaster(pid, out, p.log, p.o.OnPHPError)
 	if err != nil {
 		return nil, fmt.Errorf("adopt pool %s: %w", o.ID, err)
 	}

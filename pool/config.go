@@ -67,6 +67,14 @@ type Options struct {
 	// OnWedged, when set, is called each time a wedged master is killed,
 	// from the goroutine that checks; it must return quickly.
 	OnWedged func()
+	// OnPHPError, when set, is called once for each error PHP logged
+	// through php-fpm (see phperrors.go), with its level; the lines of a
+	// multi-line message count once. It runs on the goroutine that reads
+	// php-fpm's output and must not block: while it runs, php-fpm's
+	// output waits in the pipe. An adopted pool counts only what it reads
+	// after the adoption, from the output pipe the fpmux before passed on;
+	// with no pipe passed on (Adopt's out is nil), nothing.
+	OnPHPError func(level PHPLevel)
 }
 
 const (

@@ -186,7 +186,7 @@ func (p *Pool) spawn() (*master, error) {
 			return nil, fmt.Errorf("remove stale %s: %w", name, err)
 		}
 	}
-	m, err := spawn(p.binary, p.args, p.o.Dir, p.log)
+	m, err := spawn(p.binary, p.args, p.o.Dir, p.log, p.o.OnPHPError)
 	if err != nil {
 		return nil, fmt.Errorf("spawn %s: %w", p.binary, err)
 	}

@@ -7,7 +7,6 @@ package pool
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -49,8 +48,9 @@ type master struct {
 }
 
 // spawn starts binary with args in its own process group. Its stdout and
-// stderr go to a pipe read line by line into logger (and the tail).
-func spawn(binary string, args []string, dir string, logger *slog.Logger) (*master, error) {
+// stderr go to a pipe read line by line into logger (and the tail), PHP's
+// errors counted through onPHPError (may be nil).
+func spawn(binary string, args []string, dir string, logger *slog.Logger, onPHPError func(PHPLevel)) (*master, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("output pipe: %w", err)
@@ -79,7 +79,7 @@ func spawn(binary string, args []string, dir string, logger *slog.Logger) (*mast
 		exited:  make(chan struct{}),
 		logDone: make(chan struct{}),
 	}
-	go m.readOutput(r, logger.With("pid", m.pid))
+	go m.readOutput(r, logger.With("pid", m.pid), onPHPError)
 	go m.wait()
 	return m, nil
 }
@@ -87,8 +87,10 @@ func spawn(binary string, args []string, dir string, logger *slog.Logger) (*mast
 // adoptMaster takes over a running master that another fpmux spawned (an
 // upgrade): not being its parent, this process cannot wait(2) for it, so
 // its exit is watched through a pidfd (Linux 5.3 and later). out is the
-// read end of its output pipe the other fpmux passed on, or nil.
-func adoptMaster(pid int, out *os.File, logger *slog.Logger) (*master, error) {
+// read end of its output pipe the other fpmux passed on, or nil: PHP's
+// errors are counted through onPHPError (may be nil) from what is read
+// from it, so only those logged after the adoption, and none without it.
+func adoptMaster(pid int, out *os.File, logger *slog.Logger, onPHPError func(PHPLevel)) (*master, error) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return nil, fmt.Errorf("watch php-fpm master %d: pidfd_open: %w", pid, err)
@@ -102,7 +104,7 @@ func adoptMaster(pid int, out *os.File, logger *slog.Logger) (*master, error) {
 		logDone: make(chan struct{}),
 	}
 	if out != nil {
-		go m.readOutput(out, logger.With("pid", pid))
+		go m.readOutput(out, logger.With("pid", pid), onPHPError)
 	} else {
 		close(m.logDone)
 	}
@@ -201,18 +203,18 @@ func (m *master) waitGone(d time.Duration) error {
 	return nil
 }
 
-// readOutput logs each line php-fpm writes, keeps the last ones, and ends
-// at EOF (when the master and all its workers have closed the pipe).
-func (m *master) readOutput(r *os.File, logger *slog.Logger) {
+// readOutput logs each line php-fpm writes (PHP's errors classified, see
+// outputLog), keeps the last ones, and ends at EOF (when the master and all
+// its workers have closed the pipe).
+func (m *master) readOutput(r *os.File, logger *slog.Logger, onPHPError func(PHPLevel)) {
 	defer close(m.logDone)
 	defer r.Close()
 	br := bufio.NewReaderSize(r, maxLineLen)
+	out := &outputLog{logger: logger, onError: onPHPError}
 	for {
 		line, err := readLine(br)
 		if line != "" {
-			level, text := parseFPMLine(line)
-			m.tail.add(text)
-			logger.Log(context.Background(), level, text, "source", "php-fpm")
+			m.tail.add(out.line(line))
 		}
 		if err != nil {
 			return
