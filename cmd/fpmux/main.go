@@ -4,6 +4,8 @@
 //
 //	fpmux serve [-config FILE] [flags]   run the daemon
 //	fpmux deploy|activate|rollback|retire|status   talk to a running daemon
+//	fpmux check [-config FILE]           test a config, like php-fpm -t
+//	fpmux version                        fpmux, Go and php-fpm versions
 package main
 
 import (
@@ -24,6 +26,8 @@ commands:
   retire     drain and stop a release that is not active
   status     list releases, states, in-flight counts, pool figures
   upgrade    replace the running fpmux by this binary, keeping its pools and connections
+  check      test a config file and what it names, like php-fpm -t (exit 0 or 1)
+  version    print fpmux's version and commit, Go's, and the php-fpm it would run
 
 Run 'fpmux <command> -h' for a command's flags.
 `
@@ -43,6 +47,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(args[1:], stderr)
 	case "deploy", "activate", "rollback", "retire", "status", "upgrade":
 		return runClient(name, args[1:], stdout, stderr)
+	case "version":
+		return runVersion(args[1:], stdout, stderr)
+	case "check":
+		return runCheck(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
