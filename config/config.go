@@ -105,6 +105,11 @@ type Config struct {
 	// extension.)
 	Symlink string `yaml:"symlink"`
 
+	// Guard, when set, judges a release by its real traffic for a window
+	// after a deploy switched to it, and switches back to the release
+	// before it when it errors (see guard.go). Default: nil (off).
+	Guard *Guard `yaml:"guard"`
+
 	// PHPFPM configures the php-fpm master run for each release.
 	PHPFPM PHPFPM `yaml:"php_fpm"`
 

@@ -111,6 +111,13 @@ func TestLoadGood(t *testing.T) {
 	nulls.Metrics = ""
 	delete(nulls.PHPFPM.Pool, "pm.start_servers")
 
+	// A guard mapping decodes over DefaultGuard; a null guard is off.
+	guarded := Default()
+	guarded.Guard = &Guard{Window: Duration(2 * time.Minute), MaxErrorRatio: 0.1, MinRequests: 20, MaxFatal: 0}
+	guardDefaults := Default()
+	g := DefaultGuard()
+	guardDefaults.Guard = &g
+
 	tests := []struct {
 		path string
 		want *Config
@@ -122,6 +129,9 @@ func TestLoadGood(t *testing.T) {
 		{"testdata/merge.yaml", merged},
 		{"testdata/nulls.yaml", nulls},
 		{"examples/fpmux.yaml", Default()},
+		{"testdata/good-guard.yaml", guarded},
+		{"testdata/good-guard-defaults.yaml", guardDefaults},
+		{"testdata/good-guard-null.yaml", Default()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -172,7 +182,7 @@ func TestLoadBad(t *testing.T) {
 		want []string // one per problem, in order; each must name key and line
 	}{
 		{"testdata/bad-unknown-top.yaml", []string{
-			"lisen (line 3): unknown key (known keys here: admin, admin_group, admin_owner, admin_token, allowed_roots, docroot, drain_timeout, keep_for,",
+			"lisen (line 3): unknown key (known keys here: admin, admin_group, admin_owner, admin_token, allowed_roots, docroot, drain_timeout,",
 		}},
 		{"testdata/bad-unknown-nested.yaml", []string{
 			"php_fpm.start_timout (line 3): unknown key (known keys here: binary, ini, pool, start_timeout, stop_timeout, wedge_check_interval, wedge_misses)",
@@ -232,6 +242,18 @@ func TestLoadBad(t *testing.T) {
 			"listen (line 2): want a string, got a list",
 			"allowed_roots (line 3): want a list of strings, got a single value",
 			"php_fpm.ini.opcache (line 7): want a string, got a mapping",
+		}},
+		{"testdata/bad-guard.yaml", []string{
+			"guard.window (line 2): must be positive",
+			"guard.max_error_ratio (line 3): is 1.5: want a share from 0 to 1",
+			"guard.min_requests (line 4): is 0: want at least 1",
+			"guard.max_fatal (line 5): is -1: want at least 0",
+			"guard.max_errors (line 6): unknown key (known keys here: max_error_ratio, max_fatal, min_requests, window)",
+		}},
+		{"testdata/bad-guard-types.yaml", []string{
+			`guard.window (line 2): cannot parse "soon" as a duration`,
+			"guard.max_error_ratio (line 3): want a number, got a single value",
+			"guard.min_requests (line 4): want an integer, got a list",
 		}},
 		{"testdata/bad-syntax.yaml", []string{
 			"yaml: line 2: mapping values are not allowed",

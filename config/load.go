@@ -236,11 +236,14 @@ var (
 	reDuplicate  = regexp.MustCompile(`^mapping key "(.*)" already defined at line (\d+)$`)
 	reUnmarshal  = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `[^`]*`)? into (.+)$")
 	humanTargets = map[string]string{
-		"string":            "a string",
-		"[]string":          "a list of strings",
-		"map[string]string": "a mapping of strings",
-		"config.PHPFPM":     "a mapping",
-		"config.Config":     "a mapping",
+		"string":             "a string",
+		"[]string":           "a list of strings",
+		"map[string]string":  "a mapping of strings",
+		"config.PHPFPM":      "a mapping",
+		"config.Config":      "a mapping",
+		"config.guardFields": "a mapping",
+		"int":                "an integer",
+		"float64":            "a number",
 	}
 )
 
@@ -341,8 +344,14 @@ func goTypeAt(path string) string {
 		return "map[string]string"
 	case path == "allowed_roots":
 		return "[]string"
+	case path == "guard":
+		return "config.guardFields"
+	case path == "guard.max_error_ratio":
+		return "float64"
+	case path == "guard.min_requests" || path == "guard.max_fatal":
+		return "int"
 	case path == "drain_timeout" || path == "php_fpm.start_timeout" || path == "php_fpm.stop_timeout",
-		path == "php_fpm.wedge_check_interval":
+		path == "php_fpm.wedge_check_interval", path == "guard.window":
 		return "config.Duration"
 	}
 	return "string"
@@ -356,6 +365,8 @@ func knownKeys(section string) string {
 		t = reflect.TypeFor[Config]()
 	case "php_fpm":
 		t = reflect.TypeFor[PHPFPM]()
+	case "guard":
+		t = reflect.TypeFor[Guard]()
 	default:
 		return ""
 	}

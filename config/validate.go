@@ -125,6 +125,7 @@ func (c *Config) Validate() error {
 		v.add("keep_previous", "is %d: want 0 to %d", c.KeepPrevious, maxKeepPrevious)
 	}
 	v.positive("keep_for", c.KeepFor)
+	v.validateGuard(c.Guard)
 	if c.Symlink != "" && v.absolute("symlink", c.Symlink) {
 		c.Symlink = filepath.Clean(c.Symlink)
 		if c.Symlink == "/" {
