@@ -225,6 +225,10 @@ type deployBody struct {
 	// Warmup is the deploy's own list of warm-up paths; absent or null
 	// takes the config's warmup key, [] warms none. (fpmux extension.)
 	Warmup []string `json:"warmup"`
+	// Guard turns the guard after the switch on (true) or off (false)
+	// for this deploy; absent or null takes the config's guard key.
+	// (fpmux extension.)
+	Guard *bool `json:"guard"`
 }
 
 func (s *Supervisor) handleDeploy(w http.ResponseWriter, r *http.Request) {
@@ -267,7 +271,7 @@ func (s *Supervisor) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	activate := body.Activate == nil || *body.Activate
-	rel, err := s.Deploy(ctx, DeployRequest{ID: body.ID, Root: body.Root, Activate: activate, Warmup: body.Warmup})
+	rel, err := s.Deploy(ctx, DeployRequest{ID: body.ID, Root: body.Root, Activate: activate, Warmup: body.Warmup, Guard: body.Guard})
 	if err != nil {
 		writeError(w, err)
 		return

@@ -28,6 +28,7 @@ type metrics struct {
 	// warmupFailures and symlinkErrors: see warmApp and pointSymlinkLocked.
 	warmupFailures prometheus.Counter
 	symlinkErrors  prometheus.Counter
+	guardRollbacks prometheus.Counter // see guard.go
 
 	codesMu sync.Mutex
 	codes   map[int]string // status code -> label, so requests do not format it each time
@@ -81,6 +82,9 @@ func newMetrics(s *Supervisor) *metrics {
 		symlinkErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fpmux_symlink_errors_total", Help: "Activations after which the symlink could not be pointed at the active release.",
 		}),
+		guardRollbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fpmux_guard_rollbacks_total", Help: "Switches back to the previous release by the guard, after a release errored in its window.",
+		}),
 		codes:       map[int]string{},
 		inFlight:    prometheus.NewDesc("fpmux_requests_in_flight", "Requests pinned to a release and not yet ended.", rel, nil),
 		state:       prometheus.NewDesc("fpmux_release_state", "1 for the state a release is in, 0 for the others.", []string{"release", "state"}, nil),
@@ -96,7 +100,7 @@ func newMetrics(s *Supervisor) *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.wedged, m.deploys, m.preview, m.unrouted, m.warmupFailures, m.symlinkErrors, m} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.wedged, m.deploys, m.preview, m.unrouted, m.warmupFailures, m.symlinkErrors, m.guardRollbacks, m} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -38,6 +38,9 @@ type Release struct {
 	RollbackTarget bool       `json:"rollback_target,omitempty"`
 	// Warmup is what the app warm-up did for each path, when it ran.
 	Warmup []WarmupResult `json:"warmup,omitempty"`
+	// Guard is the release's guard after its switch, when one ran or
+	// runs: its bounds, its figures so far and how it ended.
+	Guard *GuardInfo `json:"guard,omitempty"`
 }
 
 // HeldRequest is a request in flight on a draining release.
@@ -87,6 +90,7 @@ func (r *release) snapshot() Release {
 		Error:       r.err,
 		Warmup:      r.warmup,
 	}
+	r.addGuardLocked(&snap)
 	if r.pool != nil && r.state.live() {
 		snap.InFlight = r.pool.InFlight()
 		snap.Pool = &PoolInfo{Pid: r.pool.Pid(), Restarts: r.pool.Restarts(), Socket: r.pool.Socket()}

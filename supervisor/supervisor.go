@@ -92,6 +92,7 @@ type Supervisor struct {
 	releases map[string]*release
 	history  []histEntry // releases active before the current one, oldest first
 	stopping bool
+	watching *guard // the guard watching the active release, or nil (guard.go)
 	drains   sync.WaitGroup
 	stopCh   chan struct{} // closed by Close: drains stop waiting
 }
@@ -138,6 +139,7 @@ type release struct {
 	retireAsked chan struct{} // closed by the first Retire (see Rollback)
 	keep        keepState     // kept after it drained: see keep.go
 	warmup      []WarmupResult
+	g           guardPart // see guard.go
 
 	// metrics counts the release's requests; set at creation.
 	metrics *releaseMetrics
@@ -149,6 +151,9 @@ type release struct {
 func (r *release) Done(status int, d time.Duration) {
 	r.pool.Leave()
 	r.metrics.observe(status, d)
+	if g := r.g.watch.Load(); g != nil {
+		g.observe(status)
+	}
 }
 
 // New returns a Supervisor with no release. Call Restore to bring back the
@@ -245,6 +250,9 @@ type DeployRequest struct {
 	// Warmup lists the paths to warm the release with (see warmApp); nil
 	// takes the config's warmup key, an empty list warms none.
 	Warmup []string
+	// Guard turns the guard after the switch on or off for this deploy;
+	// nil takes the config's guard key (see guard.go).
+	Guard *bool
 }
 
 // Deploy registers a release, starts its pool, waits until it is healthy
@@ -334,7 +342,7 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 	s.step(r, "ready", r.createdAt)
 	if !req.Activate {
 		r.state = StateReady
-	} else if err := s.activateLocked(r, restoring); err != nil {
+	} else if err := s.activateGuardedLocked(r, req.Guard, restoring); err != nil {
 		return s.failActivationLocked(r, err)
 	}
 	close(r.ready)
@@ -465,13 +473,14 @@ func (s *Supervisor) activateLocked(r *release, restoring bool) error {
 		s.log.Warn("the restored release could not be recorded again; state.json still names it", "release", r.id, "err", err)
 	}
 	s.pointSymlinkLocked(r)
+	s.guardSwitchLocked(r)
 	s.unkeepLocked(r)
 	r.state = StateActive
 	r.activatedAt = time.Now()
 	s.active.Store(r)
 	s.step(r, "active", r.createdAt)
 	s.history = history
-	if prev != nil {
+	if prev != nil && !s.startGuardLocked(r, prev) {
 		s.drainLocked(prev)
 	}
 	return nil
@@ -534,6 +543,9 @@ func (s *Supervisor) retireLocked(r *release) {
 		return
 	}
 	r.state = StateRetired
+	if r.g.failed {
+		r.state = StateFailed // rolled back by its guard
+	}
 	r.retiredAt = time.Now()
 	close(r.gone)
 }
@@ -566,6 +578,7 @@ func (s *Supervisor) Retire(id string) (Release, error) {
 	}
 	switch r.state {
 	case StateReady:
+		s.guardRetiredLocked(r)
 		s.noKeepLocked(r, reasonRetired)
 		s.askRetireLocked(r)
 		s.drainLocked(r)
@@ -649,7 +662,8 @@ func (s *Supervisor) Rollback(ctx context.Context) (Release, error) {
 		break
 	}
 	s.log.Info("rolling back", "release", prev.ID, "root", prev.Root)
-	return s.Deploy(ctx, DeployRequest{ID: prev.ID, Root: prev.Root, Activate: true})
+	noGuard := false // the operator goes back to a release known to serve
+	return s.Deploy(ctx, DeployRequest{ID: prev.ID, Root: prev.Root, Activate: true, Guard: &noGuard})
 }
 
 func isClosed(ch <-chan struct{}) bool {
@@ -749,6 +763,7 @@ func (s *Supervisor) Close(ctx context.Context) error {
 		return nil
 	}
 	s.stopping = true
+	s.endGuardLocked("fpmux is shutting down", false)
 	close(s.stopCh)
 	s.active.Store(nil)
 	var live []*release

@@ -45,6 +45,9 @@ func (s *Supervisor) Freeze() (Handed, error) {
 		}
 	}
 	s.frozen.Store(true)
+	// The next fpmux adopts the active pool only: the guard cannot
+	// switch back across the upgrade.
+	s.endGuardLocked("fpmux is upgrading", true)
 	a := s.active.Load()
 	if a == nil {
 		return Handed{}, nil
