@@ -63,6 +63,7 @@ type clientRelease struct {
 		Requests int    `json:"requests"`
 		Failed   int    `json:"failed"`
 	} `json:"warmup,omitempty"`
+	Guard *clientGuard `json:"guard,omitempty"` // see client_guard.go
 }
 
 // clientRollbackInfo is how a release can be rolled back to; see
@@ -371,7 +372,7 @@ func clientDecodeRelease(data []byte) (clientRelease, bool) {
 }
 
 func clientDeploy(args []string, stdout, stderr io.Writer) error {
-	fs, target := clientFlags("deploy", "[-admin ADDR] [-token TOKEN] -id ID -root DIR [-no-activate] [-timeout DUR] [-warmup PATH]... [-no-warmup]", stderr)
+	fs, target := clientFlags("deploy", "[-admin ADDR] [-token TOKEN] -id ID -root DIR [-no-activate] [-timeout DUR] [-warmup PATH]... [-no-warmup] [-guard|-no-guard] [-wait-guard]", stderr)
 	id := fs.String("id", "", "release id (required)")
 	root := fs.String("root", "", "release root directory, under one of allowed_roots (required)")
 	noActivate := fs.Bool("no-activate", false, "start and health-check the pool but leave traffic where it is")
@@ -380,8 +381,12 @@ func clientDeploy(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&warmup, "warmup", "a `PATH` (and query) to request from the new release before it takes traffic; repeat for more; "+
 		"replaces the config's warmup list")
 	noWarmup := fs.Bool("no-warmup", false, "warm up no path, whatever the config's warmup list says")
+	guard := addClientGuardFlags(fs)
 	pos, err := clientParse(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := guard.check(fs, *noActivate); err != nil {
 		return err
 	}
 	switch {
@@ -423,7 +428,8 @@ func clientDeploy(args []string, stdout, stderr io.Writer) error {
 		Activate bool   `json:"activate"`
 		Timeout  string `json:"timeout"`
 		Warmup   any    `json:"warmup,omitempty"`
-	}{*id, absRoot, !*noActivate, clientFormatTimeout(*timeout), warmupField}
+		Guard    *bool  `json:"guard,omitempty"`
+	}{*id, absRoot, !*noActivate, clientFormatTimeout(*timeout), warmupField, guard.field()}
 	data, err := c.do(http.MethodPost, "/v1/releases", body)
 	if err != nil {
 		return err
@@ -443,7 +449,7 @@ func clientDeploy(args []string, stdout, stderr io.Writer) error {
 		detail += clientWarmupSummary(r)
 	}
 	fmt.Fprintf(stdout, "release %s %s (%s)\n", r.ID, r.State, detail)
-	return nil
+	return guard.finishDeploy(c, r)
 }
 
 // clientPaths is a repeatable flag: each use adds one path. A path may
@@ -652,6 +658,9 @@ func (c *client) printTable(rs []clientRelease) error {
 		}
 		if r.Error != "" {
 			details = append(details, fmt.Sprintf("%s: error: %s", r.ID, clientOneLine(r.Error)))
+		}
+		if r.Guard != nil {
+			details = append(details, fmt.Sprintf("%s: %s", r.ID, clientGuardLine(r.Guard)))
 		}
 		if s := clientRollbackLine(r); s != "" {
 			details = append(details, fmt.Sprintf("%s: %s", r.ID, s))
