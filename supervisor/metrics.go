@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fpmux/fpmux/pool"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,6 +23,7 @@ type metrics struct {
 	drainsForced prometheus.Counter
 	restarts     *prometheus.CounterVec
 	wedged       *prometheus.CounterVec // masters killed by the wedge check
+	phpErrors    *prometheus.CounterVec // see releaseMetrics.phpError
 	deploys      *prometheus.CounterVec
 	preview      *prometheus.CounterVec // see preview.go
 	unrouted     prometheus.Counter
@@ -69,6 +71,9 @@ func newMetrics(s *Supervisor) *metrics {
 		wedged: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fpmux_pool_wedged_total", Help: "php-fpm masters killed and started again because their pool was wedged (alive, answering nothing), by release.",
 		}, rel),
+		phpErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fpmux_php_errors_total", Help: "Errors PHP logged through php-fpm, by release and level (fatal, warning, notice, deprecated); not those PHP logs elsewhere (its error_log setting).",
+		}, []string{"release", "level"}),
 		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fpmux_deploys_total", Help: "Deploys by outcome: ok, refused (bad id or root), failed (pool did not start or pass its health check, or its activation could not be recorded in state_dir).",
 		}, []string{"outcome"}),
@@ -100,7 +105,7 @@ func newMetrics(s *Supervisor) *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.wedged, m.deploys, m.preview, m.unrouted, m.warmupFailures, m.symlinkErrors, m.guardRollbacks, m} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.wedged, m.phpErrors, m.deploys, m.preview, m.unrouted, m.warmupFailures, m.symlinkErrors, m.guardRollbacks, m} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -128,12 +133,38 @@ type releaseMetrics struct {
 	// byCode[status] is the requests_total series of that status, made
 	// on its first request.
 	byCode [600]atomic.Pointer[prometheus.Counter]
+	// phpErrors are the php_errors_total series by level; fatalCount
+	// counts the fatal ones of this release alone (the series outlives a
+	// release deployed again under its id), for the guard.
+	phpErrors  map[pool.PHPLevel]prometheus.Counter
+	fatalCount atomic.Int64
 }
 
 func (m *metrics) forRelease(id string) *releaseMetrics {
 	m.wedged.WithLabelValues(id) // 0 from the start, for alerts on increase()
-	return &releaseMetrics{m: m, id: id, duration: m.duration.WithLabelValues(id)}
+	rm := &releaseMetrics{m: m, id: id, duration: m.duration.WithLabelValues(id),
+		phpErrors: make(map[pool.PHPLevel]prometheus.Counter, len(pool.PHPLevels))}
+	for _, l := range pool.PHPLevels { // every level at 0 from the start, as wedged
+		rm.phpErrors[l] = m.phpErrors.WithLabelValues(id, string(l))
+	}
+	return rm
 }
+
+// phpError counts one error PHP logged for the release. It is the pool's
+// OnPHPError, called on the goroutine reading php-fpm's output: an atomic
+// add or two, never a lock.
+func (rm *releaseMetrics) phpError(level pool.PHPLevel) {
+	if c, ok := rm.phpErrors[level]; ok {
+		c.Inc()
+	}
+	if level == pool.PHPFatal {
+		rm.fatalCount.Add(1)
+	}
+}
+
+// fatals is how many fatal errors PHP has logged for this release since it
+// was created (or adopted, after an upgrade: see pool.Options.OnPHPError).
+func (rm *releaseMetrics) fatals() int64 { return rm.fatalCount.Load() }
 
 // observe counts one ended request.
 func (rm *releaseMetrics) observe(code int, d time.Duration) {
@@ -157,6 +188,7 @@ func (m *metrics) forget(release string) {
 	m.duration.DeleteLabelValues(release)
 	m.restarts.DeleteLabelValues(release)
 	m.wedged.DeleteLabelValues(release)
+	m.phpErrors.DeletePartialMatch(prometheus.Labels{"release": release})
 }
 
 // Describe implements prometheus.Collector.

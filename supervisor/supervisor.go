@@ -300,7 +300,7 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 	s.log.Info("release starting", "release", r.id, "root", root)
 	hook(s.hooks.deployStarting, r.id)
 
-	p, err := s.startPool(ctx, r.id, root)
+	p, err := s.startPool(ctx, r.id, root, r.metrics)
 	var backend *fcgimux.Backend
 	var warmed []WarmupResult
 	if err == nil {
@@ -373,13 +373,13 @@ func (s *Supervisor) failActivationLocked(r *release, err error) (Release, error
 	return r.snapshot(), err
 }
 
-func (s *Supervisor) startPool(ctx context.Context, id, root string) (*pool.Pool, error) {
-	return pool.Start(ctx, s.poolOptions(id, root))
+func (s *Supervisor) startPool(ctx context.Context, id, root string, rm *releaseMetrics) (*pool.Pool, error) {
+	return pool.Start(ctx, s.poolOptions(id, root, rm))
 }
 
 // poolOptions are the pool options of release id at root, for a start or
-// an adoption.
-func (s *Supervisor) poolOptions(id, root string) pool.Options {
+// an adoption; rm, the release's metrics, counts PHP's errors.
+func (s *Supervisor) poolOptions(id, root string, rm *releaseMetrics) pool.Options {
 	ini, directives := s.conf().PHPFPM.ForRelease(id, root)
 	return pool.Options{
 		ID:            id,
@@ -395,6 +395,7 @@ func (s *Supervisor) poolOptions(id, root string) pool.Options {
 		WedgeInterval: time.Duration(s.conf().PHPFPM.WedgeCheckInterval),
 		WedgeMisses:   s.conf().PHPFPM.WedgeMisses,
 		OnWedged:      func() { s.m.wedged.WithLabelValues(id).Inc() },
+		OnPHPError:    rm.phpError,
 	}
 }
 

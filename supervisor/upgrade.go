@@ -104,7 +104,7 @@ func (s *Supervisor) RestoreAdopting(ctx context.Context, id string, output *os.
 	s.history = st.History
 	s.releases[id] = r
 	s.mu.Unlock()
-	p, err := pool.Adopt(ctx, s.poolOptions(id, root), output)
+	p, err := pool.Adopt(ctx, s.poolOptions(id, root, r.metrics), output)
 	if err != nil {
 		s.mu.Lock()
 		r.state, r.err = StateFailed, err.Error()
