@@ -163,7 +163,12 @@ func (s *Supervisor) guardTrip(g *guard, why string) {
 		return
 	}
 	r, prev := g.rel, g.prev
-	s.clearGuardLocked(g)
+	// The switch below is not an operator's: it must not end g as one.
+	// g goes on counting r's answers until r stops being active (the
+	// switch records itself in state.json first), so its figures say
+	// how many requests r answered.
+	s.watching = nil
+	defer s.clearGuardLocked(g)
 	if s.active.Load() != r || prev.state != StateReady || prev.pool == nil {
 		g.finishLocked(guardEnded, "could not roll back: release "+prev.id+" is "+string(prev.state))
 		s.log.Error("guard could not roll back", "release", r.id, "previous", prev.id, "previous_state", prev.state, "why", why)
