@@ -20,26 +20,8 @@ import (
 // the fatal at ERROR with source=php.
 func TestPHPErrorsCounted(t *testing.T) {
 	s := newStack(t, stackOptions{})
-	root := s.newRelease("r1")
-	for name, body := range map[string]string{
-		"parse.php":      "<?php\nif (\n",
-		"uncaught.php":   "<?php\nfunction f() { throw new RuntimeException(\"boom\"); }\nf();\n",
-		"warn.php":       `<?php echo $undefined; echo "ok";`,
-		"deprecated.php": `<?php trigger_error("old api", E_USER_DEPRECATED); echo "ok";`,
-	} {
-		if err := os.WriteFile(filepath.Join(root, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if code, out, errs := s.cli("deploy", "-id", "r1", "-root", root); code != 0 {
-		t.Fatalf("deploy r1: exit %d: %s%s", code, out, errs)
-	}
-	s.notePgids()
-	levels := []string{"fatal", "warning", "notice", "deprecated"}
-	series := func(id, level string) string {
-		return `fpmux_php_errors_total{level="` + level + `",release="` + id + `"}`
-	}
-	for _, l := range levels {
+	s.deployErroring("r1")
+	for _, l := range phpLevels {
 		if v := s.metric(series("r1", l)); v != 0 {
 			t.Errorf("%s right after the deploy = %v, want 0", series("r1", l), v)
 		}
@@ -73,7 +55,7 @@ func TestPHPErrorsCounted(t *testing.T) {
 		}
 		return true
 	})
-	for _, l := range levels {
+	for _, l := range phpLevels {
 		if v := s.metric(series("r1", l)); v != want[l] {
 			t.Errorf("%s = %v, want %v", series("r1", l), v, want[l])
 		}
@@ -96,9 +78,70 @@ func TestPHPErrorsCounted(t *testing.T) {
 	}
 
 	s.deploy("r2")
-	for _, l := range levels {
+	for _, l := range phpLevels {
 		if v := s.metric(series("r2", l)); v != 0 {
 			t.Errorf("%s right after the deploy = %v, want 0", series("r2", l), v)
 		}
+	}
+}
+
+var phpLevels = []string{"fatal", "warning", "notice", "deprecated"}
+
+// series is the fpmux_php_errors_total series of release id and level.
+func series(id, level string) string {
+	return `fpmux_php_errors_total{level="` + level + `",release="` + id + `"}`
+}
+
+// deployErroring deploys release id with scripts that make PHP log errors:
+// parse.php and uncaught.php a fatal each, warn.php a warning,
+// deprecated.php a deprecation.
+func (s *stack) deployErroring(id string) {
+	s.t.Helper()
+	root := s.newRelease(id)
+	for name, body := range map[string]string{
+		"parse.php":      "<?php\nif (\n",
+		"uncaught.php":   "<?php\nfunction f() { throw new RuntimeException(\"boom\"); }\nf();\n",
+		"warn.php":       `<?php echo $undefined; echo "ok";`,
+		"deprecated.php": `<?php trigger_error("old api", E_USER_DEPRECATED); echo "ok";`,
+	} {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(body), 0o644); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	if code, out, errs := s.cli("deploy", "-id", id, "-root", root); code != 0 {
+		s.t.Fatalf("deploy %s: exit %d: %s%s", id, code, out, errs)
+	}
+	s.notePgids()
+}
+
+// TestPHPErrorsCountedAfterUpgrade: the fpmux an upgrade started counts
+// the errors of the pool it adopted from the output pipe the one before
+// passed on: its series start at 0 (what the fpmux before counted went
+// with it) and count what PHP logs from then on.
+func TestPHPErrorsCountedAfterUpgrade(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.deployErroring("r1")
+	c := newHTTPClient()
+	defer c.CloseIdleConnections()
+	fatal := func(n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if st, body, err := s.get(c, "/uncaught.php"); err != nil || st != 500 {
+				t.Fatalf("GET /uncaught.php: status %d err %v body %.200q, want 500", st, err, body)
+			}
+		}
+	}
+	fatal(1)
+	s.waitFor("the fatal counted before the upgrade", 30*time.Second, func() bool { return s.metric(series("r1", "fatal")) == 1 })
+	pid, _ := s.upgrade()
+	t.Cleanup(func() { stopPid(t, pid) })
+	c.CloseIdleConnections()
+	if v := s.metric(series("r1", "fatal")); v != 0 {
+		t.Errorf("%s right after the upgrade = %v, want 0", series("r1", "fatal"), v)
+	}
+	fatal(2)
+	s.waitFor("the fatals counted after the upgrade", 30*time.Second, func() bool { return s.metric(series("r1", "fatal")) >= 2 })
+	if v := s.metric(series("r1", "fatal")); v != 2 {
+		t.Errorf("%s after two fatals since the upgrade = %v, want 2", series("r1", "fatal"), v)
 	}
 }
