@@ -228,8 +228,13 @@ func phpFPMScript(v string) (prefix, script string) {
 	return "", v
 }
 
-// inRoot tells whether p is root or a clean path under it, with no NUL.
+// inRoot tells whether p is root or a clean path under it, with no NUL,
+// and perhaps one trailing slash (fpmux keeps the one a web server sent:
+// php-fpm reads it).
 func inRoot(p, root string) bool {
+	if len(p) > 1 {
+		p = strings.TrimSuffix(p, "/")
+	}
 	return (p == root || strings.HasPrefix(p, root+"/")) && path.Clean(p) == p && strings.IndexByte(p, 0) < 0
 }
 

@@ -179,13 +179,25 @@ func confinePath(dst, name, value []byte, p pinnedPaths, apache bool) ([]byte, e
 	if !ok {
 		return dst, &rejectError{404, fmt.Sprintf("%s %q is outside docroot %s", name, value, p.docroot)}
 	}
+	// Cleaning drops a trailing slash, which php-fpm reads: lighttpd sends
+	// SCRIPT_FILENAME as the script and its PATH_INFO ("/info.php/"), and
+	// php-fpm sets ORIG_SCRIPT_FILENAME and PATH_TRANSLATED from that split
+	// as it would directly. So the slash goes back after the mapped path.
+	slash := len(s) > 1 && s[len(s)-1] == '/' && (len(rest) == 0 || rest[len(rest)-1] != '/')
+	n := len(prefix) + len(p.root) + len(rest)
+	if slash {
+		n++
+	}
 	dst = appendLen(dst, len(name))
-	dst = appendLen(dst, len(prefix)+len(p.root)+len(rest))
+	dst = appendLen(dst, n)
 	dst = append(dst, name...)
 	dst = append(dst, prefix...)
 	mapped := len(dst)
 	dst = append(dst, p.root...)
 	dst = append(dst, rest...)
+	if slash {
+		dst = append(dst, '/')
+	}
 	if len(prefix) > 0 && bytes.IndexByte(rest, '%') >= 0 {
 		// php-fpm versions that percent-decode Apache's path (with
 		// fastcgi.script_path_encoded=0) would open another name.

@@ -92,7 +92,21 @@ func TestRewriteParams(t *testing.T) {
 		{
 			name: "public subdirectory as document root",
 			in:   []string{"SCRIPT_FILENAME", "/var/www/app/current/public/index.php", "DOCUMENT_ROOT", "/var/www/app/current/public/"},
-			want: map[string]string{"SCRIPT_FILENAME": "/srv/releases/42/public/index.php", "DOCUMENT_ROOT": "/srv/releases/42/public"},
+			want: map[string]string{"SCRIPT_FILENAME": "/srv/releases/42/public/index.php", "DOCUMENT_ROOT": "/srv/releases/42/public/"},
+		},
+		{
+			// lighttpd's broken-scriptfilename sends the script followed by
+			// PATH_INFO, "/" included: php-fpm splits that and sets
+			// ORIG_SCRIPT_FILENAME and PATH_TRANSLATED, as PHP behind
+			// php-fpm directly sees them, only while the slash is there.
+			name: "trailing slash kept",
+			in:   []string{"SCRIPT_FILENAME", "/var/www/app/current/info.php/", "DOCUMENT_ROOT", "/var/www/app/current/", "PATH_TRANSLATED", "/var/www/app/current/a/./b/"},
+			want: map[string]string{"SCRIPT_FILENAME": "/srv/releases/42/info.php/", "DOCUMENT_ROOT": "/srv/releases/42/", "PATH_TRANSLATED": "/srv/releases/42/a/b/"},
+		},
+		{
+			name: "apache form trailing slash kept",
+			in:   []string{"SCRIPT_FILENAME", "proxy:fcgi://h/var/www/app/current/info.php/"},
+			want: map[string]string{"SCRIPT_FILENAME": "proxy:fcgi://h/srv/releases/42/info.php/"},
 		},
 		{
 			// php-fpm knows Apache by the prefix (it then derives PATH_INFO
