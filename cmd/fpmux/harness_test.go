@@ -115,6 +115,10 @@ type stackOptions struct {
 	nginxServer string
 	// yaml is added to the config file's top level (e.g. "limits:\n  max_in_flight: 6\n").
 	yaml string
+	// docrootLink makes the docroot fpmux's `symlink` (pointed at the
+	// active release, as a front serving static files needs) instead of a
+	// directory, and starts no nginx: the test starts its own fronts.
+	docrootLink bool
 }
 
 type lockedBuffer struct {
@@ -202,7 +206,12 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.notify {
 		s.notes = listenNotify(t, filepath.Join(dir, "notify.sock"))
 	}
-	for _, d := range []string{s.releases, s.docroot} {
+	dirs := []string{s.releases, s.docroot}
+	if o.docrootLink {
+		dirs = dirs[:1]
+		o.yaml += "symlink: " + s.docroot + "\n"
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +255,9 @@ php_fpm:
 		}
 	})
 	s.startFpmux()
-	s.startNginx()
+	if !o.docrootLink {
+		s.startNginx()
+	}
 	return s
 }
 
@@ -336,38 +347,24 @@ func (s *stack) startNginx() {
 	if os.Geteuid() == 0 {
 		user = "user root;" // workers must reach the socket under the test's temp dir
 	}
-	conf := fmt.Sprintf(`%s
-daemon off;
-master_process on;
-worker_processes 1;
-pid %[2]s/nginx.pid;
-error_log %[2]s/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path %[3]s/body;
-    fastcgi_temp_path %[3]s/fastcgi;
-    proxy_temp_path %[3]s/proxy;
-    uwsgi_temp_path %[3]s/uwsgi;
-    scgi_temp_path %[3]s/scgi;
+	conf := nginxMainConf(user, s.dir, tmp, filepath.Join(s.dir, "nginx-error.log"), fmt.Sprintf(`
     upstream fpmux {
-        server unix:%[4]s;
-        %[7]s
+        server unix:%[1]s;
+        %[4]s
     }
     server {
-        listen 127.0.0.1:%[5]d;
-        root %[6]s;
-%[9]s
+        listen 127.0.0.1:%[2]d;
+        root %[3]s;
+%[6]s
         location ~ \.php$ {
             include /etc/nginx/fastcgi_params;
             fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
             fastcgi_pass fpmux;
-            fastcgi_keep_conn %[8]s;
+            fastcgi_keep_conn %[5]s;
             fastcgi_read_timeout 120s;
         }
     }
-}
-`, user, s.dir, tmp, s.sock, port, s.docroot, keepalive, keepConn, s.nginxServer)
+`, s.sock, port, s.docroot, keepalive, keepConn, s.nginxServer))
 	path := filepath.Join(s.dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		s.t.Fatal(err)
@@ -581,7 +578,12 @@ func (s *stack) assertNoPHPFPM() {
 
 // get fetches a page through nginx.
 func (s *stack) get(c *http.Client, path string) (int, string, error) {
-	resp, err := c.Get(s.nginxURL + path)
+	return getURL(c, s.nginxURL+path)
+}
+
+// getURL fetches a page: its status and body.
+func getURL(c *http.Client, url string) (int, string, error) {
+	resp, err := c.Get(url)
 	if err != nil {
 		return 0, "", err
 	}
