@@ -6,7 +6,9 @@
 // 5xx answers over max_error_ratio (fpmux's own 502, 503 and 504 for the
 // release included: fcgimux reports them to the release's Done too)
 // switches back to the release before at once, as an activate of a kept
-// release does; the new one is marked failed with the reason and the
+// release does; so do more than max_fatal PHP fatal errors logged for it
+// since the switch, judged as each is counted and with no wait for
+// min_requests (see judgeFatals). The new one is marked failed with the reason and the
 // figures and retired once drained. A manual activate, rollback or deploy
 // during the window, a retire of the release before, an upgrade or a
 // shutdown ends the guard: it never switches after an operator acted. A
@@ -53,7 +55,9 @@ type guard struct {
 	timer      *time.Timer
 
 	answered, errors atomic.Int64 // answers counted, and those with status >= 500
-	tripped          atomic.Bool  // set by the first answer over the bound
+	tripped          atomic.Bool  // set by the first answer or fatal over a bound
+	fatal0           int64        // the release's fatals before the switch (warm-up, health checks)
+	fatalN           int64        // its fatals in the window, once it ended (guarded by Supervisor.mu)
 
 	// guarded by Supervisor.mu
 	state   string
@@ -75,6 +79,7 @@ type GuardInfo struct {
 	Answered   int64      `json:"answered"`
 	Errors     int64      `json:"errors"` // answers with status >= 500
 	ErrorRatio float64    `json:"error_ratio"`
+	Fatals     int64      `json:"fatals"` // PHP fatal errors logged for the release in the window
 
 	Window        string  `json:"window"`
 	MaxErrorRatio float64 `json:"max_error_ratio"`
@@ -121,12 +126,14 @@ func (s *Supervisor) startGuardLocked(r, prev *release) bool {
 	}
 	now := time.Now()
 	g := &guard{s: s, rel: r, prev: prev, conf: *conf, start: now, end: now.Add(time.Duration(conf.Window)),
-		state: guardWatching, ended: make(chan struct{})}
+		state: guardWatching, ended: make(chan struct{}), fatal0: r.metrics.fatals()}
 	prev.state = StateReady
 	prev.g.heldBy = g
 	r.g.last = g
 	s.watching = g
 	r.g.watch.Store(g)
+	judge := g.judgeFatals
+	r.metrics.onFatal.Store(&judge)
 	g.timer = time.AfterFunc(time.Duration(conf.Window), func() { s.guardWindowEnded(g) })
 	s.log.Info("guard watching", "release", r.id, "previous", prev.id, "window", time.Duration(conf.Window),
 		"max_error_ratio", conf.MaxErrorRatio, "min_requests", conf.MinRequests, "max_fatal", conf.MaxFatal)
@@ -137,6 +144,7 @@ func (s *Supervisor) startGuardLocked(r, prev *release) bool {
 // figures pass a bound, switches back. Two atomic adds on the request's
 // path; the switch itself takes Supervisor.mu once.
 func (g *guard) observe(status int) {
+	g.judgeFatals()
 	n := g.answered.Add(1)
 	bad := g.errors.Load()
 	if status >= 500 {
@@ -148,6 +156,23 @@ func (g *guard) observe(status int) {
 	if g.tripped.CompareAndSwap(false, true) {
 		g.s.guardTrip(g, fmt.Sprintf("%d of its %d answers had status 500 or more (%.1f%%, over max_error_ratio %g%%)",
 			bad, n, 100*float64(bad)/float64(n), 100*g.conf.MaxErrorRatio))
+	}
+}
+
+// judgeFatals switches back, the first time PHP has logged more than
+// max_fatal fatal errors for the release since the switch. It runs on each
+// answer's end and on php-fpm's output reader as each fatal is counted,
+// so a fatal logged after its request ended is judged at once. It does
+// not wait for min_requests: a fatal is a page that broke, whatever its
+// status (a framework's error page, display_errors on, a shutdown
+// function), not a share that needs a sample to mean something.
+func (g *guard) judgeFatals() {
+	n := g.rel.metrics.fatals() - g.fatal0
+	if n <= int64(g.conf.MaxFatal) {
+		return
+	}
+	if g.tripped.CompareAndSwap(false, true) {
+		g.s.guardTrip(g, fmt.Sprintf("PHP logged %d fatal errors for it (over max_fatal %d)", n, g.conf.MaxFatal))
 	}
 }
 
@@ -255,6 +280,7 @@ func (s *Supervisor) clearGuardLocked(g *guard) {
 	g.timer.Stop()
 	s.watching = nil
 	g.rel.g.watch.Store(nil)
+	g.rel.metrics.onFatal.Store(nil)
 	if g.prev.g.heldBy == g {
 		g.prev.g.heldBy = nil
 	}
@@ -263,6 +289,7 @@ func (s *Supervisor) clearGuardLocked(g *guard) {
 // finishLocked records how g ended.
 func (g *guard) finishLocked(state, reason string) {
 	g.state, g.reason, g.endedAt = state, reason, time.Now()
+	g.fatalN = g.rel.metrics.fatals() - g.fatal0
 	close(g.ended)
 }
 
@@ -287,8 +314,10 @@ func (g *guard) info(now time.Time) *GuardInfo {
 	if gi.Answered > 0 {
 		gi.ErrorRatio = float64(gi.Errors) / float64(gi.Answered)
 	}
+	gi.Fatals = g.fatalN
 	if g.state == guardWatching {
 		gi.LeftMS = max(g.end.Sub(now).Milliseconds(), 0)
+		gi.Fatals = g.rel.metrics.fatals() - g.fatal0
 	}
 	return gi
 }

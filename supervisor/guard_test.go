@@ -2,12 +2,14 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fpmux/fpmux/config"
+	"github.com/fpmux/fpmux/pool"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -304,6 +306,62 @@ func TestGuardFor(t *testing.T) {
 			got := s.guardFor(tt.want)
 			if (got == nil) != (tt.got == nil) || got != nil && *got != *tt.got {
 				t.Errorf("guardFor = %+v, want %+v", got, tt.got)
+			}
+		})
+	}
+}
+
+// TestGuardJudgesPHPFatals: more than max_fatal fatal errors PHP logged for
+// the new release since the switch switch back at once, as each is counted
+// (on php-fpm's output reader) and with no wait for min_requests; fatals
+// logged before the switch, and warnings, do not count.
+func TestGuardJudgesPHPFatals(t *testing.T) {
+	for _, tt := range []struct {
+		maxFatal, before, fatals int
+		warnings                 int
+		rolledBack               bool
+	}{
+		{maxFatal: 0, fatals: 1, rolledBack: true},
+		{maxFatal: 0, warnings: 5, rolledBack: false},
+		{maxFatal: 2, fatals: 2, rolledBack: false},
+		{maxFatal: 2, fatals: 3, rolledBack: true},
+		{maxFatal: 0, before: 3, rolledBack: false},
+	} {
+		t.Run(fmt.Sprintf("max_fatal=%d before=%d fatals=%d warnings=%d", tt.maxFatal, tt.before, tt.fatals, tt.warnings), func(t *testing.T) {
+			g := guardConf(time.Hour, 0.05, 20)
+			g.MaxFatal = tt.maxFatal
+			k := newGuardStack(t, 0, g)
+			k.deploy("r1")
+			// r2's metrics exist once its deploy registered it: fatals
+			// logged while it starts (its warm-up) come before the switch.
+			k.s.hooks.deployStarting = func(id string) {
+				k.s.mu.Lock()
+				rm := k.s.releases[id].metrics
+				k.s.mu.Unlock()
+				for range tt.before {
+					rm.phpError(pool.PHPFatal)
+				}
+			}
+			k.deploy("r2")
+			k.s.mu.Lock()
+			rm := k.s.releases["r2"].metrics
+			k.s.mu.Unlock()
+			for range tt.warnings {
+				rm.phpError(pool.PHPWarning)
+			}
+			for range tt.fatals {
+				rm.phpError(pool.PHPFatal)
+			}
+			want := map[bool]string{true: "r1", false: "r2"}[tt.rolledBack]
+			if id := k.s.ActiveID(); id != want {
+				t.Fatalf("active %s after %d fatals, want %s", id, tt.fatals, want)
+			}
+			gi := k.get("r2").Guard
+			if gi.Fatals != int64(tt.fatals) {
+				t.Errorf("guard counted %d fatals, want %d", gi.Fatals, tt.fatals)
+			}
+			if tt.rolledBack && (gi.State != guardRolledBack || !strings.Contains(gi.Reason, fmt.Sprintf("PHP logged %d fatal errors for it (over max_fatal %d)", tt.fatals, tt.maxFatal))) {
+				t.Errorf("guard %+v, want rolled_back naming the fatals", gi)
 			}
 		})
 	}

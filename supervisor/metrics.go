@@ -138,6 +138,9 @@ type releaseMetrics struct {
 	// release deployed again under its id), for the guard.
 	phpErrors  map[pool.PHPLevel]prometheus.Counter
 	fatalCount atomic.Int64
+	// onFatal, when set, hears each fatal as it is counted: the guard
+	// judging the release (guard.go).
+	onFatal atomic.Pointer[func()]
 }
 
 func (m *metrics) forRelease(id string) *releaseMetrics {
@@ -159,6 +162,9 @@ func (rm *releaseMetrics) phpError(level pool.PHPLevel) {
 	}
 	if level == pool.PHPFatal {
 		rm.fatalCount.Add(1)
+		if f := rm.onFatal.Load(); f != nil {
+			(*f)()
+		}
 	}
 }
 

@@ -540,7 +540,7 @@ func (s *Supervisor) retireWhenIdle(r *release) {
 }
 
 func (s *Supervisor) retireLocked(r *release) {
-	if r.state == StateRetired {
+	if !r.state.live() { // retired, or failed by its guard, already
 		return
 	}
 	r.state = StateRetired

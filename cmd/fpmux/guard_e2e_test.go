@@ -303,3 +303,65 @@ func TestGuardEndsWhenAnOperatorSwitches(t *testing.T) {
 		})
 	}
 }
+
+// shutdownFatalPHP answers 200 and then, for a bad release, dies of a
+// fatal error in work done after the response (as apps do once
+// fastcgi_finish_request sent it): the page looks fine, and only PHP's
+// log says it broke.
+const shutdownFatalPHP = `<?php
+header('Content-Type: text/plain');
+echo "flaky=%[2]s ok\n";
+if (%[1]t) {
+    fastcgi_finish_request();
+    fpmux_no_such_function();
+}
+`
+
+// TestGuardRollsBackOnPHPFatals: r2's pages all answer 200 but PHP logs a
+// fatal error for each; under max_fatal 0 (and a min_requests the load
+// never reaches, so the ratio rule cannot act) the guard rolls it back.
+func TestGuardRollsBackOnPHPFatals(t *testing.T) {
+	s := newStack(t, stackOptions{yaml: "guard:\n  window: 60s\n  min_requests: 100000\n  max_fatal: 0\n"})
+	write := func(id string, bad bool) string {
+		root := s.newRelease(id)
+		if err := os.WriteFile(filepath.Join(root, "page.php"), []byte(fmt.Sprintf(shutdownFatalPHP, bad, id)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return root
+	}
+	if code, out, errs := s.cli("deploy", "-id", "r1", "-root", write("r1", false)); code != 0 {
+		t.Fatalf("deploy r1: %d %s %s", code, out, errs)
+	}
+	s.notePgids()
+	pid1 := s.releasesByID()["r1"].Pool.Pid
+	stop := make(chan struct{})
+	wait := s.runLoad(2, "/page.php", stop)
+	code, out, errs := s.cli("deploy", "-id", "r2", "-root", write("r2", true), "-wait-guard")
+	s.notePgids()
+	if code != 1 || !strings.Contains(errs, "guard rolled release r2 back to r1: PHP logged 1 fatal errors for it (over max_fatal 0)") {
+		t.Errorf("deploy -wait-guard of r2: exit %d, stdout %q, stderr %q; want 1 and the fatal named", code, out, errs)
+	}
+	close(stop)
+	results := wait()
+	if s.activeID() != "r1" || s.releasesByID()["r1"].Pool.Pid != pid1 {
+		t.Errorf("active %s after the rollback, want r1 on master %d", s.activeID(), pid1)
+	}
+	byR2, non200 := 0, 0
+	for _, r := range results {
+		if strings.HasPrefix(r.body, "flaky=r2 ") {
+			byR2++
+		}
+		if r.err != nil || r.status != 200 {
+			non200++
+		}
+	}
+	if byR2 == 0 || non200 > 0 {
+		t.Errorf("r2 answered %d requests and %d of %d answers were not 200; want some by r2, all 200 (the fatals show only in PHP's log)",
+			byR2, non200, len(results))
+	}
+	g := s.guarded()["r2"].Guard
+	t.Logf("guard: r2 answered %d requests (all 200) before its first PHP fatal rolled it back; guard figures %+v", byR2, g)
+	if !strings.Contains(s.logBuf.String(), "fpmux_no_such_function") {
+		t.Error("fpmux's log does not show PHP's fatal error")
+	}
+}
