@@ -366,3 +366,25 @@ func TestGuardJudgesPHPFatals(t *testing.T) {
 		})
 	}
 }
+
+// TestGuardedDoneAllocatesNothing: judging each answer of a guarded
+// release costs the request path no allocation (atomic counters only).
+func TestGuardedDoneAllocatesNothing(t *testing.T) {
+	k := newGuardStack(t, 0, guardConf(time.Hour, 0.05, 1<<30))
+	k.deploy("r1")
+	k.deploy("r2")
+	k.answer(200) // the status's requests_total series is made on its first request
+	allocs := testing.AllocsPerRun(1000, func() {
+		pin, err := k.s.Pin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pin.Tracker.Done(200, time.Millisecond)
+	})
+	if g := k.get("r2").Guard; g == nil || g.State != guardWatching || g.Answered < 1000 {
+		t.Fatalf("guard %+v, want watching with every answer counted", g)
+	}
+	if allocs != 0 {
+		t.Errorf("Pin and Done of a guarded release: %v allocations, want 0", allocs)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -363,5 +364,46 @@ func TestGuardRollsBackOnPHPFatals(t *testing.T) {
 	t.Logf("guard: r2 answered %d requests (all 200) before its first PHP fatal rolled it back; guard figures %+v", byR2, g)
 	if !strings.Contains(s.logBuf.String(), "fpmux_no_such_function") {
 		t.Error("fpmux's log does not show PHP's fatal error")
+	}
+}
+
+// TestRestartEndsTheGuard: state.json names the active release and the
+// ones before it, not a guard: after a restart of fpmux during a window,
+// the new release serves unguarded, the previous pool is not started
+// again, and a later error share switches nothing.
+func TestRestartEndsTheGuard(t *testing.T) {
+	s := newStack(t, stackOptions{yaml: "guard:\n  window: 60s\n  min_requests: 5\n"})
+	if code, out, errs := s.cli("deploy", "-id", "r1", "-root", s.guardRelease("r1", false)); code != 0 {
+		t.Fatalf("deploy r1: %d %s %s", code, out, errs)
+	}
+	if code, out, errs := s.cli("deploy", "-id", "r2", "-root", s.guardRelease("r2", true)); code != 0 {
+		t.Fatalf("deploy r2: %d %s %s", code, out, errs)
+	}
+	s.notePgids()
+	if g := s.guarded()["r2"].Guard; g == nil || g.State != "watching" {
+		t.Fatalf("r2's guard before the restart: %+v, want watching", g)
+	}
+	s.stopFpmux(syscall.SIGTERM)
+	if left := s.phpFPMProcesses(); len(left) > 0 {
+		t.Fatalf("php-fpm left after SIGTERM, the guard's previous pool included: %v", left)
+	}
+	s.startFpmux()
+	s.notePgids()
+	rs := s.guarded()
+	if rs["r2"].State != "active" || rs["r2"].Guard != nil || len(rs) != 1 || s.spawns("r1") != 1 {
+		t.Fatalf("after the restart: %+v, r1 spawned %d times; want only r2, active, unguarded, r1 not started again", rs, s.spawns("r1"))
+	}
+	c := newHTTPClient()
+	defer c.CloseIdleConnections()
+	var statuses []int
+	for range 40 {
+		code, _, err := s.get(c, "/flaky.php")
+		if err != nil {
+			t.Fatal(err)
+		}
+		statuses = append(statuses, code)
+	}
+	if s.activeID() != "r2" || s.metric("fpmux_guard_rollbacks_total") != 0 || !slices.Contains(statuses, 500) {
+		t.Errorf("after 40 requests (%v): active %s; want r2 still, no guard switch", statuses, s.activeID())
 	}
 }
