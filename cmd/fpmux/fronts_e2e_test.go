@@ -127,6 +127,8 @@ type frontCheck struct {
 	name   string
 	req    func(base string) *http.Request
 	expect func(env checkEnv, a answer) error
+	// note, when set, says in the table what a passing answer was.
+	note func(env checkEnv, a answer) string
 }
 
 type checkEnv struct {
@@ -197,7 +199,7 @@ func frontChecks(t *testing.T) []frontCheck {
 	return []frontCheck{
 		{"GET in release", func(base string) *http.Request {
 			return newReq("GET", base+"/info.php", nil, "")
-		}, inRelease},
+		}, inRelease, nil},
 		{"PATH_INFO", func(base string) *http.Request {
 			return newReq("GET", base+"/info.php/extra/path", nil, "")
 		}, func(env checkEnv, a answer) error {
@@ -208,7 +210,7 @@ func frontChecks(t *testing.T) []frontCheck {
 				return fmt.Errorf("PATH_INFO %q SCRIPT_NAME %q, want /extra/path and /info.php", pi, sn)
 			}
 			return nil
-		}},
+		}, nil},
 		{"query and headers", func(base string) *http.Request {
 			req := newReq("GET", base+"/info.php?a=1&b=two%20words&c%5B%5D=x&c%5B%5D=y", nil, "")
 			req.Header.Set("X-Fronts-Probe", probeHeader)
@@ -229,7 +231,7 @@ func frontChecks(t *testing.T) []frontCheck {
 				return fmt.Errorf("Cookie arrived as %q", got)
 			}
 			return nil
-		}},
+		}, nil},
 		{"1 MiB POST", func(base string) *http.Request {
 			return newReq("POST", base+"/info.php", post, "application/octet-stream")
 		}, func(env checkEnv, a answer) error {
@@ -240,7 +242,7 @@ func frontChecks(t *testing.T) []frontCheck {
 				return fmt.Errorf("body arrived as %d bytes sha256 %s, want %d %s", a.probe.InputLen, a.probe.InputSHA256, len(post), sha(post))
 			}
 			return nil
-		}},
+		}, nil},
 		{"multipart upload", func(base string) *http.Request {
 			return newReq("POST", base+"/info.php", form.Bytes(), mw.FormDataContentType())
 		}, func(env checkEnv, a answer) error {
@@ -255,7 +257,7 @@ func frontChecks(t *testing.T) []frontCheck {
 				return fmt.Errorf("$_POST %s", got)
 			}
 			return nil
-		}},
+		}, nil},
 		{"20 MB response", func(base string) *http.Request {
 			return newReq("GET", base+fmt.Sprintf("/info.php?mb=%d", mb), nil, "")
 		}, func(env checkEnv, a answer) error {
@@ -266,7 +268,7 @@ func frontChecks(t *testing.T) []frontCheck {
 				return fmt.Errorf("stream arrived as %d bytes sha256 %s, want %d %s", a.restLen, a.restHash, mb<<20, wantStream)
 			}
 			return nil
-		}},
+		}, nil},
 		{"missing script", func(base string) *http.Request {
 			return newReq("GET", base+"/missing.php", nil, "")
 		}, func(env checkEnv, a answer) error {
@@ -285,6 +287,11 @@ func frontChecks(t *testing.T) []frontCheck {
 				return fmt.Errorf("status %d body %q, want 404 with no PHP run", a.status, a.body)
 			}
 			return nil
+		}, func(env checkEnv, a answer) string {
+			if env.v.indexFallback {
+				return "200 from index.php, the config's fallback"
+			}
+			return fmt.Sprintf("%d, no PHP run", a.status)
 		}},
 	}
 }
@@ -418,7 +425,7 @@ func TestFronts(t *testing.T) {
 	for _, c := range checks {
 		names = append(names, c.name)
 	}
-	names = append(names, "deploy under load")
+	names = append(names, "deploy under load", "static file after deploy")
 	defer func() { t.Logf("fronts:\n%s", table.markdown(names)) }()
 
 	t.Run("checks", func(t *testing.T) {
@@ -477,6 +484,9 @@ func runFrontCheck(t *testing.T, c *http.Client, p frontPair, ck frontCheck, env
 		problems = append(problems, fmt.Sprintf("body behind fpmux %q, directly %q", fp.body, ref.body))
 	}
 	if len(problems) == 0 {
+		if ck.note != nil {
+			return "ok (" + ck.note(env, fp) + ")"
+		}
 		return "ok"
 	}
 	t.Errorf("%s: %s", ck.name, strings.Join(problems, "; "))
@@ -496,23 +506,24 @@ func withRelease(a answer) answer {
 }
 
 // deployUnderLoad sends index.php requests through every front to fpmux
-// while three releases are deployed, and judges each front's answers: 0
-// failed, 0 mixed, 0 stale.
+// while four releases are deployed, and judges each front's answers: 0
+// failed, 0 mixed, 0 stale; then each front must serve the last release's
+// static file.
 func deployUnderLoad(t *testing.T, s *stack, pairs []frontPair, table *frontTable) {
 	deploys := []deployMark{{"r1", time.Now()}}
 	stop := make(chan struct{})
 	waits := map[string]func() []loadResult{}
 	for _, p := range pairs {
-		url := p.fp.url + "/index.php?ms=30"
-		waits[p.v.name] = s.runLoadWith(2, stop, func(c *http.Client) (int, string, error) { return getURL(c, url) })
+		url := p.fp.url + "/index.php?ms=20"
+		waits[p.v.name] = s.runLoadWith(3, stop, func(c *http.Client) (int, string, error) { return getURL(c, url) })
 	}
-	for i := 2; i <= 4; i++ {
-		time.Sleep(500 * time.Millisecond)
+	for i := 2; i <= 5; i++ {
+		time.Sleep(400 * time.Millisecond)
 		id := fmt.Sprintf("r%d", i)
 		s.deploy(id)
 		deploys = append(deploys, deployMark{id, time.Now()})
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(400 * time.Millisecond)
 	close(stop)
 	for _, p := range pairs {
 		results := waits[p.v.name]()
@@ -524,14 +535,26 @@ func deployUnderLoad(t *testing.T, s *stack, pairs []frontPair, table *frontTabl
 			}
 		}
 		t.Logf("%s: sent=%d failed=%d mixed=%d stale=%d per release %v", p.v.name, f.sent, f.failed, f.mixed, f.stale, served)
-		outcome := "ok"
+		outcome := fmt.Sprintf("ok (%d sent)", f.sent)
 		if f.failed+f.mixed+f.stale > 0 {
 			outcome = fmt.Sprintf("failed=%d mixed=%d stale=%d", f.failed, f.mixed, f.stale)
 			t.Errorf("%s: %s of %d; first ones: %v", p.v.name, outcome, f.sent, examples[:min(len(examples), 3)])
-		} else if served["r4"] == 0 {
+		} else if served["r5"] == 0 {
 			outcome = "the load did not reach the last release"
 			t.Errorf("%s: %s", p.v.name, outcome)
 		}
 		table.set(p.v.name, "deploy under load", outcome)
+	}
+	// The front serves static files itself, through the symlink fpmux
+	// points at the active release (the `symlink` each example names).
+	c := newHTTPClient()
+	defer c.CloseIdleConnections()
+	for _, p := range pairs {
+		outcome := "ok"
+		if st, body, err := getURL(c, p.fp.url+"/release.txt"); err != nil || st != 200 || body != "r5\n" {
+			outcome = fmt.Sprintf("status %d body %q err %v, want r5's", st, body, err)
+			t.Errorf("%s: static file after the deploys: %s", p.v.name, outcome)
+		}
+		table.set(p.v.name, "static file after deploy", outcome)
 	}
 }
