@@ -172,7 +172,11 @@ func (g *guard) judgeFatals() {
 		return
 	}
 	if g.tripped.CompareAndSwap(false, true) {
-		g.s.guardTrip(g, fmt.Sprintf("PHP logged %d fatal errors for it (over max_fatal %d)", n, g.conf.MaxFatal))
+		errs := "errors"
+		if n == 1 {
+			errs = "error"
+		}
+		g.s.guardTrip(g, fmt.Sprintf("PHP logged %d fatal %s for it (over max_fatal %d)", n, errs, g.conf.MaxFatal))
 	}
 }
 

@@ -360,7 +360,8 @@ func TestGuardJudgesPHPFatals(t *testing.T) {
 			if gi.Fatals != int64(tt.fatals) {
 				t.Errorf("guard counted %d fatals, want %d", gi.Fatals, tt.fatals)
 			}
-			if tt.rolledBack && (gi.State != guardRolledBack || !strings.Contains(gi.Reason, fmt.Sprintf("PHP logged %d fatal errors for it (over max_fatal %d)", tt.fatals, tt.maxFatal))) {
+			if tt.rolledBack && (gi.State != guardRolledBack || !strings.Contains(gi.Reason, fmt.Sprintf("PHP logged %d fatal ", tt.fatals)) ||
+				!strings.Contains(gi.Reason, fmt.Sprintf(" for it (over max_fatal %d)", tt.maxFatal))) {
 				t.Errorf("guard %+v, want rolled_back naming the fatals", gi)
 			}
 		})

@@ -51,6 +51,7 @@ type guardJSON struct {
 	Reason   string     `json:"reason"`
 	Answered int64      `json:"answered"`
 	Errors   int64      `json:"errors"`
+	Fatals   int64      `json:"fatals"`
 }
 
 type guardedJSON struct {
@@ -171,7 +172,7 @@ func TestGuardRollsBackAReleaseThatErrorsUnderLoad(t *testing.T) {
 		}
 	}
 	answeredByR2 := served["r2 200"] + served["r2 500"]
-	t.Logf("guard: r2 answered %d requests (%d of them 500) in %v from the switch to the rollback; the guard counted %d answers, %d 5xx; load sent %d, per release and status %v",
+	t.Logf("guard (5xx): r2 answered %d requests (%d of them 500) in %v from the switch to the rollback; the guard counted %d answers, %d 5xx; load sent %d, per release and status %v",
 		answeredByR2, served["r2 500"], took.Round(time.Millisecond), r2.Guard.Answered, r2.Guard.Errors, len(results), served)
 	if answeredByR2 == 0 || took <= 0 || took > 60*time.Second {
 		t.Errorf("r2 answered %d requests, rolled back %v after the switch: want some, within the 60s window", answeredByR2, took)
@@ -339,7 +340,7 @@ func TestGuardRollsBackOnPHPFatals(t *testing.T) {
 	wait := s.runLoad(2, "/page.php", stop)
 	code, out, errs := s.cli("deploy", "-id", "r2", "-root", write("r2", true), "-wait-guard")
 	s.notePgids()
-	if code != 1 || !strings.Contains(errs, "guard rolled release r2 back to r1: PHP logged 1 fatal errors for it (over max_fatal 0)") {
+	if code != 1 || !strings.Contains(errs, "guard rolled release r2 back to r1: PHP logged 1 fatal error for it (over max_fatal 0)") {
 		t.Errorf("deploy -wait-guard of r2: exit %d, stdout %q, stderr %q; want 1 and the fatal named", code, out, errs)
 	}
 	close(stop)
@@ -361,7 +362,11 @@ func TestGuardRollsBackOnPHPFatals(t *testing.T) {
 			byR2, non200, len(results))
 	}
 	g := s.guarded()["r2"].Guard
-	t.Logf("guard: r2 answered %d requests (all 200) before its first PHP fatal rolled it back; guard figures %+v", byR2, g)
+	if g == nil || g.EndedAt == nil || g.Fatals < 1 {
+		t.Fatalf("r2's guard: %+v, want ended with the fatal counted", g)
+	}
+	t.Logf("guard (fatal): r2 answered %d requests (all 200) in %v from the switch to the rollback; the guard counted %d answers, %d fatal",
+		byR2, g.EndedAt.Sub(g.Since).Round(100*time.Microsecond), g.Answered, g.Fatals)
 	if !strings.Contains(s.logBuf.String(), "fpmux_no_such_function") {
 		t.Error("fpmux's log does not show PHP's fatal error")
 	}
