@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -129,10 +130,41 @@ func substitute(s string, pairs [][2]string) (string, error) {
 	return s, nil
 }
 
-// runAsRoot tells whether the test runs as root, where Apache switches to
-// an unprivileged user (www-data) and nginx is told to stay root so its
-// workers reach the test's temp dir as the other harness's do.
-func runAsRoot() bool { return os.Geteuid() == 0 }
+// serverUser is the unprivileged user the servers switch to when the test
+// runs as root, as Debian's packages have them do (www-data): fpmux's
+// socket (mode 0666) must be theirs to reach. "" when not root, or when
+// there is no www-data.
+func serverUser() string {
+	if os.Geteuid() != 0 {
+		return ""
+	}
+	if _, err := user.Lookup("www-data"); err != nil {
+		return ""
+	}
+	if _, err := user.LookupGroup("www-data"); err != nil {
+		return ""
+	}
+	return "www-data"
+}
+
+// chownTo gives a file or directory to the user the server switches to,
+// for what it writes after the switch (lighttpd's error log and request
+// bodies).
+func chownTo(t *testing.T, path, name string) {
+	t.Helper()
+	if name == "" {
+		return
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(path, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+}
 
 func (f *front) write(t *testing.T, name, text string) string {
 	t.Helper()
@@ -164,8 +196,8 @@ func (f *front) render(t *testing.T, bin, example, backend, docroot string) (*ex
 		tmp := filepath.Join(d, "tmp")
 		os.MkdirAll(tmp, 0o755)
 		userLine := ""
-		if runAsRoot() {
-			userLine = "user root;"
+		if u := serverUser(); u != "" {
+			userLine = "user " + u + ";" // nginx gives its temp dirs to that user
 		}
 		f.logs = []string{filepath.Join(d, "error.log")}
 		conf := f.write(t, "nginx.conf", nginxMainConf(userLine, d, tmp, filepath.Join(d, "error.log"), "    include "+d+"/site.conf;\n"))
@@ -183,10 +215,8 @@ func (f *front) render(t *testing.T, bin, example, backend, docroot string) (*ex
 			fmt.Fprintf(&mods, "LoadModule %s_module /usr/lib/apache2/modules/mod_%s.so\n", m, m)
 		}
 		userLines := ""
-		if runAsRoot() {
-			if u, err := user.Lookup("www-data"); err == nil {
-				userLines = "User " + u.Username + "\nGroup www-data\n"
-			}
+		if u := serverUser(); u != "" {
+			userLines = "User " + u + "\nGroup " + u + "\n"
 		}
 		f.logs = []string{filepath.Join(d, "error.log")}
 		conf := f.write(t, "apache2.conf", fmt.Sprintf(`ServerRoot %[1]s
@@ -219,16 +249,23 @@ Include %[1]s/site.conf
 		f.write(t, "site.conf", site)
 		up := filepath.Join(d, "uploads")
 		os.MkdirAll(up, 0o755)
+		userLines := ""
+		if u := serverUser(); u != "" {
+			userLines = fmt.Sprintf("server.username = %q\nserver.groupname = %q\n", u, u)
+			chownTo(t, up, u)
+			// lighttpd opens its error log after the switch.
+			chownTo(t, f.write(t, "error.log", ""), u)
+		}
 		f.logs = []string{filepath.Join(d, "error.log")}
 		conf := f.write(t, "lighttpd.conf", fmt.Sprintf(`server.bind = "127.0.0.1"
 server.port = %[2]d
 server.pid-file = "%[1]s/lighttpd.pid"
 server.errorlog = "%[1]s/error.log"
 server.upload-dirs = ( "%[3]s" )
-server.document-root = "/var/www/html"
+%[4]sserver.document-root = "/var/www/html"
 index-file.names = ( "index.html" )
 include "%[1]s/site.conf"
-`, d, f.port, up))
+`, d, f.port, up, userLines))
 		return exec.Command(bin, "-D", "-f", conf), nil
 	}
 	return nil, fmt.Errorf("unknown server %q", f.v.server)
@@ -333,8 +370,8 @@ func startRefPool(t *testing.T, phpFPM, dir string) string {
 	}
 	sock := filepath.Join(dir, "php-fpm.sock")
 	userLines := ""
-	if runAsRoot() {
-		userLines = "user = www-data\ngroup = www-data\n"
+	if u := serverUser(); u != "" {
+		userLines = "user = " + u + "\ngroup = " + u + "\n"
 	}
 	conf := filepath.Join(dir, "php-fpm.conf")
 	text := fmt.Sprintf(`[global]
