@@ -20,23 +20,11 @@ import (
 // empty), which are resolved first, so an unknown name stops fpmux before
 // anything is created.
 func listenAdmin(cfg *config.Config, files *[]string, log *slog.Logger) (net.Listener, error) {
-	uid, err := accountID("admin_owner", cfg.AdminOwner, func(name string) (string, error) {
-		u, err := user.Lookup(name)
-		if err != nil {
-			return "", err
-		}
-		return u.Uid, nil
-	})
+	uid, err := accountID("admin_owner", cfg.AdminOwner, lookupUID)
 	if err != nil {
 		return nil, err
 	}
-	gid, err := accountID("admin_group", cfg.AdminGroup, func(name string) (string, error) {
-		g, err := user.LookupGroup(name)
-		if err != nil {
-			return "", err
-		}
-		return g.Gid, nil
-	})
+	gid, err := accountID("admin_group", cfg.AdminGroup, lookupGID)
 	if err != nil {
 		return nil, err
 	}
@@ -60,6 +48,24 @@ func listenAdmin(cfg *config.Config, files *[]string, log *slog.Logger) (net.Lis
 		}
 	}
 	return ln, nil
+}
+
+// lookupUID and lookupGID return the id of a user or group name, for
+// accountID.
+func lookupUID(name string) (string, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return "", err
+	}
+	return u.Uid, nil
+}
+
+func lookupGID(name string) (string, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return "", err
+	}
+	return g.Gid, nil
 }
 
 // accountID resolves the user or group set under key: -1 when it is empty,

@@ -1,7 +1,7 @@
 // This file owns `fpmux check`, fpmux's `php-fpm -t`: it loads a config as
 // serve would, then checks that what the config names is there and usable
-// (docroot's parent, allowed_roots, state_dir, symlink's directory, the
-// php-fpm binary), prints every problem and exits 0 or 1, so a config
+// (docroot's parent, allowed_roots, state_dir, symlink's directory,
+// admin_owner and admin_group, the php-fpm binary), prints every problem and exits 0 or 1, so a config
 // change or a new host is tested before fpmux runs with it.
 
 package main
@@ -62,6 +62,7 @@ func checkConfig(path string) (problems []string, php string) {
 	c.allowedRoots()
 	c.stateDir()
 	c.symlink()
+	c.adminAccounts()
 	php = c.phpFPM()
 	// Issue 14 adds here: render the pool config of a sample release
 	// from cfg (as pool.Start would) into a temp dir and run the php-fpm
@@ -75,13 +76,17 @@ type checker struct {
 	problems []string
 }
 
-// add records a problem with key, naming its line when the file set it.
+// add records a problem with key.
 func (c *checker) add(key, format string, args ...any) {
-	where := key
+	c.problems = append(c.problems, c.where(key)+": "+fmt.Sprintf(format, args...))
+}
+
+// where names key and, when the file set it, its line.
+func (c *checker) where(key string) string {
 	if line := c.cfg.KeyLine(key); line > 0 {
-		where = fmt.Sprintf("%s (line %d)", key, line)
+		return fmt.Sprintf("%s (line %d)", key, line)
 	}
-	c.problems = append(c.problems, where+": "+fmt.Sprintf(format, args...))
+	return key
 }
 
 // docroot: the path itself need not exist (fpmux maps it onto a release
@@ -134,6 +139,19 @@ func (c *checker) symlink() {
 	}
 	if err := writableDir(filepath.Dir(c.cfg.Symlink)); err != nil {
 		c.add("symlink", "%s: fpmux makes the link in its directory: %v", c.cfg.Symlink, err)
+	}
+}
+
+// adminAccounts: serve refuses to start when admin_owner or admin_group
+// names no user or group of this host.
+func (c *checker) adminAccounts() {
+	for _, a := range []struct {
+		key, name string
+		lookup    func(string) (string, error)
+	}{{"admin_owner", c.cfg.AdminOwner, lookupUID}, {"admin_group", c.cfg.AdminGroup, lookupGID}} {
+		if _, err := accountID(c.where(a.key), a.name, a.lookup); err != nil {
+			c.problems = append(c.problems, err.Error())
+		}
 	}
 }
 

@@ -63,6 +63,11 @@ func TestCheck(t *testing.T) {
 			"lisen (line 5): unknown key",
 			"bad-config.yaml: 3 problem(s)",
 		}},
+		{fixture: "bad-accounts.yaml", code: 1, stderr: []string{
+			`admin_owner (line 6): "no-such-user-fpmux" does not exist on this system: create it, or give a numeric id`,
+			`admin_group (line 7): "no-such-group-fpmux" does not exist on this system: create it, or give a numeric id`,
+			"bad-accounts.yaml: 2 problem(s)",
+		}},
 		{fixture: "bad-php.yaml", code: 1, stderr: []string{
 			`php_fpm.binary (line 6): run @DIR@/not-php -v: not php-fpm's version line: "Python 3.11.2"`,
 			"bad-php.yaml: 1 problem(s)",
