@@ -67,7 +67,11 @@ func (u cpuUse) others() float64 {
 
 // takeCPU reads the CPU times of nginx (master and workers), fpmux, the
 // php-fpm processes below fpmux, this process, and the machine.
-func (s *stack) takeCPU() cpuSnap {
+func (s *stack) takeCPU() cpuSnap { return takeCPU(s.nginx, s.fpmux) }
+
+// takeCPU is stack.takeCPU for an nginx and any fpmuxes (nil ones are
+// left out).
+func takeCPU(nginx *proc, fpmuxes ...*proc) cpuSnap {
 	sn := cpuSnap{procs: map[int]procCPU{}}
 	ps := processes()
 	add := func(pid int, group string) {
@@ -75,15 +79,18 @@ func (s *stack) takeCPU() cpuSnap {
 			sn.procs[pid] = procCPU{group, d}
 		}
 	}
-	if s.nginx != nil {
-		add(s.nginx.pid(), "nginx")
-		for _, p := range descendants(ps, s.nginx.pid()) {
+	if nginx != nil {
+		add(nginx.pid(), "nginx")
+		for _, p := range descendants(ps, nginx.pid()) {
 			add(p.pid, "nginx")
 		}
 	}
-	if s.fpmux != nil {
-		add(s.fpmux.pid(), "fpmux")
-		for _, p := range descendants(ps, s.fpmux.pid()) {
+	for _, f := range fpmuxes {
+		if f == nil {
+			continue
+		}
+		add(f.pid(), "fpmux")
+		for _, p := range descendants(ps, f.pid()) {
 			if strings.HasPrefix(p.cmdline, "php-fpm") {
 				add(p.pid, "php-fpm")
 			}

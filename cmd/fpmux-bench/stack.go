@@ -43,7 +43,7 @@ type stack struct {
 	fpmuxBin    string
 	phpFPM      string
 	nginxBin    string
-	sock        string // fpmux's FastCGI socket
+	sock        string // fpmux's FastCGI socket: a path, or host:port for TCP
 	adminSock   string
 	metricsAddr string // host:port
 	stateDir    string
@@ -219,7 +219,11 @@ func (s *stack) startFpmux(ctx context.Context) error {
 	s.metricsAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	// pm static: the default pool is dynamic, whose spare-server settings
 	// are dropped (null) since they mean nothing to a static pool.
-	cfg := fmt.Sprintf(`listen: unix:%s
+	listen := s.sock
+	if filepath.IsAbs(listen) {
+		listen = "unix:" + listen
+	}
+	cfg := fmt.Sprintf(`listen: %s
 admin: unix:%s
 metrics: %s
 state_dir: %s
@@ -234,7 +238,7 @@ php_fpm:
     pm.start_servers: null
     pm.min_spare_servers: null
     pm.max_spare_servers: null
-`, s.sock, s.adminSock, s.metricsAddr, s.stateDir, s.current, s.releases, s.phpFPM, s.o.children)
+`, listen, s.adminSock, s.metricsAddr, s.stateDir, s.current, s.releases, s.phpFPM, s.o.children)
 	cfgPath := filepath.Join(s.dir, "fpmux.yaml")
 	if err := writeFile(cfgPath, cfg); err != nil {
 		return err

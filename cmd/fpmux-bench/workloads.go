@@ -28,12 +28,14 @@ type bench struct {
 	saturation      float64 // direct hello throughput (req/s), for the open-loop rate
 	goPerConn       float64 // fpmux goroutines per idle front connection, from scale
 	maxPoolAtDirect int     // fpmux's pool connections seen at the start of a direct phase
+
+	cpu func() cpuSnap // what ab measures a phase's CPU by; nil: the main stack's
 }
 
-// sections in the order they run: the first three compare both modes on
+// sections in the order they run: the first four compare both modes on
 // release r1; switch and deploys replace r1, so they come after. compare
 // brings up stacks of its own, one per way, and runs only when named.
-var sectionNames = []string{"hello", "rate", "framework", "switch", "scale", "deploys", "warmup", "compare"}
+var sectionNames = []string{"hello", "rate", "framework", "pinned", "switch", "scale", "deploys", "warmup", "compare"}
 
 // defaultSections run when -only is not given.
 var defaultSections = sectionNames[:len(sectionNames)-1]
@@ -69,6 +71,8 @@ func (b *bench) run(ctx context.Context) error {
 			t, err = b.rate(ctx)
 		case "framework":
 			t, err = b.closedSection(ctx, "framework", "/fw/index.php", 0.98)
+		case "pinned":
+			t, err = b.pinned(ctx)
 		case "switch":
 			t, err = b.switches(ctx)
 		case "scale":
@@ -171,12 +175,16 @@ func (b *bench) ab(ctx context.Context, section string, names [2]string, targets
 			if targets[m].addr == b.s.direct {
 				b.notePoolConns()
 			}
-			cpu0 := b.s.takeCPU()
+			take := b.s.takeCPU
+			if b.cpu != nil {
+				take = b.cpu
+			}
+			cpu0 := take()
 			p, err := run(ctx, targets[m], b.o.duration)
 			if err != nil {
 				return res, err
 			}
-			p.cpu = b.s.takeCPU().since(cpu0)
+			p.cpu = take().since(cpu0)
 			b.count(fmt.Sprintf("%s round %d %s", section, r+1, names[m]), p)
 			logf("%s: round %d/%d %-8s %7.0f req/s  p50 %.2f ms  p99 %.2f ms  failed %d  others' CPU %.0f%%",
 				section, r+1, b.o.rounds, names[m], p.rps(), ms(p.p50()), ms(p.p99()), p.failed, 100*p.cpu.others())
