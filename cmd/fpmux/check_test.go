@@ -126,10 +126,19 @@ func TestCheckDefaults(t *testing.T) {
 }
 
 func TestCheckUsage(t *testing.T) {
-	for _, args := range [][]string{{"check", "extra"}, {"check", "-nope"}} {
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"check", "extra"}, 2, `fpmux check: unexpected argument "extra"`},
+		{[]string{"check", "-nope"}, 2, "usage: fpmux check [-config FILE]"},
+		{[]string{"check", "-h"}, 0, "usage: fpmux check [-config FILE]"},
+		{[]string{"version", "-h"}, 0, "usage: fpmux version [-config FILE]"},
+	} {
 		var stdout, stderr bytes.Buffer
-		if code := run(args, &stdout, &stderr); code != 2 {
-			t.Errorf("%q: exit %d, want 2 (usage)", args, code)
+		if code := run(tc.args, &stdout, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.stderr) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d and %q", tc.args, code, &stderr, tc.code, tc.stderr)
 		}
 	}
 }

@@ -171,6 +171,10 @@ func parseConfigFlag(name, usage string, args []string, stderr io.Writer) (path 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", usage)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: fpmux %s [-config FILE]\n", name)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return "", 0, false
