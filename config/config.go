@@ -76,6 +76,20 @@ type Config struct {
 	// extension.)
 	Warmup []string `yaml:"warmup"`
 
+	// WarmupFailures says what a warm-up path answered 404 or 5xx, or not
+	// at all, does to the deploy: "fail" fails it as a failed health check
+	// does (the release is failed, its pool stopped, the active release
+	// untouched); "warn" logs and counts it and the release still becomes
+	// ready. Default: "fail". (fpmux extension.)
+	WarmupFailures string `yaml:"warmup_failures"`
+
+	// Health lists the checks a new release's pool must pass, after
+	// php-fpm's ping and before the warm-up and the release being ready
+	// (see HealthCheck). A deploy may give its own list instead. At most
+	// 20. Default: [] (no check of the app: only php-fpm's ping, which
+	// runs no PHP). (fpmux extension.)
+	Health []HealthCheck `yaml:"health"`
+
 	// KeepPrevious is how many releases that stopped being active keep
 	// their pool running once drained, idle and in state ready, so that
 	// rollback (or activate) to them is an instant switch with no cold

@@ -22,15 +22,17 @@ func withoutLines(c *Config) Config {
 
 func TestDefault(t *testing.T) {
 	want := Config{
-		Listen:       "127.0.0.1:9700",
-		Admin:        "unix:/run/fpmux/admin.sock",
-		Metrics:      "127.0.0.1:9701",
-		StateDir:     "/var/lib/fpmux",
-		Docroot:      "/var/www/app/current",
-		AllowedRoots: []string{"/var/www/app/releases"},
-		DrainTimeout: Duration(60 * time.Second),
-		KeepFor:      Duration(15 * time.Minute),
-		Warmup:       []string{},
+		Listen:         "127.0.0.1:9700",
+		Admin:          "unix:/run/fpmux/admin.sock",
+		Metrics:        "127.0.0.1:9701",
+		StateDir:       "/var/lib/fpmux",
+		Docroot:        "/var/www/app/current",
+		AllowedRoots:   []string{"/var/www/app/releases"},
+		DrainTimeout:   Duration(60 * time.Second),
+		KeepFor:        Duration(15 * time.Minute),
+		Warmup:         []string{},
+		Health:         []HealthCheck{},
+		WarmupFailures: "fail",
 		Limits: Limits{
 			MaxConnections: 4096,
 			MaxParamsBytes: 1 << 20,
@@ -117,6 +119,12 @@ func TestLoadGood(t *testing.T) {
 	guardDefaults := Default()
 	g := DefaultGuard()
 	guardDefaults.Guard = &g
+	health := Default()
+	health.WarmupFailures = "warn"
+	health.Health = []HealthCheck{
+		{Path: "/health", Status: 200, Timeout: Duration(5 * time.Second)},
+		{Path: "/index.php?check=db", Status: 204, Body: "database ok", Timeout: Duration(2 * time.Second)},
+	}
 
 	tests := []struct {
 		path string
@@ -132,6 +140,7 @@ func TestLoadGood(t *testing.T) {
 		{"testdata/good-guard.yaml", guarded},
 		{"testdata/good-guard-defaults.yaml", guardDefaults},
 		{"testdata/good-guard-null.yaml", Default()},
+		{"testdata/good-health.yaml", health},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -182,7 +191,7 @@ func TestLoadBad(t *testing.T) {
 		want []string // one per problem, in order; each must name key and line
 	}{
 		{"testdata/bad-unknown-top.yaml", []string{
-			"lisen (line 3): unknown key (known keys here: admin, admin_group, admin_owner, admin_token, allowed_roots, docroot, drain_timeout,",
+			"lisen (line 3): unknown key (known keys here: admin, admin_group, admin_owner, admin_token, allowed_roots, docroot, drain_timeout, guard, health, keep_for,",
 		}},
 		{"testdata/bad-unknown-nested.yaml", []string{
 			"php_fpm.start_timout (line 3): unknown key (known keys here: binary, ini, pool, start_timeout, stop_timeout, wedge_check_interval, wedge_misses)",
@@ -254,6 +263,18 @@ func TestLoadBad(t *testing.T) {
 			`guard.window (line 2): cannot parse "soon" as a duration`,
 			"guard.max_error_ratio (line 3): want a number, got a single value",
 			"guard.min_requests (line 4): want an integer, got a list",
+		}},
+		{"testdata/bad-health.yaml", []string{
+			`health[0].path (line 2): health check path "health" must start with '/'`,
+			"health[1].status (line 4): is 0: want an HTTP status from 100 to 599",
+			"health[1].timeout (line 5): must be positive, like 5s (got 0s)",
+			"health[2].status (line 7): is 700: want an HTTP status from 100 to 599",
+			"health[3].path (line 9): required: the request path to check",
+			"health[4].stauts (line 11): unknown key (known keys here: body, path, status, timeout)",
+			"health[5].status (line 13): want an integer, got a single value",
+			"health[5].status (line 13): is 0", // the value yaml.v3 could not decode left it 0
+			"health[6] (line 14): want a check like {path: /health, status: 200}, got a single value",
+			`warmup_failures (line 15): "maybe": want fail`,
 		}},
 		{"testdata/bad-syntax.yaml", []string{
 			"yaml: line 2: mapping values are not allowed",

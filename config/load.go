@@ -79,6 +79,7 @@ func (c *Config) decodeFile(data []byte) error {
 		}
 	}
 	c.applyNulls(&root)
+	c.healthDefaults()
 	if err := c.Validate(); err != nil {
 		probs = append(probs, unjoin(err)...)
 	}
@@ -260,6 +261,7 @@ func (idx *lineIndex) problem(msg string) error {
 	if f := reNotFound.FindStringSubmatch(rest); f != nil {
 		if path, ok := idx.keyOn(line, f[1]); ok {
 			parent := strings.TrimSuffix(strings.TrimSuffix(path, f[1]), ".")
+			parent = reIndex.ReplaceAllString(parent, "[]")
 			why := "unknown key"
 			if known := knownKeys(parent); known != "" {
 				why += " (known keys here: " + known + ")"
@@ -283,6 +285,9 @@ func (idx *lineIndex) problem(msg string) error {
 	if path, ok := idx.valueOn(line, target); ok {
 		if u != nil {
 			want, ok := humanTargets[u[2]]
+			if !ok {
+				want, ok = healthTargets[u[2]]
+			}
 			if !ok {
 				want = u[2]
 			}
@@ -342,7 +347,7 @@ func goTypeAt(path string) string {
 		return "config.PHPFPM"
 	case path == "php_fpm.ini" || path == "php_fpm.pool":
 		return "map[string]string"
-	case path == "allowed_roots":
+	case path == "allowed_roots" || path == "warmup":
 		return "[]string"
 	case path == "guard":
 		return "config.guardFields"
@@ -350,6 +355,12 @@ func goTypeAt(path string) string {
 		return "float64"
 	case path == "guard.min_requests" || path == "guard.max_fatal":
 		return "int"
+	case path == "health":
+		return "[]config.HealthCheck"
+	case reIndex.ReplaceAllString(path, "[]") == "health[]":
+		return "config.HealthCheck"
+	case reHealthField.MatchString(path):
+		return map[string]string{"status": "int", "timeout": "config.Duration"}[reHealthField.FindStringSubmatch(path)[1]]
 	case path == "drain_timeout" || path == "php_fpm.start_timeout" || path == "php_fpm.stop_timeout",
 		path == "php_fpm.wedge_check_interval", path == "guard.window":
 		return "config.Duration"
@@ -367,6 +378,8 @@ func knownKeys(section string) string {
 		t = reflect.TypeFor[PHPFPM]()
 	case "guard":
 		t = reflect.TypeFor[Guard]()
+	case "health[]":
+		t = reflect.TypeFor[HealthCheck]()
 	default:
 		return ""
 	}

@@ -121,6 +121,7 @@ func (c *Config) Validate() error {
 			v.add(fmt.Sprintf("warmup[%d]", i), "%v", err)
 		}
 	}
+	c.validateHealth(v)
 	if c.KeepPrevious < 0 || c.KeepPrevious > maxKeepPrevious {
 		v.add("keep_previous", "is %d: want 0 to %d", c.KeepPrevious, maxKeepPrevious)
 	}
@@ -203,16 +204,20 @@ const maxWedgeMisses = 100
 // CheckWarmupPath checks one warm-up request path: the config's and a
 // deploy's alike. It must start with '/', be at most 2048 bytes and hold
 // no control characters or spaces (it becomes REQUEST_URI).
-func CheckWarmupPath(p string) error {
+func CheckWarmupPath(p string) error { return checkRequestPath("warm-up", p) }
+
+// checkRequestPath checks a path fpmux sends to a pool itself (a warm-up
+// path, a health check's), what naming it in the message.
+func checkRequestPath(what, p string) error {
 	switch {
 	case !strings.HasPrefix(p, "/"):
-		return fmt.Errorf("warm-up path %q must start with '/'", p)
+		return fmt.Errorf("%s path %q must start with '/'", what, p)
 	case len(p) > 2048:
-		return fmt.Errorf("warm-up path is %d bytes long: at most 2048", len(p))
+		return fmt.Errorf("%s path is %d bytes long: at most 2048", what, len(p))
 	}
 	for _, r := range p {
 		if r <= ' ' || r == 0x7f {
-			return fmt.Errorf("warm-up path %q holds a space or control character: encode it (%%20)", p)
+			return fmt.Errorf("%s path %q holds a space or control character: encode it (%%20)", what, p)
 		}
 	}
 	return nil
