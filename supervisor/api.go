@@ -229,6 +229,10 @@ type deployBody struct {
 	// for this deploy; absent or null takes the config's guard key.
 	// (fpmux extension.)
 	Guard *bool `json:"guard"`
+	// Health is the deploy's own list of health checks, each {"path",
+	// "status", "body", "timeout"} as in the config's health key; absent
+	// or null takes the config's list, [] runs none. (fpmux extension.)
+	Health []healthBody `json:"health"`
 }
 
 func (s *Supervisor) handleDeploy(w http.ResponseWriter, r *http.Request) {
@@ -259,6 +263,11 @@ func (s *Supervisor) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	checks, err := healthList(body.Health)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	ctx := r.Context()
 	if body.Timeout != "" {
 		d, err := time.ParseDuration(body.Timeout)
@@ -271,7 +280,7 @@ func (s *Supervisor) handleDeploy(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	activate := body.Activate == nil || *body.Activate
-	rel, err := s.Deploy(ctx, DeployRequest{ID: body.ID, Root: body.Root, Activate: activate, Warmup: body.Warmup, Guard: body.Guard})
+	rel, err := s.Deploy(ctx, DeployRequest{ID: body.ID, Root: body.Root, Activate: activate, Warmup: body.Warmup, Guard: body.Guard, Health: checks})
 	if err != nil {
 		writeError(w, err)
 		return

@@ -29,6 +29,7 @@ type metrics struct {
 	unrouted     prometheus.Counter
 	// warmupFailures and symlinkErrors: see warmApp and pointSymlinkLocked.
 	warmupFailures prometheus.Counter
+	healthFailures prometheus.Counter // see checkHealth
 	symlinkErrors  prometheus.Counter
 	guardRollbacks prometheus.Counter // see guard.go
 
@@ -75,14 +76,17 @@ func newMetrics(s *Supervisor) *metrics {
 			Name: "fpmux_php_errors_total", Help: "Errors PHP logged through php-fpm, by release and level (fatal, warning, notice, deprecated); not those PHP logs elsewhere (its error_log setting).",
 		}, []string{"release", "level"}),
 		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fpmux_deploys_total", Help: "Deploys by outcome: ok, refused (bad id or root), failed (pool did not start or pass its health check, or its activation could not be recorded in state_dir).",
+			Name: "fpmux_deploys_total", Help: "Deploys by outcome: ok, refused (bad id or root), failed (pool did not start, release failed a health check, its workers' access check or its warm-up, or its activation could not be recorded in state_dir).",
 		}, []string{"outcome"}),
 		preview: newPreviewCounter(),
 		unrouted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fpmux_requests_unrouted_total", Help: "Requests answered 503 by fpmux itself because no release was active.",
 		}),
 		warmupFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "fpmux_warmup_failures_total", Help: "App warm-up requests that got no answer or a 5xx (the release still became ready).",
+			Name: "fpmux_warmup_failures_total", Help: "App warm-up requests that got no answer, a 404 or a 5xx (under warmup_failures: fail, each fails its deploy).",
+		}),
+		healthFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fpmux_health_check_failures_total", Help: "Health checks a new release failed before it was ready (each fails its deploy).",
 		}),
 		symlinkErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fpmux_symlink_errors_total", Help: "Activations after which the symlink could not be pointed at the active release.",
@@ -105,7 +109,7 @@ func newMetrics(s *Supervisor) *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.wedged, m.phpErrors, m.deploys, m.preview, m.unrouted, m.warmupFailures, m.symlinkErrors, m.guardRollbacks, m} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.drainSeconds, m.drainsForced, m.restarts, m.wedged, m.phpErrors, m.deploys, m.preview, m.unrouted, m.warmupFailures, m.healthFailures, m.symlinkErrors, m.guardRollbacks, m} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -41,6 +41,9 @@ type Release struct {
 	// Guard is the release's guard after its switch, when one ran or
 	// runs: its bounds, its figures so far and how it ended.
 	Guard *GuardInfo `json:"guard,omitempty"`
+	// Health is what the health checks found, when they ran: every check
+	// of a ready release, up to the one that failed of a failed one.
+	Health []HealthResult `json:"health,omitempty"`
 }
 
 // HeldRequest is a request in flight on a draining release.
@@ -89,6 +92,7 @@ func (r *release) snapshot() Release {
 		ReadyMS:     r.readyIn.Milliseconds(),
 		Error:       r.err,
 		Warmup:      r.warmup,
+		Health:      r.health,
 	}
 	r.addGuardLocked(&snap)
 	if r.pool != nil && r.state.live() {

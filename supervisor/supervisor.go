@@ -140,6 +140,7 @@ type release struct {
 	keep        keepState     // kept after it drained: see keep.go
 	warmup      []WarmupResult
 	g           guardPart // see guard.go
+	health      []HealthResult
 
 	// metrics counts the release's requests; set at creation.
 	metrics *releaseMetrics
@@ -253,6 +254,10 @@ type DeployRequest struct {
 	// Guard turns the guard after the switch on or off for this deploy;
 	// nil takes the config's guard key (see guard.go).
 	Guard *bool
+	// Health lists the checks the release must pass (see checkHealth),
+	// with their defaults applied; nil takes the config's health key, an
+	// empty list runs none.
+	Health []config.HealthCheck
 }
 
 // Deploy registers a release, starts its pool, waits until it is healthy
@@ -300,15 +305,43 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 	s.log.Info("release starting", "release", r.id, "root", root)
 	hook(s.hooks.deployStarting, r.id)
 
-	p, err := s.startPool(ctx, r.id, root, r.metrics)
+	if req.Warmup == nil {
+		req.Warmup = s.conf().Warmup
+	}
+	if req.Health == nil {
+		req.Health = s.conf().Health
+	}
+	// A restored release passed its checks when it was deployed, and
+	// refusing it now would leave no release serving: it is not checked
+	// again, and its warm-up failures are only logged.
+	failWarmup := s.conf().WarmupFailures != config.WarmupFailuresWarn && !restoring
+	if !restoring {
+		err = s.checkAccess(r, req.Health, req.Warmup)
+	}
+	var p *pool.Pool
+	if err == nil {
+		p, err = s.startPool(ctx, r.id, root, r.metrics)
+	}
 	var backend *fcgimux.Backend
 	var warmed []WarmupResult
+	var checked []HealthResult
 	if err == nil {
 		s.step(r, "healthy", r.createdAt)
-		if req.Warmup == nil {
-			req.Warmup = s.conf().Warmup
+		if !restoring {
+			checked, err = s.checkHealth(ctx, r, p.Socket(), req.Health)
 		}
-		warmed = s.warmApp(ctx, r, p.Socket(), p.StartChildren(), req.Warmup)
+		if err == nil {
+			warmed = s.warmApp(ctx, r, p.Socket(), p.StartChildren(), req.Warmup, failWarmup)
+			if failWarmup {
+				err = warmupError(warmed)
+			}
+		}
+		if err != nil {
+			s.stopRefused(r, p)
+			p = nil
+		}
+	}
+	if err == nil {
 		// At most max_children connections; when idle, one child stays
 		// free of kept connections for the status page.
 		backend = fcgimux.NewBackend("unix", p.Socket(), p.MaxChildren(), p.MaxChildren()-1)
@@ -321,6 +354,7 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	r.health, r.warmup = checked, warmed
 	if err == nil && s.stopping {
 		// Close has already collected the pools to stop; this one is ours.
 		s.mu.Unlock()
@@ -333,11 +367,14 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 		close(r.gone)
 		s.m.deploys.WithLabelValues("failed").Inc()
 		s.log.Error("release failed", "release", r.id, "err", err)
+		var e *Error
+		if errors.As(err, &e) {
+			return r.snapshot(), errorf(e.Status, "release %s: %v", r.id, err)
+		}
 		return r.snapshot(), errorf(502, "release %s: %v", r.id, err)
 	}
 	r.pool = p
 	r.backend = backend
-	r.warmup = warmed
 	r.readyIn = time.Since(r.createdAt)
 	s.step(r, "ready", r.createdAt)
 	if !req.Activate {

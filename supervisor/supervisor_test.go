@@ -22,6 +22,14 @@ import (
 func newTestSupervisor(t *testing.T) (*Supervisor, string) {
 	t.Helper()
 	dir := t.TempDir()
+	// The pool's workers (www-data when the tests run as root) must reach
+	// the release roots under it, or a deploy is refused before its pool
+	// starts (checkAccess).
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg := config.Default()
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.AllowedRoots = []string{filepath.Join(dir, "releases")}

@@ -43,10 +43,13 @@ type WarmupResult struct {
 	Status int   `json:"status"`
 	MS     int64 `json:"ms"`
 	// Requests is how many times the path was sent (once per worker the
-	// pool started with); Failed, how many got no answer or a 5xx.
-	Requests int    `json:"requests"`
-	Failed   int    `json:"failed"`
-	Error    string `json:"error,omitempty"` // the first failure
+	// pool started with); Failed, how many got no answer, a 404 or a 5xx.
+	Requests int `json:"requests"`
+	Failed   int `json:"failed"`
+	// Error is the first failure: what PHP answered (status, the first
+	// line of the body, the PHP errors of that request), or why there was
+	// no answer.
+	Error string `json:"error,omitempty"`
 }
 
 // checkWarmupList checks a deploy's own warm-up list as the config's
@@ -144,9 +147,12 @@ func phpSegmentEnd(p string) int {
 // connections open on the workers it reached, and a kept connection pins
 // its worker, so the warm-up's own connections would queue behind them.
 //
-// A path that gets no answer or a 5xx is logged and counted; the release
-// still becomes ready.
-func (s *Supervisor) warmApp(ctx context.Context, r *release, sock string, started int, paths []string) []WarmupResult {
+// A path that gets no answer, a 404 or a 5xx is logged and counted, its
+// result quoting what PHP answered. With failFast (warmup_failures: fail,
+// where such a path fails the deploy) a failure in the first round ends
+// the warm-up there: the release is refused, and warming it further would
+// only delay that.
+func (s *Supervisor) warmApp(ctx context.Context, r *release, sock string, started int, paths []string, failFast bool) []WarmupResult {
 	if len(paths) == 0 {
 		return nil
 	}
@@ -161,34 +167,54 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, sock string, start
 		params[i] = warmupParams(pth, r.root, r.id)
 	}
 	var mu sync.Mutex // guards results during the spread
-	count := func(i int, status int, err error) {
+	count := func(i int, ans answer, err error) {
 		results[i].Requests++
-		if err == nil && status < 500 {
+		if err == nil && !warmupFailed(ans.status) {
 			return
 		}
 		results[i].Failed++
 		if results[i].Error == "" {
 			if err == nil {
-				err = fmt.Errorf("answered %d", status)
+				results[i].Error = ans.quote("")
+			} else {
+				results[i].Error = err.Error()
 			}
-			results[i].Error = err.Error()
 		}
+	}
+	report := func() []WarmupResult {
+		requests, failed := 0, 0
+		for _, res := range results {
+			requests += res.Requests
+			failed += res.Failed
+			if res.Failed > 0 {
+				s.log.Warn("warm-up request failed", "release", r.id, "path", res.Path, "status", res.Status,
+					"failed", res.Failed, "of", res.Requests, "err", res.Error)
+			}
+		}
+		s.m.warmupFailures.Add(float64(failed))
+		s.step(r, "warmed_app", start, "paths", len(paths), "workers", workers, "requests", requests, "failed", failed)
+		return results
 	}
 
 	first, err := dialWarm(ctx, sock)
 	if err != nil {
 		s.log.Warn("warm-up of the app failed; the release serves cold", "release", r.id, "err", err)
 		for i := range results {
-			count(i, 0, err)
+			count(i, answer{}, err)
 		}
 		return results
 	}
 	defer first.close()
+	firstFailed := false
 	for i := range paths {
 		t := time.Now()
-		status, err := first.get(params[i])
-		results[i].Status, results[i].MS = status, time.Since(t).Milliseconds()
-		count(i, status, err)
+		ans, err := first.get(params[i], maxQuotedBody)
+		results[i].Status, results[i].MS = ans.status, time.Since(t).Milliseconds()
+		count(i, ans, err)
+		firstFailed = firstFailed || results[i].Failed > 0
+	}
+	if failFast && firstFailed {
+		return report()
 	}
 
 	// Every connection stays open until all are done: one closed early
@@ -210,30 +236,33 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, sock string, start
 			c, err := dialWarm(ctx, sock)
 			conns[k] = c
 			for i := range paths {
-				status := 0
+				var ans answer
 				if err == nil {
-					status, err = c.get(params[i])
+					ans, err = c.get(params[i], maxQuotedBody)
 				}
 				mu.Lock()
-				count(i, status, err)
+				count(i, ans, err)
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
+	return report()
+}
 
-	requests, failed := 0, 0
+// warmupFailed tells whether a warm-up answer's status fails its path: a
+// 404 (the script is missing, or the workers cannot read it) or a 5xx.
+func warmupFailed(status int) bool { return status == 404 || status >= 500 }
+
+// warmupError is the error of a deploy that warmup_failures: fail refuses:
+// the first path that failed and what PHP answered it, or nil.
+func warmupError(results []WarmupResult) error {
 	for _, res := range results {
-		requests += res.Requests
-		failed += res.Failed
 		if res.Failed > 0 {
-			s.log.Warn("warm-up request failed", "release", r.id, "path", res.Path, "status", res.Status,
-				"failed", res.Failed, "of", res.Requests, "err", res.Error)
+			return fmt.Errorf("warm-up %s failed (%d of %d requests): %s", res.Path, res.Failed, res.Requests, res.Error)
 		}
 	}
-	s.m.warmupFailures.Add(float64(failed))
-	s.step(r, "warmed_app", start, "paths", len(paths), "workers", workers, "requests", requests, "failed", failed)
-	return results
+	return nil
 }
 
 // warmConn is one gofast client on a connection of its own to a pool. gofast
@@ -251,7 +280,7 @@ func dialWarm(ctx context.Context, sock string) (*warmConn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", sock)
 	if err != nil {
-		return nil, fmt.Errorf("warm-up: %w", err)
+		return nil, fmt.Errorf("connect to the pool: %w", err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
@@ -261,7 +290,7 @@ func dialWarm(ctx context.Context, sock string) (*warmConn, error) {
 	if err != nil {
 		stop()
 		nc.Close()
-		return nil, fmt.Errorf("warm-up: %w", err)
+		return nil, fmt.Errorf("connect to the pool: %w", err)
 	}
 	return &warmConn{c: c, stop: stop}, nil
 }
@@ -271,50 +300,80 @@ func (w *warmConn) close() {
 	w.c.Close()
 }
 
-// get sends one GET made of params and returns the HTTP status php-fpm
-// answered; the body is read and thrown away.
-func (w *warmConn) get(params map[string]string) (int, error) {
+// answer is what a pool answered one request: its HTTP status, the start
+// of its body, and what php-fpm sent on the request's FCGI_STDERR stream,
+// where PHP's errors for that request go ("PHP message: PHP Parse error:
+// ...").
+type answer struct {
+	status int
+	body   []byte
+	stderr string
+}
+
+// maxStderr bounds the stderr kept of one answer, so a chatty app cannot
+// grow a check's memory.
+const maxStderr = 4096
+
+// get sends one GET made of params and returns what php-fpm answered, with
+// at most bodyLimit bytes of its body (the rest is read and thrown away).
+func (w *warmConn) get(params map[string]string, bodyLimit int) (answer, error) {
 	req := gofast.NewRequest(nil)
 	req.Params = params
 	resp, err := w.c.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("warm-up %s: %w", params["REQUEST_URI"], err)
+		return answer{}, fmt.Errorf("%s: %w", params["REQUEST_URI"], err)
 	}
-	var rw statusOnly
+	var rw capture
+	rw.body.n = bodyLimit
 	var stderr bytes.Buffer
-	werr := resp.WriteTo(&rw, &limitedWriter{w: &stderr, n: 512})
+	werr := resp.WriteTo(&rw, &limitedWriter{w: &stderr, n: maxStderr})
+	ans := answer{status: rw.code, body: rw.body.buf.Bytes(), stderr: stderr.String()}
 	switch {
 	case werr != nil:
-		return 0, fmt.Errorf("warm-up %s: %w", params["REQUEST_URI"], werr)
+		return answer{}, fmt.Errorf("%s: %w", params["REQUEST_URI"], werr)
 	case rw.code == 0:
 		// gofast reports a broken connection only on its stderr stream.
-		return 0, fmt.Errorf("warm-up %s: no answer (%s)", params["REQUEST_URI"], strings.TrimSpace(stderr.String()))
+		return answer{}, fmt.Errorf("%s: no answer (%s)", params["REQUEST_URI"], strings.TrimSpace(ans.stderr))
 	}
-	return rw.code, nil
+	return ans, nil
 }
 
-// statusOnly is the http.ResponseWriter gofast writes a warm-up answer
-// into: it keeps the status and discards the body.
-type statusOnly struct {
+// capture is the http.ResponseWriter gofast writes an answer into: it
+// keeps the status and the start of the body.
+type capture struct {
 	code   int
 	header http.Header
+	body   limitedBuffer
 }
 
-func (w *statusOnly) Header() http.Header {
+func (w *capture) Header() http.Header {
 	if w.header == nil {
 		w.header = http.Header{}
 	}
 	return w.header
 }
 
-func (w *statusOnly) WriteHeader(code int) {
+func (w *capture) WriteHeader(code int) {
 	if w.code == 0 {
 		w.code = code
 	}
 }
 
-func (w *statusOnly) Write(b []byte) (int, error) {
+func (w *capture) Write(b []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
+	return w.body.Write(b)
+}
+
+// limitedBuffer keeps the first n bytes written to it.
+type limitedBuffer struct {
+	buf bytes.Buffer
+	n   int
+}
+
+func (l *limitedBuffer) Write(b []byte) (int, error) {
+	if room := l.n - l.buf.Len(); room > 0 {
+		l.buf.Write(b[:min(room, len(b))])
+	}
 	return len(b), nil
 }
 

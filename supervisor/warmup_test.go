@@ -163,7 +163,7 @@ func TestWarmApp(t *testing.T) {
 	r := &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}
 	paths := []string{"/", "/ok.php?x=1", "/fail.php", "/missing.php"}
 	const workers = 3
-	got := s.warmApp(context.Background(), r, sock, workers, paths)
+	got := s.warmApp(context.Background(), r, sock, workers, paths, false)
 
 	if len(got) != len(paths) {
 		t.Fatalf("%d results for %d paths: %+v", len(got), len(paths), got)
@@ -179,9 +179,10 @@ func TestWarmApp(t *testing.T) {
 	if got[2].Status != 500 || got[2].Failed != workers || got[2].Error == "" {
 		t.Errorf("/fail.php: %+v, want 500, %d failed, an error", got[2], workers)
 	}
-	// A 404 is the app's answer, not a failure of the warm-up.
-	if got[3].Status != 404 || got[3].Failed != 0 {
-		t.Errorf("/missing.php: %+v, want no failure", got[3])
+	// A 404 fails a warm-up path too: the script is missing, or the
+	// workers cannot read it.
+	if got[3].Status != 404 || got[3].Failed != workers || !strings.HasPrefix(got[3].Error, `answered 404 with body "body"`) {
+		t.Errorf("/missing.php: %+v, want 404, %d failed, the answer quoted", got[3], workers)
 	}
 	mu.Lock()
 	if hits["/ -> /srv/r1/index.php"] != workers || hits["/ok.php?x=1 -> /srv/r1/ok.php"] != workers {
@@ -201,8 +202,8 @@ func TestWarmApp(t *testing.T) {
 	if err := s.m.warmupFailures.Write(&m); err != nil {
 		t.Fatal(err)
 	}
-	if v := m.GetCounter().GetValue(); v != workers {
-		t.Errorf("fpmux_warmup_failures_total = %v, want %d", v, workers)
+	if v := m.GetCounter().GetValue(); v != 2*workers {
+		t.Errorf("fpmux_warmup_failures_total = %v, want %d", v, 2*workers)
 	}
 }
 
@@ -215,7 +216,7 @@ func TestWarmAppGivesUpWithItsContext(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	got := s.warmApp(ctx, &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}, sock, 2, []string{"/", "/b.php"})
+	got := s.warmApp(ctx, &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}, sock, 2, []string{"/", "/b.php"}, false)
 	for _, res := range got {
 		if res.Failed != res.Requests || res.Requests != 2 || res.Status != 0 || res.Error == "" {
 			t.Errorf("%+v: want every request failed with no status", res)
@@ -225,11 +226,11 @@ func TestWarmAppGivesUpWithItsContext(t *testing.T) {
 
 func TestWarmAppNoPoolSocket(t *testing.T) {
 	s, dir := newTestSupervisor(t)
-	got := s.warmApp(context.Background(), &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}, filepath.Join(dir, "none.sock"), 4, []string{"/"})
+	got := s.warmApp(context.Background(), &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}, filepath.Join(dir, "none.sock"), 4, []string{"/"}, false)
 	if len(got) != 1 || got[0].Failed != 1 || got[0].Error == "" {
 		t.Fatalf("%+v: want one failed path with its error", got)
 	}
-	if got := s.warmApp(context.Background(), &release{id: "r1", createdAt: time.Now()}, filepath.Join(dir, "none.sock"), 4, nil); got != nil {
+	if got := s.warmApp(context.Background(), &release{id: "r1", createdAt: time.Now()}, filepath.Join(dir, "none.sock"), 4, nil, false); got != nil {
 		t.Fatalf("no paths: %+v, want nil", got)
 	}
 }
