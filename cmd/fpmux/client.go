@@ -63,7 +63,8 @@ type clientRelease struct {
 		Requests int    `json:"requests"`
 		Failed   int    `json:"failed"`
 	} `json:"warmup,omitempty"`
-	Guard *clientGuard `json:"guard,omitempty"` // see client_guard.go
+	Guard  *clientGuard         `json:"guard,omitempty"` // see client_guard.go
+	Health []clientHealthResult `json:"health,omitempty"`
 }
 
 // clientRollbackInfo is how a release can be rolled back to; see
@@ -372,7 +373,7 @@ func clientDecodeRelease(data []byte) (clientRelease, bool) {
 }
 
 func clientDeploy(args []string, stdout, stderr io.Writer) error {
-	fs, target := clientFlags("deploy", "[-admin ADDR] [-token TOKEN] -id ID -root DIR [-no-activate] [-timeout DUR] [-warmup PATH]... [-no-warmup] [-guard|-no-guard] [-wait-guard]", stderr)
+	fs, target := clientFlags("deploy", "[-admin ADDR] [-token TOKEN] -id ID -root DIR [-no-activate] [-timeout DUR] [-warmup PATH]... [-no-warmup] [-health PATH]... [-no-health] [-guard|-no-guard] [-wait-guard]", stderr)
 	id := fs.String("id", "", "release id (required)")
 	root := fs.String("root", "", "release root directory, under one of allowed_roots (required)")
 	noActivate := fs.Bool("no-activate", false, "start and health-check the pool but leave traffic where it is")
@@ -382,6 +383,7 @@ func clientDeploy(args []string, stdout, stderr io.Writer) error {
 		"replaces the config's warmup list")
 	noWarmup := fs.Bool("no-warmup", false, "warm up no path, whatever the config's warmup list says")
 	guard := addClientGuardFlags(fs)
+	health := addHealthFlags(fs)
 	pos, err := clientParse(fs, args)
 	if err != nil {
 		return err
@@ -406,6 +408,9 @@ func clientDeploy(args []string, stdout, stderr io.Writer) error {
 			return clientUsage(fs, "-warmup: %v", err)
 		}
 	}
+	if err := health.check(); err != nil {
+		return clientUsage(fs, "%v", err)
+	}
 	// Absent, the server takes the config's list; [] asks for none.
 	var warmupField any
 	switch {
@@ -429,7 +434,8 @@ func clientDeploy(args []string, stdout, stderr io.Writer) error {
 		Timeout  string `json:"timeout"`
 		Warmup   any    `json:"warmup,omitempty"`
 		Guard    *bool  `json:"guard,omitempty"`
-	}{*id, absRoot, !*noActivate, clientFormatTimeout(*timeout), warmupField, guard.field()}
+		Health   any    `json:"health,omitempty"`
+	}{*id, absRoot, !*noActivate, clientFormatTimeout(*timeout), warmupField, guard.field(), health.field()}
 	data, err := c.do(http.MethodPost, "/v1/releases", body)
 	if err != nil {
 		return err
@@ -445,6 +451,7 @@ func clientDeploy(args []string, stdout, stderr io.Writer) error {
 	if r.ReadyMS != nil {
 		detail += fmt.Sprintf(", ready in %dms", *r.ReadyMS)
 	}
+	detail += clientHealthSummary(r)
 	if len(r.Warmup) > 0 {
 		detail += clientWarmupSummary(r)
 	}

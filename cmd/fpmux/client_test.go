@@ -132,7 +132,7 @@ func TestClientCommands(t *testing.T) {
 			status: 201, body: clientTestRelease,
 			wantReq:    &clientTestRequest{Method: "POST", Path: "/v1/releases"},
 			wantJSON:   map[string]any{"id": "r2", "root": "/var/www/app/releases/r2", "activate": true, "timeout": "60s"},
-			wantStdout: "release r2 active (root /var/www/app/releases/r2, ready in 143ms)\n",
+			wantStdout: "release r2 active (root /var/www/app/releases/r2, ready in 143ms; only php-fpm's ping was checked: no health check or warm-up path ran PHP)\n",
 		},
 		{
 			name: "deploy no-activate with double-dash flags and timeout",
@@ -140,7 +140,7 @@ func TestClientCommands(t *testing.T) {
 			status: 201, body: `{"id":"r3","root":"/srv/r3","state":"ready","ready_ms":80}`,
 			wantReq:    &clientTestRequest{Method: "POST", Path: "/v1/releases"},
 			wantJSON:   map[string]any{"id": "r3", "root": "/srv/r3", "activate": false, "timeout": "120s"},
-			wantStdout: "release r3 ready (root /srv/r3, ready in 80ms)\n",
+			wantStdout: "release r3 ready (root /srv/r3, ready in 80ms; only php-fpm's ping was checked: no health check or warm-up path ran PHP)\n",
 		},
 		{
 			name: "deploy makes a relative root absolute",
@@ -148,7 +148,36 @@ func TestClientCommands(t *testing.T) {
 			status: 201, body: `{"id":"r4","root":"/x","state":"active"}`,
 			wantReq:    &clientTestRequest{Method: "POST", Path: "/v1/releases"},
 			wantJSON:   map[string]any{"id": "r4", "root": filepath.Join(cwd, "releases/r4"), "activate": true, "timeout": "1.5s"},
-			wantStdout: "release r4 active (root /x)\n",
+			wantStdout: "release r4 active (root /x; only php-fpm's ping was checked: no health check or warm-up path ran PHP)\n",
+		},
+		{
+			name: "deploy with its own health checks",
+			cmd:  "deploy", args: []string{"-admin", "ADMIN", "-id", "r6", "-root", "/srv/r6", "-health", "/health", "-health", "/index.php?db=1"},
+			status: 201, body: `{"id":"r6","root":"/srv/r6","state":"active","ready_ms":90,` +
+				`"health":[{"path":"/health","status":200,"ms":12,"ok":true},{"path":"/index.php?db=1","status":200,"ms":30,"ok":true}]}`,
+			wantReq: &clientTestRequest{Method: "POST", Path: "/v1/releases"},
+			wantJSON: map[string]any{"id": "r6", "root": "/srv/r6", "activate": true, "timeout": "60s",
+				"health": []any{map[string]any{"path": "/health"}, map[string]any{"path": "/index.php?db=1"}}},
+			wantStdout: "release r6 active (root /srv/r6, ready in 90ms, passed 2 health checks in 42ms)\n",
+		},
+		{
+			name: "deploy with no health check",
+			cmd:  "deploy", args: []string{"-admin", "ADMIN", "-id", "r6", "-root", "/srv/r6", "-no-health", "-warmup", "/"},
+			status: 201, body: `{"id":"r6","root":"/srv/r6","state":"active","warmup":[{"path":"/","status":200,"requests":4}]}`,
+			wantReq: &clientTestRequest{Method: "POST", Path: "/v1/releases"},
+			wantJSON: map[string]any{"id": "r6", "root": "/srv/r6", "activate": true, "timeout": "60s",
+				"health": []any{}, "warmup": []any{"/"}},
+			wantStdout: "release r6 active (root /srv/r6, warmed 1 paths in 4 requests)\n",
+		},
+		{
+			name: "deploy -health takes a path",
+			cmd:  "deploy", args: []string{"-admin", "ADMIN", "-id", "r6", "-root", "/srv/r6", "-health", "health"},
+			wantCode: 2,
+		},
+		{
+			name: "deploy -health and -no-health",
+			cmd:  "deploy", args: []string{"-admin", "ADMIN", "-id", "r6", "-root", "/srv/r6", "-health", "/h", "-no-health"},
+			wantCode: 2,
 		},
 		{
 			name: "deploy failure folds php-fpm's words onto one line",

@@ -77,24 +77,25 @@ func TestWarmupReachesThePoolBeforeActivation(t *testing.T) {
 	}
 }
 
-// TestWarmupFailureDoesNotFailTheDeploy names a path php-fpm answers 404
-// (the app's answer, not a failure) and one that answers 500: the deploy
-// succeeds, active, and says which path failed.
+// TestWarmupFailureDoesNotFailTheDeploy names, under warmup_failures:
+// warn, a path php-fpm answers 404 and one that answers 500: the deploy
+// succeeds, active, and says which paths failed (under the default, fail,
+// the same deploy is refused: TestChecksRefuseBadReleasesUnderLoad).
 func TestWarmupFailureDoesNotFailTheDeploy(t *testing.T) {
-	s := newStack(t, stackOptions{})
+	s := newStack(t, stackOptions{yaml: "warmup_failures: warn\n"})
 	root := s.newRelease("r1")
 	code, out, errs := s.cli("deploy", "-id", "r1", "-root", root, "-warmup", "/nope.php", "-warmup", "/warmup.php?fail=1")
 	if code != 0 {
 		t.Fatalf("deploy: exit %d: %s%s", code, out, errs)
 	}
-	if !strings.Contains(out, "warmed 2 paths in 8 requests, 4 failed: /warmup.php?fail=1 500") {
-		t.Errorf("deploy said %q, want the failed path with its status", out)
+	if !strings.Contains(out, "warmed 2 paths in 8 requests, 8 failed: /nope.php 404, /warmup.php?fail=1 500") {
+		t.Errorf("deploy said %q, want the failed paths with their status", out)
 	}
 	if st := s.releasesByID()["r1"].State; st != "active" {
 		t.Errorf("r1 is %s, want active", st)
 	}
-	if v := s.metric("fpmux_warmup_failures_total"); v != 4 {
-		t.Errorf("fpmux_warmup_failures_total = %v, want 4", v)
+	if v := s.metric("fpmux_warmup_failures_total"); v != 8 {
+		t.Errorf("fpmux_warmup_failures_total = %v, want 8", v)
 	}
 	if code, out, errs := s.cli("deploy", "-id", "bad", "-root", root, "-warmup", "index.php"); code != 2 || !strings.Contains(errs, "must start with '/'") {
 		t.Errorf("deploy -warmup index.php: exit %d: %s%s; want a usage error", code, out, errs)
