@@ -81,26 +81,22 @@ func WorkerOf(directives map[string]string) (Worker, error) {
 	return w, nil
 }
 
-// lookupUser finds a user by name, or by uid as php-fpm takes a numeric
-// user directive.
-func lookupUser(name string) (*user.User, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		if _, nerr := strconv.Atoi(name); nerr == nil {
-			return user.LookupId(name)
-		}
-	}
-	return u, err
-}
+// lookupUser and lookupGroup find an account by name, or by its numeric
+// id as php-fpm takes a numeric user or group directive.
+func lookupUser(name string) (*user.User, error) { return byNameOrID(name, user.Lookup, user.LookupId) }
 
 func lookupGroup(name string) (*user.Group, error) {
-	g, err := user.LookupGroup(name)
+	return byNameOrID(name, user.LookupGroup, user.LookupGroupId)
+}
+
+func byNameOrID[T any](name string, byName, byID func(string) (T, error)) (T, error) {
+	v, err := byName(name)
 	if err != nil {
 		if _, nerr := strconv.Atoi(name); nerr == nil {
-			return user.LookupGroupId(name)
+			return byID(name)
 		}
 	}
-	return g, err
+	return v, err
 }
 
 func appendNew(s []int, vs ...int) []int {
