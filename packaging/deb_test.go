@@ -116,7 +116,11 @@ func TestDebianPackage(t *testing.T) {
 		t.Fatalf("build-deb.sh printed %q, want %s/fpmux_0.0~git<date>.<commit>-1_%s.deb", built, out, arch)
 	}
 	version := m[1]
-	commit := strings.TrimSpace(mustRun(t, nil, "git", "rev-parse", "HEAD"))
+	src, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := strings.TrimSpace(mustRun(t, nil, "git", "-c", "safe.directory="+src, "-C", src, "rev-parse", "HEAD"))
 	if !strings.Contains(version, "."+commit[:12]) {
 		t.Errorf("version %s does not name HEAD %s", version, commit)
 	}

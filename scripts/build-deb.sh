@@ -37,6 +37,10 @@ while getopts 'o:v:a:' opt; do
     esac
 done
 
+# A checkout owned by another user than the one building (CI building as
+# root) is still this tree: git would refuse it as "dubious ownership".
+git() { command git -c safe.directory="$PWD" "$@"; }
+
 commit=$(git rev-parse HEAD)
 # The commit's date, not the clock's: two builds of one commit are alike.
 epoch=$(git log -1 --format=%ct)
