@@ -132,8 +132,9 @@ func (e *AccessError) Error() string {
 // directory from / down to it must grant w search (x) and path itself, a
 // file, read (r), or, a directory, search. Symlinks are followed first, so
 // the directories judged are those the kernel walks. It judges by mode
-// bits (owner, then group, then others; uid 0 passes everything), not by
-// ACLs or capabilities. A refusal is an *AccessError; a path that does not
+// bits (owner, then group, then others; uid 0 passes everything); a path
+// with a POSIX ACL, which may grant what its mode bits do not, is not
+// refused (php-fpm's answer will tell). A refusal is an *AccessError; a path that does not
 // exist is an error matching fs.ErrNotExist.
 func (w Worker) Check(path string) error {
 	if w.UID == 0 {
@@ -161,7 +162,7 @@ func (w Worker) Check(path string) error {
 		if !fi.IsDir() {
 			bit = 4 // r
 		}
-		if !w.allowed(fi.Mode().Perm(), int(st.Uid), int(st.Gid), bit) {
+		if !w.allowed(fi.Mode().Perm(), int(st.Uid), int(st.Gid), bit) && !hasACL(cur) {
 			owner := strconv.Itoa(int(st.Uid))
 			if u, err := user.LookupId(owner); err == nil {
 				owner = u.Username
@@ -170,6 +171,13 @@ func (w Worker) Check(path string) error {
 		}
 	}
 	return nil
+}
+
+// hasACL tells whether path carries a POSIX access ACL beyond its mode
+// bits.
+func hasACL(path string) bool {
+	n, err := syscall.Getxattr(path, "system.posix_acl_access", nil)
+	return err == nil && n > 0
 }
 
 // allowed applies the kernel's choice of permission class: the owner's

@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -103,6 +104,35 @@ func TestWorkerCheck(t *testing.T) {
 				t.Error("IsAccessError = false")
 			}
 		})
+	}
+}
+
+// TestWorkerCheckLeavesACLsToTheKernel: a directory whose mode bits refuse
+// the worker but whose POSIX ACL grants it is not refused.
+func TestWorkerCheckLeavesACLsToTheKernel(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the directory to another owner")
+	}
+	dir := filepath.Join(accessTree(t), "r")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	w := Worker{Name: "app", UID: 4711, GIDs: []int{4712}}
+	if !IsAccessError(w.Check(dir)) {
+		t.Fatal("a 0700 directory of root is not refused before the ACL")
+	}
+	// user::rwx, user:4711:r-x, group::---, mask::r-x, other::---
+	// (the xattr form of an ACL: version 2, then tag, perm, id per entry).
+	acl := []byte{2, 0, 0, 0}
+	for _, e := range [][3]uint32{{0x01, 7, 0xffffffff}, {0x02, 5, 4711}, {0x04, 0, 0xffffffff}, {0x10, 5, 0xffffffff}, {0x20, 0, 0xffffffff}} {
+		acl = append(acl, byte(e[0]), byte(e[0]>>8), byte(e[1]), byte(e[1]>>8),
+			byte(e[2]), byte(e[2]>>8), byte(e[2]>>16), byte(e[2]>>24))
+	}
+	if err := syscall.Setxattr(dir, "system.posix_acl_access", acl, 0); err != nil {
+		t.Skipf("this file system takes no POSIX ACL: %v", err)
+	}
+	if err := w.Check(dir); err != nil {
+		t.Errorf("Check of a directory whose ACL lets the worker in: %v, want allowed", err)
 	}
 }
 
