@@ -3,8 +3,15 @@
 // $_GET, $_POST, the body's length and sha256, each upload's name, size
 // and sha256) and the release this file belongs to; with ?mb=N, N MiB of
 // lines follow ("%08d " and md5 of the line number, 42 bytes each, flushed
-// every 64 KiB), which a test regenerates to hash the stream it received.
+// every 64 KiB), which a test regenerates to hash the stream it received;
+// with ?status=N, the answer has that status, two cookies and a header.
 header('Content-Type: text/plain');
+if (isset($_GET['status'])) { // ?status=N answers N with two cookies and a header
+    http_response_code((int) $_GET['status']);
+    setcookie('a', '1');
+    setcookie('b', '2');
+    header('X-Info: set by PHP');
+}
 $body = file_get_contents('php://input');
 $files = [];
 foreach ($_FILES as $field => $f) {
