@@ -191,6 +191,19 @@ func inRelease(env checkEnv, a answer) error {
 	return nil
 }
 
+// bodyArrived checks that PHP, run from r1, read the request body whole.
+func bodyArrived(body []byte) func(env checkEnv, a answer) error {
+	return func(env checkEnv, a answer) error {
+		if err := inRelease(env, a); err != nil {
+			return err
+		}
+		if a.probe.InputLen != len(body) || a.probe.InputSHA256 != sha(body) {
+			return fmt.Errorf("body arrived as %d bytes sha256 %s, want %d %s", a.probe.InputLen, a.probe.InputSHA256, len(body), sha(body))
+		}
+		return nil
+	}
+}
+
 // inRelease201 is inRelease for an answer PHP gave status 201.
 func inRelease201(env checkEnv, a answer) error {
 	if a.status != 201 {
@@ -251,15 +264,7 @@ func frontChecks(t *testing.T) []frontCheck {
 		}, nil, nil, nil},
 		{"1 MiB POST", func(base string) *http.Request {
 			return newReq("POST", base+"/info.php", post, "application/octet-stream")
-		}, func(env checkEnv, a answer) error {
-			if err := inRelease(env, a); err != nil {
-				return err
-			}
-			if a.probe.InputLen != len(post) || a.probe.InputSHA256 != sha(post) {
-				return fmt.Errorf("body arrived as %d bytes sha256 %s, want %d %s", a.probe.InputLen, a.probe.InputSHA256, len(post), sha(post))
-			}
-			return nil
-		}, nil, nil, nil},
+		}, bodyArrived(post), nil, nil, nil},
 		{"multipart upload", func(base string) *http.Request {
 			return newReq("POST", base+"/info.php", form.Bytes(), mw.FormDataContentType())
 		}, func(env checkEnv, a answer) error {
@@ -280,21 +285,19 @@ func frontChecks(t *testing.T) []frontCheck {
 			req := newReq("POST", base+"/info.php", nil, "application/octet-stream")
 			req.Body = io.NopCloser(bytes.NewReader(chunked))
 			return req
-		}, func(env checkEnv, a answer) error {
-			if err := inRelease(env, a); err != nil {
-				return err
-			}
-			if a.probe.InputLen != len(chunked) || a.probe.InputSHA256 != sha(chunked) {
-				return fmt.Errorf("body arrived as %d bytes sha256 %s, want %d %s", a.probe.InputLen, a.probe.InputSHA256, len(chunked), sha(chunked))
-			}
-			return nil
-		}, nil, func(v frontVariant) string {
+		}, bodyArrived(chunked), nil, func(v frontVariant) string {
 			if v.server == "apache" {
-				return "Apache sends a chunked body with no CONTENT_LENGTH, which php-fpm does not read: PHP gets no body"
+				return "Apache sends a chunked body with no CONTENT_LENGTH, which php-fpm does not read: PHP gets no body, or php-fpm closes before it is sent (an error status)"
 			}
 			return ""
 		}, func(a answer) error {
-			// Behind fpmux, PHP sees what it sees directly: no body.
+			// Behind fpmux, PHP sees what it sees directly: no body. And
+			// as directly, php-fpm may close the connection before the
+			// body is all sent (it does not read what it was not told
+			// of): fpmux then answers 502, where Apache answers 503.
+			if a.status == 502 && strings.HasPrefix(a.body, "fpmux: the pool of release r1 failed") {
+				return nil
+			}
 			if a.status != 200 || a.probe == nil || a.probe.InputLen != 0 {
 				return fmt.Errorf("status %d, body %q, want 200 and PHP given no body", a.status, a.body)
 			}
@@ -505,24 +508,35 @@ func TestFronts(t *testing.T) {
 // what was wrong, failing the test for anything but "ok".
 func runFrontCheck(t *testing.T, c *http.Client, p frontPair, ck frontCheck, env checkEnv) string {
 	t.Helper()
-	fp, err := fetch(c, ck.req(p.fp.url))
-	if err != nil {
-		t.Errorf("%s behind fpmux: %v", ck.name, err)
-		return "error: " + err.Error()
-	}
-	ref, err := fetch(c, ck.req(p.ref.url))
-	if err != nil {
-		t.Errorf("%s directly: %v", ck.name, err)
-		return "error directly: " + err.Error()
-	}
+	fp, fpErr := fetch(c, ck.req(p.fp.url))
+	ref, refErr := fetch(c, ck.req(p.ref.url))
 	if ck.limit != nil {
 		if why := ck.limit(p.v); why != "" {
-			if err := ck.limitFP(fp); err != nil {
-				t.Errorf("%s behind fpmux: %v", ck.name, err)
-				return "behind fpmux: " + err.Error()
+			// The front's own doing: an HTTP exchange it breaks is
+			// recorded (Apache answering a chunked body early has left
+			// the client reading a broken chunk, directly too).
+			seen := func(a answer, err error) string {
+				if err != nil {
+					return "error " + err.Error()
+				}
+				return fmt.Sprintf("status %d, %s", a.status, bodyLen(a))
 			}
-			return fmt.Sprintf("front: %s (directly: status %d, %s)", why, ref.status, bodyLen(ref))
+			if fpErr == nil {
+				if err := ck.limitFP(fp); err != nil {
+					t.Errorf("%s behind fpmux: %v", ck.name, err)
+					return "behind fpmux: " + err.Error()
+				}
+			}
+			return fmt.Sprintf("front: %s (this run: %s behind fpmux; %s directly)", why, seen(fp, fpErr), seen(ref, refErr))
 		}
+	}
+	if fpErr != nil {
+		t.Errorf("%s behind fpmux: %v", ck.name, fpErr)
+		return "error: " + fpErr.Error()
+	}
+	if refErr != nil {
+		t.Errorf("%s directly: %v", ck.name, refErr)
+		return "error directly: " + refErr.Error()
 	}
 	var problems []string
 	if err := ck.expect(env, fp); err != nil {
