@@ -261,6 +261,43 @@ func TestDebianPackage(t *testing.T) {
 		}
 	})
 
+	t.Run("upgrade keeps an edited conffile", func(t *testing.T) {
+		// The same package under the next Debian revision, as an upgrade
+		// brings it: the operator's edit of /etc/fpmux/fpmux.yaml stays.
+		tree := filepath.Join(t.TempDir(), "tree")
+		mustRun(t, nil, tools["dpkg-deb"], "-R", deb, tree)
+		control := filepath.Join(tree, "DEBIAN/control")
+		text, err := os.ReadFile(control)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := strings.TrimSuffix(version, "-1") + "-2"
+		text = bytes.Replace(text, []byte("\nVersion: "+version+"\n"), []byte("\nVersion: "+next+"\n"), 1)
+		if err := os.WriteFile(control, text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		debNext := filepath.Join(t.TempDir(), "fpmux_next.deb")
+		mustRun(t, nil, tools["dpkg-deb"], "--root-owner-group", "-Znone", "--build", tree, debNext) // no compression: quick
+
+		conf := filepath.Join(root, "etc/fpmux/fpmux.yaml")
+		f, err := os.OpenFile(conf, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const edit = "# edited by the operator\n"
+		if _, err := f.WriteString(edit); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		t.Logf("dpkg -i (upgrade):\n%s", dpkg("-i", debNext))
+		if got := mustRun(t, nil, tools["dpkg-query"], "--admindir="+filepath.Join(root, "var/lib/dpkg"), "-W", "-f", "${Version}", "fpmux"); got != next {
+			t.Errorf("installed version %q, want %q", got, next)
+		}
+		if data, err := os.ReadFile(conf); err != nil || !strings.HasSuffix(string(data), edit) {
+			t.Errorf("the upgrade lost the edit of %s (%v)", conf, err)
+		}
+	})
+
 	t.Run("purge", func(t *testing.T) {
 		t.Logf("dpkg --purge:\n%s", dpkg("--purge", "fpmux"))
 		for _, f := range []string{"usr/bin/fpmux", "etc/fpmux/fpmux.yaml", "lib/systemd/system/fpmux.service",
