@@ -154,9 +154,16 @@ func (g *guard) observe(status int) {
 		return
 	}
 	if g.tripped.CompareAndSwap(false, true) {
-		g.s.guardTrip(g, fmt.Sprintf("%d of its %d answers had status 500 or more (%.1f%%, over max_error_ratio %g%%)",
-			bad, n, 100*float64(bad)/float64(n), 100*g.conf.MaxErrorRatio))
+		g.s.guardTrip(g, ratioReason(bad, n, g.conf.MaxErrorRatio))
 	}
+}
+
+// ratioReason says why bad errors in n answers passed max_error_ratio.
+// The ratio is printed to 4 significant digits: 100*0.07 is
+// 7.000000000000001 in floating point.
+func ratioReason(bad, n int64, maxRatio float64) string {
+	return fmt.Sprintf("%d of its %d answers had status 500 or more (%.1f%%, over max_error_ratio %.4g%%)",
+		bad, n, 100*float64(bad)/float64(n), 100*maxRatio)
 }
 
 // judgeFatals switches back, the first time PHP has logged more than

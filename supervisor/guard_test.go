@@ -389,3 +389,20 @@ func TestGuardedDoneAllocatesNothing(t *testing.T) {
 		t.Errorf("Pin and Done of a guarded release: %v allocations, want 0", allocs)
 	}
 }
+
+func TestRatioReason(t *testing.T) {
+	for _, tt := range []struct {
+		bad, n int64
+		ratio  float64
+		want   string
+	}{
+		{6, 20, 0.05, "6 of its 20 answers had status 500 or more (30.0%, over max_error_ratio 5%)"},
+		{2, 20, 0.07, "2 of its 20 answers had status 500 or more (10.0%, over max_error_ratio 7%)"},
+		{1, 1000, 0.00075, "1 of its 1000 answers had status 500 or more (0.1%, over max_error_ratio 0.075%)"},
+		{1, 20, 0, "1 of its 20 answers had status 500 or more (5.0%, over max_error_ratio 0%)"},
+	} {
+		if got := ratioReason(tt.bad, tt.n, tt.ratio); got != tt.want {
+			t.Errorf("ratioReason(%d, %d, %v) =\n %q\nwant %q", tt.bad, tt.n, tt.ratio, got, tt.want)
+		}
+	}
+}

@@ -109,7 +109,7 @@ func (g *clientGuardFlags) finishDeploy(c *client, r clientRelease) error {
 
 // clientGuardRule says when a guard switches back.
 func clientGuardRule(g *clientGuard) string {
-	return fmt.Sprintf("back to %s if over %g%% of %d+ answers are 5xx or PHP logs over %d fatal errors",
+	return fmt.Sprintf("back to %s if over %.4g%% of %d+ answers are 5xx or PHP logs over %d fatal errors",
 		g.Previous, 100*g.MaxErrorRatio, g.MinRequests, g.MaxFatal)
 }
 

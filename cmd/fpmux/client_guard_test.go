@@ -125,9 +125,13 @@ func TestClientGuardLine(t *testing.T) {
 		{"passed", "", "guard passed (40 answered, 2 5xx (5.0%), 0 PHP fatal)"},
 		{"rolled_back", "too many\nerrors", "guard rolled back to r1: too many; errors (40 answered, 2 5xx (5.0%), 0 PHP fatal)"},
 		{"ended", "release r3 was activated", "guard ended: release r3 was activated (40 answered, 2 5xx (5.0%), 0 PHP fatal)"},
+		{"watching 7%", "", "guard watching, 42s left of 1m0s: 40 answered, 2 5xx (5.0%), 0 PHP fatal; back to r1 if over 7% of 20+ answers are 5xx or PHP logs over 0 fatal errors"},
 	} {
 		g := base
 		g.State, g.Reason = tt.state, tt.reason
+		if tt.state == "watching 7%" {
+			g.State, g.MaxErrorRatio = "watching", 0.07
+		}
 		if got := clientGuardLine(&g); got != tt.want {
 			t.Errorf("%s:\n got %q\nwant %q", tt.state, got, tt.want)
 		}
