@@ -296,3 +296,36 @@ func TestDeployRefusedByAHealthCheck(t *testing.T) {
 		t.Errorf("the good release's master is not running: %+v", rel.Pool)
 	}
 }
+
+// TestRestoreDoesNotCheckAgain: the release state.json names passed its
+// checks when it was deployed; at a restart it is brought back even when
+// the health checks in force would refuse it, since refusing it would
+// leave nothing serving. A deploy under the same checks is refused.
+func TestRestoreDoesNotCheckAgain(t *testing.T) {
+	s, newRoot := newPoolSupervisor(t)
+	root := newRoot("r1")
+	if _, err := s.Deploy(t.Context(), DeployRequest{ID: "r1", Root: root, Activate: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := *s.conf()
+	cfg.Health = []config.HealthCheck{config.HealthCheck{Path: "/missing.php"}.WithDefaults()}
+	cfg.Warmup = []string{"/missing.php"}
+	next, err := New(Options{Config: &cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { next.Close(context.Background()) })
+	if err := next.Restore(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if next.ActiveID() != "r1" {
+		t.Fatalf("after restore the active release is %q, want r1", next.ActiveID())
+	}
+	_, err = next.Deploy(t.Context(), DeployRequest{ID: "r2", Root: newRoot("r2"), Activate: true})
+	if err == nil || !strings.Contains(err.Error(), "health check /missing.php failed: answered 404") {
+		t.Errorf("deploy of r2 under the same checks: %v, want it refused by its health check", err)
+	}
+}
