@@ -321,7 +321,7 @@ func (w *warmConn) get(params map[string]string, bodyLimit int) (answer, error) 
 	req.Params = params
 	resp, err := w.c.Do(req)
 	if err != nil {
-		return answer{}, fmt.Errorf("%s: %w", params["REQUEST_URI"], err)
+		return answer{}, fmt.Errorf("get %s: %w", params["REQUEST_URI"], err)
 	}
 	var rw capture
 	rw.body.n = bodyLimit
@@ -330,10 +330,10 @@ func (w *warmConn) get(params map[string]string, bodyLimit int) (answer, error) 
 	ans := answer{status: rw.code, body: rw.body.buf.Bytes(), stderr: stderr.String()}
 	switch {
 	case werr != nil:
-		return answer{}, fmt.Errorf("%s: %w", params["REQUEST_URI"], werr)
+		return answer{}, fmt.Errorf("get %s: %w", params["REQUEST_URI"], werr)
 	case rw.code == 0:
 		// gofast reports a broken connection only on its stderr stream.
-		return answer{}, fmt.Errorf("%s: no answer (%s)", params["REQUEST_URI"], strings.TrimSpace(ans.stderr))
+		return answer{}, fmt.Errorf("get %s: no answer (%s)", params["REQUEST_URI"], strings.TrimSpace(ans.stderr))
 	}
 	return ans, nil
 }
