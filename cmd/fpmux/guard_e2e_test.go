@@ -412,3 +412,47 @@ func TestRestartEndsTheGuard(t *testing.T) {
 		t.Errorf("after 40 requests (%v): active %s; want r2 still, no guard switch", statuses, s.activeID())
 	}
 }
+
+// TestUpgradeEndsTheGuard: an in-place upgrade during a window ends the
+// guard (the next fpmux adopts the active pool only): the fpmux before
+// logs the end and stops the previous release's pool, the next one serves
+// the new release unguarded, and a later error share switches nothing.
+func TestUpgradeEndsTheGuard(t *testing.T) {
+	s := newStack(t, stackOptions{yaml: "guard:\n  window: 60s\n  min_requests: 5\n"})
+	if code, out, errs := s.cli("deploy", "-id", "r1", "-root", s.guardRelease("r1", false)); code != 0 {
+		t.Fatalf("deploy r1: %d %s %s", code, out, errs)
+	}
+	pid1 := s.releasesByID()["r1"].Pool.Pid
+	if code, out, errs := s.cli("deploy", "-id", "r2", "-root", s.guardRelease("r2", true)); code != 0 {
+		t.Fatalf("deploy r2: %d %s %s", code, out, errs)
+	}
+	s.notePgids()
+	master2 := s.releasesByID()["r2"].Pool.Pid
+	old := s.fpmuxPid()
+	pid, _ := s.upgrade()
+	t.Cleanup(func() { stopPid(t, pid) })
+	if processLives(old) {
+		t.Errorf("the fpmux before the upgrade (%d) still runs", old)
+	}
+	if !strings.Contains(s.logBuf.String(), `msg="guard ended" release=r2 previous=r1 reason="fpmux is upgrading"`) {
+		t.Error(`no "guard ended" line with reason "fpmux is upgrading" from the fpmux before`)
+	}
+	s.waitFor("r1's master to be stopped", 30*time.Second, func() bool { return !pidAlive(pid1) })
+	rs := s.guarded()
+	if rs["r2"].State != "active" || rs["r2"].Guard != nil || rs["r2"].Pool == nil || rs["r2"].Pool.Pid != master2 {
+		t.Fatalf("after the upgrade: %+v, want r2 active on master %d, unguarded", rs["r2"], master2)
+	}
+	c := newHTTPClient()
+	defer c.CloseIdleConnections()
+	var statuses []int
+	for range 40 {
+		code, _, err := s.get(c, "/flaky.php")
+		if err != nil {
+			t.Fatal(err)
+		}
+		statuses = append(statuses, code)
+	}
+	if s.activeID() != "r2" || !slices.Contains(statuses, 500) {
+		t.Errorf("after 40 requests (%v): active %s; want r2 still (no guard after the upgrade)", statuses, s.activeID())
+	}
+}
