@@ -30,9 +30,13 @@ const (
 )
 
 // lingerTimeout bounds how long a connection without FCGI_KEEP_CONN is read
-// (and its input dropped) after its response ended, waiting for the web
-// server to close it.
+// (and its input dropped) after its response ended while its body was still
+// coming, waiting for the web server to close it.
 const lingerTimeout = 5 * time.Second
+
+// errDone ends a connection that has nothing more to do: its request was
+// answered and its body read, and it is not kept.
+var errDone = errors.New("connection done")
 
 type conn struct {
 	s  *Server
@@ -69,9 +73,10 @@ type conn struct {
 	upConn atomic.Pointer[backendConn]
 	cut    atomic.Bool
 
-	mu           sync.Mutex // guards busy, begun, closing, closeAt, cur, idleDeadline and the read deadline
+	mu           sync.Mutex // guards busy, begun, bodyDone, closing, closeAt, cur, idleDeadline and the read deadline
 	busy         bool
 	begun        bool      // a request was begun on it: it is no longer fresh (see closeIfIdle)
+	bodyDone     bool      // the web server's body of the current request was read to its end
 	closing      bool      // Shutdown asked the connection to go once idle
 	closeAt      time.Time // when a closing connection's read gives up waiting
 	cur          current   // the request being relayed, for InFlight
@@ -135,10 +140,23 @@ func (c *conn) serve() {
 			return
 		}
 		if err := c.handle(h, content); err != nil {
-			c.s.log.Warn("closing web server connection", "err", err)
+			if err != errDone {
+				c.s.log.Warn("closing web server connection", "err", err)
+			}
 			return
 		}
 	}
+}
+
+// endOfBody notes that the web server's body of the current request was
+// read to its end, and tells whether the connection can go now: it is not
+// kept and its response is complete. Under mu, so that either this or
+// requestEnded closes a connection without FCGI_KEEP_CONN at once.
+func (c *conn) endOfBody() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bodyDone = true
+	return !c.keepConn && !c.busy
 }
 
 // midRequest tells whether the connection carries a request not yet ended.
@@ -212,9 +230,16 @@ func (c *conn) requestEnded(keepConn bool) {
 	defer c.mu.Unlock()
 	c.busy = false
 	c.cur.release = ""
+	if !keepConn && c.bodyDone {
+		// Nothing more will come that closing could reset: the web
+		// server reads the response, then end of file.
+		c.nc.Close()
+		return
+	}
 	if !keepConn {
 		// Like php-fpm: shut the write side and read until the web server
-		// closes, so it never sees a reset while sending the rest of a body.
+		// closes, so it never sees a reset while sending the rest of a body
+		// (endOfBody closes once that body has come).
 		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		} else {
@@ -321,13 +346,18 @@ func (c *conn) handle(h header, content []byte) error {
 		}
 		c.params = append(c.params, content...)
 	case typeStdin:
-		if h.ID != c.id || c.phase != phaseRelaying || c.stdinDone {
-			return nil // body of a request fpmux already answered, or no request
+		if h.ID != c.id || c.stdinDone || c.phase != phaseRelaying && c.phase != phaseAnswered {
+			return nil // no request, or its body ended
 		}
 		if len(content) == 0 {
 			c.stdinDone = true
 		}
-		c.bodyRecord(content)
+		if c.phase == phaseRelaying {
+			c.bodyRecord(content)
+		} // else the body of a request fpmux answered itself: dropped
+		if c.stdinDone && c.endOfBody() {
+			return errDone
+		}
 	case typeAbortRequest:
 		if h.ID != c.id {
 			return nil
@@ -380,7 +410,7 @@ func (c *conn) begin(h header, content []byte) error {
 		return nil
 	}
 	c.mu.Lock()
-	c.busy, c.begun = true, true
+	c.busy, c.begun, c.bodyDone = true, true, false
 	closing := c.closing
 	c.mu.Unlock()
 	c.id, c.keepConn, c.phase, c.stdinDone = h.ID, br.KeepConn, phaseParams, false

@@ -101,3 +101,68 @@ func isReset(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && !op.Timeout()
 }
+
+// TestNonKeptConnectionClosedOnceDone: a connection without FCGI_KEEP_CONN
+// whose body was read to its end is closed by fpmux as soon as its response
+// is written, without waiting for the web server to close it (the
+// shutdown-and-read linger php-fpm does costs two system calls and a
+// wake-up per request); the web server reads a clean end of file. One
+// whose body is still coming when fpmux answers (a refusal) keeps the
+// linger until that body has come, so the web server can send it without
+// a reset; a kept connection stays open.
+func TestNonKeptConnectionClosedOnceDone(t *testing.T) {
+	tests := []struct {
+		name      string
+		keep      bool
+		script    string
+		early     bool // send the body only once the response was read
+		wantOpen  int  // connections open once the response is read, the client holding its end
+		wantClose bool // the client reads end of file without closing
+	}{
+		{name: "relayed, body read", script: "/index.php", wantOpen: 0, wantClose: true},
+		{name: "refused, body read", script: "/../escape.php", wantOpen: 0, wantClose: true},
+		{name: "refused before its body", script: "/../escape.php", early: true, wantOpen: 0, wantClose: true},
+		{name: "kept", keep: true, script: "/index.php", wantOpen: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := startTestBackend(t, echoHandler)
+			router := newTestRouter(b, 2)
+			t.Cleanup(router.pin.Backend.Close)
+			s, addr := startServer(t, router)
+			c := dialRaw(t, addr)
+			var head, body bytes.Buffer
+			writeBeginRequest(&head, 1, tt.keep)
+			writeRecord(&head, typeParams, 1, encodePairs(phpParams(tt.script, "CONTENT_LENGTH", "4")...))
+			writeRecord(&head, typeParams, 1, nil)
+			writeStream(&body, typeStdin, 1, []byte("body"))
+			writeRecord(&body, typeStdin, 1, nil)
+			if tt.early {
+				c.send(head.Bytes())
+			} else {
+				c.send(append(head.Bytes(), body.Bytes()...))
+			}
+			c.read(1)
+			if tt.early {
+				c.send(body.Bytes()) // no reset: fpmux still reads
+			}
+			// Poll up to half the linger: a connection left to linger
+			// stays open for all of it.
+			deadline := time.Now().Add(lingerTimeout / 2)
+			open, _ := s.ConnStats()
+			for open != tt.wantOpen && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+				open, _ = s.ConnStats()
+			}
+			if open != tt.wantOpen {
+				t.Errorf("%d connections open after the response while the client holds its end, want %d", open, tt.wantOpen)
+			}
+			if !tt.wantClose {
+				return
+			}
+			if _, _, err := c.rr.next(); err != io.EOF {
+				t.Errorf("after the response: %v, want end of file", err)
+			}
+		})
+	}
+}
