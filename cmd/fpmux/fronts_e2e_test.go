@@ -216,6 +216,12 @@ func inRelease201(env checkEnv, a answer) error {
 func frontChecks(t *testing.T) []frontCheck {
 	post := randomBytes(t, 1<<20)
 	chunked := randomBytes(t, 256<<10)
+	// 3 headers of 6000 bytes: under each front's bound for one header
+	// line (nginx 8k, Apache 8190), 18 KB of params in all.
+	var bigHeaders []string
+	for i := range 3 {
+		bigHeaders = append(bigHeaders, strings.Repeat(string(rune('a'+i)), 6000))
+	}
 	upload := randomBytes(t, 1<<20)
 	var form bytes.Buffer
 	mw := multipart.NewWriter(&form)
@@ -262,6 +268,54 @@ func frontChecks(t *testing.T) []frontCheck {
 			}
 			return nil
 		}, nil, nil, nil},
+		{"encoded PATH_INFO", func(base string) *http.Request {
+			return newReq("GET", base+"/info.php/a%20b/%C3%A9t%C3%A9", nil, "")
+		}, func(env checkEnv, a answer) error {
+			if err := inRelease(env, a); err != nil {
+				return err
+			}
+			want := "/a b/été"
+			if env.v.rawPathInfo {
+				want = "/a%20b/%C3%A9t%C3%A9"
+			}
+			if pi := serverString(a.probe, "PATH_INFO"); pi != want {
+				return fmt.Errorf("PATH_INFO %q, want %q", pi, want)
+			}
+			return nil
+		}, func(env checkEnv, a answer) string {
+			if env.v.rawPathInfo {
+				return "PATH_INFO not decoded: ProxyPassMatch sends the raw path"
+			}
+			return "PATH_INFO decoded"
+		}, nil, nil},
+		{"large headers", func(base string) *http.Request {
+			req := newReq("GET", base+"/info.php", nil, "")
+			for i, v := range bigHeaders {
+				req.Header.Set(fmt.Sprintf("X-Big-%d", i), v)
+			}
+			return req
+		}, func(env checkEnv, a answer) error {
+			if env.v.headerBound {
+				if a.status != 431 || a.probe != nil {
+					return fmt.Errorf("status %d, want the front's 431", a.status)
+				}
+				return nil
+			}
+			if err := inRelease(env, a); err != nil {
+				return err
+			}
+			for i, v := range bigHeaders {
+				if got := serverString(a.probe, fmt.Sprintf("HTTP_X_BIG_%d", i)); got != v {
+					return fmt.Errorf("X-Big-%d arrived as %d bytes, want %d", i, len(got), len(v))
+				}
+			}
+			return nil
+		}, func(env checkEnv, a answer) string {
+			if env.v.headerBound {
+				return "431 from lighttpd: server.max-request-field-size"
+			}
+			return "18 KB arrived"
+		}, nil, nil},
 		{"1 MiB POST", func(base string) *http.Request {
 			return newReq("POST", base+"/info.php", post, "application/octet-stream")
 		}, bodyArrived(post), nil, nil, nil},

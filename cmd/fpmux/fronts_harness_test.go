@@ -30,6 +30,12 @@ type frontVariant struct {
 	// /index.php (Caddy's php_fastcgi try_files), so a missing script runs
 	// the front controller, behind php-fpm directly too.
 	indexFallback bool
+	// rawPathInfo: the front sends the URL's path undecoded and php-fpm
+	// derives PATH_INFO from it (Apache's ProxyPassMatch), directly too.
+	rawPathInfo bool
+	// headerBound: the front refuses 18 KB of request headers with 431
+	// (lighttpd's server.max-request-field-size, 8 KiB by default).
+	headerBound bool
 }
 
 var frontVariants = []frontVariant{
@@ -39,11 +45,11 @@ var frontVariants = []frontVariant{
 	{name: "apache-sethandler-reuse", server: "apache", example: "apache.conf"},
 	{name: "apache-sethandler", server: "apache", example: "apache.conf",
 		edits: [][2]string{{"enablereuse=on", "enablereuse=off"}}},
-	{name: "apache-proxypassmatch-reuse", server: "apache", example: "apache-proxypassmatch.conf"},
-	{name: "apache-proxypassmatch", server: "apache", example: "apache-proxypassmatch.conf",
+	{name: "apache-proxypassmatch-reuse", server: "apache", example: "apache-proxypassmatch.conf", rawPathInfo: true},
+	{name: "apache-proxypassmatch", server: "apache", example: "apache-proxypassmatch.conf", rawPathInfo: true,
 		edits: [][2]string{{"enablereuse=on", "enablereuse=off"}}},
 	{name: "caddy", server: "caddy", example: "Caddyfile", indexFallback: true},
-	{name: "lighttpd", server: "lighttpd", example: "lighttpd.conf"},
+	{name: "lighttpd", server: "lighttpd", example: "lighttpd.conf", headerBound: true},
 }
 
 // The production values the examples carry, which the test replaces.
