@@ -242,7 +242,8 @@ Include %[1]s/site.conf
 		if err != nil {
 			return nil, err
 		}
-		conf := f.write(t, "Caddyfile", "{\n\tadmin off\n\tauto_https off\n}\n\n"+site)
+		// Caddy binds every address unless told; the test keeps to loopback.
+		conf := f.write(t, "Caddyfile", "{\n\tadmin off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n}\n\n"+site)
 		f.logs = []string{filepath.Join(d, "caddy.log")}
 		cmd := exec.Command(bin, "run", "--config", conf, "--adapter", "caddyfile", "--pidfile", filepath.Join(d, "caddy.pid"))
 		cmd.Env = append(os.Environ(), "HOME="+d, "XDG_DATA_HOME="+filepath.Join(d, "data"), "XDG_CONFIG_HOME="+filepath.Join(d, "config"))
@@ -336,9 +337,9 @@ func (f *front) run(t *testing.T, cmd *exec.Cmd) error {
 			return fmt.Errorf("%s exited at start: %s", f.v.server, f.logText())
 		default:
 		}
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", f.port))
-		if err == nil {
-			c.Close()
+		// The port must be listened on by this server's own process,
+		// not by one that took it between the probe and the bind.
+		if listensOn(cmd.Process.Pid, f.port) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -354,6 +355,39 @@ func (f *front) run(t *testing.T, cmd *exec.Cmd) error {
 		}
 	})
 	return nil
+}
+
+// listensOn tells whether process pid holds a socket listening on
+// 127.0.0.1:port (the masters of nginx and Apache hold theirs, as Caddy
+// and lighttpd do): /proc/net/tcp names the listening socket's inode, and
+// pid's fds must include it.
+func listensOn(pid, port int) bool {
+	tcp, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return false
+	}
+	local := fmt.Sprintf("0100007F:%04X", port)
+	inode := ""
+	for _, line := range strings.Split(string(tcp), "\n") {
+		// sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+		if f := strings.Fields(line); len(f) > 9 && f[1] == local && f[3] == "0A" {
+			inode = f[9]
+			break
+		}
+	}
+	if inode == "" {
+		return false
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return false
+	}
+	for _, fd := range fds {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && l == "socket:["+inode+"]" {
+			return true
+		}
+	}
+	return false
 }
 
 func (f *front) logText() string {
