@@ -124,6 +124,10 @@ type Config struct {
 	// before it when it errors (see guard.go). Default: nil (off).
 	Guard *Guard `yaml:"guard"`
 
+	// Fleet, when set, makes this fpmux one host of a fleet coordinated
+	// through etcd (see fleet.go). Default: nil (no fleet).
+	Fleet *Fleet `yaml:"fleet"`
+
 	// PHPFPM configures the php-fpm master run for each release.
 	PHPFPM PHPFPM `yaml:"php_fpm"`
 

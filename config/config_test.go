@@ -191,7 +191,7 @@ func TestLoadBad(t *testing.T) {
 		want []string // one per problem, in order; each must name key and line
 	}{
 		{"testdata/bad-unknown-top.yaml", []string{
-			"lisen (line 3): unknown key (known keys here: admin, admin_group, admin_owner, admin_token, allowed_roots, docroot, drain_timeout, guard, health, keep_for,",
+			"lisen (line 3): unknown key (known keys here: admin, admin_group, admin_owner, admin_token, allowed_roots, docroot, drain_timeout, fleet, guard, health, keep_for,",
 		}},
 		{"testdata/bad-unknown-nested.yaml", []string{
 			"php_fpm.start_timout (line 3): unknown key (known keys here: binary, ini, pool, start_timeout, stop_timeout, wedge_check_interval, wedge_misses)",

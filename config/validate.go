@@ -127,6 +127,7 @@ func (c *Config) Validate() error {
 	}
 	v.positive("keep_for", c.KeepFor)
 	v.validateGuard(c.Guard)
+	v.validateFleet(c.Fleet)
 	if c.Symlink != "" && v.absolute("symlink", c.Symlink) {
 		c.Symlink = filepath.Clean(c.Symlink)
 		if c.Symlink == "/" {
