@@ -329,6 +329,7 @@ func (f *front) run(t *testing.T, cmd *exec.Cmd) error {
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 		}
+		groupGone(t, f.v.name, cmd.Process.Pid)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -355,6 +356,21 @@ func (f *front) run(t *testing.T, cmd *exec.Cmd) error {
 		}
 	})
 	return nil
+}
+
+// groupGone fails the test if a process of the group pgid (a server's
+// workers) outlives its leader by 10 s, and kills what is left.
+func groupGone(t *testing.T, what string, pgid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(-pgid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Errorf("%s: processes of group %d outlived it", what, pgid)
+			syscall.Kill(-pgid, syscall.SIGKILL)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // listensOn tells whether process pid holds a socket listening on
@@ -453,6 +469,7 @@ pm.max_children = 4
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 		}
+		groupGone(t, "reference php-fpm", cmd.Process.Pid)
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dir, "php-fpm.log"))
 			t.Logf("reference php-fpm log:\n%s", b)
