@@ -73,7 +73,7 @@ type conn struct {
 	upConn atomic.Pointer[backendConn]
 	cut    atomic.Bool
 
-	mu           sync.Mutex // guards busy, begun, bodyDone, closing, closeAt, cur, idleDeadline and the read deadline
+	mu           sync.Mutex // guards busy, begun, bodyDone, closing, closeAt, cur, idleDeadline and rdeadline
 	busy         bool
 	begun        bool      // a request was begun on it: it is no longer fresh (see closeIfIdle)
 	bodyDone     bool      // the web server's body of the current request was read to its end
@@ -81,6 +81,7 @@ type conn struct {
 	closeAt      time.Time // when a closing connection's read gives up waiting
 	cur          current   // the request being relayed, for InFlight
 	idleDeadline time.Time
+	rdeadline    time.Time // the read deadline set on nc (see setReadLocked)
 }
 
 // current is what InFlight tells of a connection's request: kept in
@@ -105,6 +106,7 @@ func (c *conn) serve() {
 	defer c.s.forget(c)
 	defer c.nc.Close()
 	defer c.endRelay()
+	c.armDeadlines()
 	for {
 		if c.rr.buffered() == 0 {
 			// About to block on the web server: push out what is queued
@@ -124,6 +126,9 @@ func (c *conn) serve() {
 		h, content, err := c.rr.next()
 		c.crossing = false
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && c.deadlineLifted() {
+				continue // a deadline left in place lazily; see setReadDeadline
+			}
 			if errors.Is(err, os.ErrDeadlineExceeded) && c.handOff() {
 				return // the next fpmux serves it from here on
 			}
@@ -131,7 +136,9 @@ func (c *conn) serve() {
 				// The web server sent a request as Shutdown came: serve
 				// it, then go (requestEnded closes in shutdown).
 				c.crossing = true
-				c.nc.SetReadDeadline(time.Now().Add(c.s.readTO))
+				c.mu.Lock()
+				c.setReadLocked(time.Now().Add(c.s.readTO))
+				c.mu.Unlock()
 				continue
 			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.midRequest() {
@@ -200,28 +207,94 @@ func (c *conn) waitRelay() {
 // setReadDeadline picks the bound for the next read: ReadTimeout while a
 // request is being read, none while its response is produced (a slow script
 // is bounded by the pool, not here), and the idle deadline between requests.
+//
+// Moving a deadline costs a timer update in the runtime, and most requests
+// need none of these moves: nginx sends a whole GET in one write, so its
+// params are read before the loop gets here, and its response is produced
+// and the connection idles with the deadline the request was read under. So
+// a deadline is moved only when it would bound the read too loosely, or
+// more tightly by over an eighth of ReadTimeout: the one set at accept is
+// kept for the params of a request sent at once, and the bound on each body
+// record moves once it has aged by an eighth (a stalled body is cut after
+// 7/8 of ReadTimeout to all of it). A deadline that would bound too tightly
+// (while php-fpm produces the response, or between requests) is left in
+// place and lifted if it passes: see deadlineLifted.
 func (c *conn) setReadDeadline() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var d time.Time
 	switch {
 	case c.closing && !c.busy:
-		d = c.closeAt // wake the read then: see crossedShutdown
+		c.setReadLocked(c.closeAt) // wake the read then: see crossedShutdown
 	case c.phase == phaseParams:
 		// The params as a whole, not each record: a client that sends
 		// a record now and then would otherwise hold the connection
 		// for ever.
-		d = c.started.Add(c.s.readTO)
+		c.boundReadLocked(c.started.Add(c.s.readTO))
 	case c.phase == phaseRelaying && !c.stdinDone:
 		// The body may be long: each record within ReadTimeout, as
 		// nginx's fastcgi_send_timeout bounds each write.
-		d = time.Now().Add(c.s.readTO)
+		c.boundReadLocked(time.Now().Add(c.s.readTO))
 	case c.phase == phaseRelaying && !c.rel.ended.Load():
-		// php-fpm is producing the response
+		// php-fpm is producing the response: no bound, but the deadline
+		// in place stays until it passes.
 	default:
-		d = c.idleDeadline
+		c.setReadLocked(c.idleDeadline)
 	}
-	c.nc.SetReadDeadline(d)
+}
+
+// boundReadLocked makes the read deadline d, unless the one in place is
+// already at most an eighth of ReadTimeout before it. The caller holds mu.
+func (c *conn) boundReadLocked(d time.Time) {
+	if c.rdeadline.IsZero() || c.rdeadline.After(d) || d.Sub(c.rdeadline) > c.s.readTO/8 {
+		c.setReadLocked(d)
+	}
+}
+
+// setReadLocked sets the read deadline d on nc unless it is the one set
+// already. The caller holds mu.
+func (c *conn) setReadLocked(d time.Time) {
+	if !d.Equal(c.rdeadline) {
+		c.rdeadline = d
+		c.nc.SetReadDeadline(d)
+	}
+}
+
+// armDeadlines sets a new connection's first deadlines: its idle deadline
+// for reads, and for writes the same one when it is what writeLocked would
+// set (WriteTimeout from now, give or take an eighth), so that both are
+// set at once, on one timer.
+func (c *conn) armDeadlines() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, to := c.idleDeadline, c.s.writeTO
+	if left := time.Until(d); left <= to && left >= to-to/8 {
+		c.wmu.Lock()
+		c.rdeadline, c.wdeadline = d, d
+		c.nc.SetDeadline(d)
+		c.wmu.Unlock()
+		return
+	}
+	c.setReadLocked(d)
+}
+
+// deadlineLifted tells, after a read met its deadline, whether that was a
+// deadline setReadDeadline left in place that no longer bounds the read:
+// while php-fpm produces the response (no bound), or between requests
+// before the idle deadline. It sets the right one; the read goes on.
+func (c *conn) deadlineLifted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closing && !c.busy, c.phase == phaseParams, c.phase == phaseRelaying && !c.stdinDone:
+		return false
+	case c.phase == phaseRelaying && !c.rel.ended.Load():
+		c.setReadLocked(time.Time{})
+		return true
+	case c.idleDeadline.After(time.Now()):
+		c.setReadLocked(c.idleDeadline)
+		return true
+	}
+	return false
 }
 
 // requestEnded marks the connection idle once a response is complete.
@@ -249,12 +322,14 @@ func (c *conn) requestEnded(keepConn bool) {
 	} else {
 		c.idleDeadline = time.Now().Add(c.s.idleTO)
 	}
-	c.nc.SetReadDeadline(c.idleDeadline)
+	if c.rdeadline.IsZero() || c.rdeadline.After(c.idleDeadline) {
+		c.setReadLocked(c.idleDeadline)
+	} // else the earlier one is lifted when it passes: see deadlineLifted
 	if c.s.inShutdown.Load() {
 		if keepConn {
 			// As closeIfIdle: a request sent on it meanwhile is served.
 			c.closing, c.closeAt = true, time.Now()
-			c.nc.SetReadDeadline(c.closeAt)
+			c.setReadLocked(c.closeAt)
 		} else {
 			c.nc.Close()
 		}
@@ -283,7 +358,7 @@ func (c *conn) closeIfIdle() {
 			// A Handoff passes it on at once instead: nothing is lost.
 			c.closeAt = c.closeAt.Add(freshGrace)
 		}
-		c.nc.SetReadDeadline(c.closeAt)
+		c.setReadLocked(c.closeAt)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -162,6 +164,56 @@ func TestNonKeptConnectionClosedOnceDone(t *testing.T) {
 			}
 			if _, _, err := c.rr.next(); err != io.EOF {
 				t.Errorf("after the response: %v, want end of file", err)
+			}
+		})
+	}
+}
+
+// TestDeadlinesLeftInPlace: the read deadline a request was read under is
+// left in place while its response is produced and while a kept
+// connection idles after it (moving it for every request costs more than
+// the rare wake-up); when it passes it is lifted, so a script slower than
+// ReadTimeout is not cut and a kept connection lives for IdleTimeout, not
+// ReadTimeout. An IdleTimeout shorter than ReadTimeout still closes an
+// idle connection in time.
+func TestDeadlinesLeftInPlace(t *testing.T) {
+	const readTO = 200 * time.Millisecond
+	tests := []struct {
+		name       string
+		o          Options
+		slow       time.Duration // how long the script takes
+		idle       time.Duration // the wait before a second request on the connection
+		wantClosed bool          // the server closes the idle connection (within 10s) instead
+	}{
+		{name: "script slower than ReadTimeout", o: Options{ReadTimeout: readTO}, slow: 3 * readTO},
+		{name: "kept connection idle past ReadTimeout", o: Options{ReadTimeout: readTO, IdleTimeout: time.Minute}, idle: 3 * readTO},
+		{name: "both", o: Options{ReadTimeout: readTO, IdleTimeout: time.Minute}, slow: 3 * readTO, idle: 3 * readTO},
+		{name: "IdleTimeout shorter than ReadTimeout", o: Options{ReadTimeout: time.Minute, IdleTimeout: readTO}, wantClosed: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := startTestBackend(t, func(w http.ResponseWriter, r *http.Request) {
+				time.Sleep(tt.slow) // a slow script, not a wait for the test
+				io.WriteString(w, "done")
+			})
+			router := newTestRouter(b, 2)
+			t.Cleanup(router.pin.Backend.Close)
+			_, addr := startLimitedServer(t, router, tt.o)
+			c := dialRaw(t, addr)
+			c.send(request(1, true, "", phpParams("/index.php")...))
+			if r := c.read(1); !strings.Contains(r.stdout, "done") {
+				t.Fatalf("first response %q", r.stdout)
+			}
+			if tt.wantClosed {
+				if err := closedByServer(c.nc); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			time.Sleep(tt.idle) // idle time is what is tested
+			c.send(request(1, true, "", phpParams("/index.php")...))
+			if r := c.read(1); !strings.Contains(r.stdout, "done") {
+				t.Fatalf("second response %q", r.stdout)
 			}
 		})
 	}
