@@ -35,7 +35,7 @@ type bench struct {
 // sections in the order they run: the first four compare both modes on
 // release r1; switch and deploys replace r1, so they come after. compare
 // brings up stacks of its own, one per way, and runs only when named.
-var sectionNames = []string{"hello", "rate", "framework", "pinned", "switch", "scale", "deploys", "warmup", "compare"}
+var sectionNames = []string{"hello", "rate", "framework", "pinned", "switch", "switchcost", "scale", "deploys", "warmup", "compare"}
 
 // defaultSections run when -only is not given.
 var defaultSections = sectionNames[:len(sectionNames)-1]
@@ -75,6 +75,8 @@ func (b *bench) run(ctx context.Context) error {
 			t, err = b.pinned(ctx)
 		case "switch":
 			t, err = b.switches(ctx)
+		case "switchcost":
+			t, err = b.switchCost(ctx)
 		case "scale":
 			t, err = b.scale(ctx)
 		case "deploys":

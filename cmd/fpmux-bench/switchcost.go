@@ -1,0 +1,302 @@
+// This file owns the switchcost section: where the CPU of a deploy goes
+// (the new pool's start until it is active, the old pool's stop) and what
+// memory all pools hold over a deploy cycle, read from /proc while fpmux
+// deploys under an open-loop load.
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// pssEvery is how often switchcost sums the PSS of the pools: reading
+// smaps_rollup walks each process's page tables, so not more often.
+const pssEvery = 100 * time.Millisecond
+
+// groupCPU returns the CPU time run so far by the live processes of process
+// group pgid (schedstat's nanoseconds, not /proc's 10 ms ticks), and how
+// many there are.
+func groupCPU(ps []procInfo, pgid int) (time.Duration, int) {
+	var sum time.Duration
+	n := 0
+	for _, p := range ps {
+		if p.pgrp != pgid {
+			continue
+		}
+		if d, err := schedRuntime(p.pid); err == nil {
+			sum += d
+			n++
+		}
+	}
+	return sum, n
+}
+
+// schedRuntime is the first field of /proc/<pid>/schedstat: the time the
+// process has run on a CPU, in nanoseconds.
+func schedRuntime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/schedstat")
+	if err != nil {
+		return 0, fmt.Errorf("read schedstat of pid %d: %w", pid, err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("read schedstat of pid %d: empty", pid)
+	}
+	ns, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("read schedstat of pid %d: %w", pid, err)
+	}
+	return time.Duration(ns), nil
+}
+
+// childrenCPU returns the user and system time of pid's reaped children
+// (/proc/<pid>/stat fields 16 and 17): a pool's master, once fpmux reaped
+// it, with every worker it reaped.
+func childrenCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read stat of pid %d: %w", pid, err)
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 15 {
+		return 0, fmt.Errorf("read stat of pid %d: too short", pid)
+	}
+	cu, err1 := strconv.ParseInt(f[13], 10, 64)
+	cs, err2 := strconv.ParseInt(f[14], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("read stat of pid %d: bad times %q %q", pid, f[13], f[14])
+	}
+	return time.Duration(cu+cs) * clockTick, nil
+}
+
+// poolsPSS sums the PSS of every php-fpm process under fpmux.
+func poolsPSS(fpmuxPid int) uint64 {
+	var sum uint64
+	for _, p := range descendants(processes(), fpmuxPid) {
+		if !strings.HasPrefix(p.cmdline, "php-fpm") {
+			continue
+		}
+		if kb, err := pssKB(p.pid); err == nil {
+			sum += kb
+		}
+	}
+	return sum
+}
+
+// pssKB is the Pss line of /proc/<pid>/smaps_rollup, in KiB.
+func pssKB(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return 0, fmt.Errorf("read smaps_rollup of pid %d: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				return strconv.ParseUint(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("read smaps_rollup of pid %d: no Pss line", pid)
+}
+
+type pssSample struct {
+	at time.Time
+	kb uint64
+}
+
+// sampleMemory sums the pools' PSS every pssEvery until ctx ends.
+func sampleMemory(ctx context.Context, fpmuxPid int) []pssSample {
+	var out []pssSample
+	t := time.NewTicker(pssEvery)
+	defer t.Stop()
+	for {
+		out = append(out, pssSample{time.Now(), poolsPSS(fpmuxPid)})
+		select {
+		case <-ctx.Done():
+			return out
+		case <-t.C:
+		}
+	}
+}
+
+// cycleMemory returns, for each deploy i, the time average of the pools'
+// PSS from deploy i's start to the next's (or to end) over that cycle's
+// steady PSS: the median of its samples in the last second before the
+// next deploy, when the old pool is long gone and one pool serves. steady
+// is the median of those steady figures, in KiB.
+func cycleMemory(samples []pssSample, starts []time.Time, end time.Time) (ratios []float64, steady float64) {
+	var steadies []float64
+	for i, from := range starts {
+		to := end
+		if i+1 < len(starts) {
+			to = starts[i+1]
+		}
+		var sum float64
+		var quiet []float64
+		n := 0
+		for _, s := range samples {
+			if s.at.Before(from) || !s.at.Before(to) {
+				continue
+			}
+			sum += float64(s.kb)
+			n++
+			if !s.at.Before(to.Add(-time.Second)) {
+				quiet = append(quiet, float64(s.kb))
+			}
+		}
+		if n > 0 && len(quiet) > 0 {
+			q := median(quiet)
+			ratios = append(ratios, sum/float64(n)/q)
+			steadies = append(steadies, q)
+		}
+	}
+	return ratios, median(steadies)
+}
+
+// switchCost deploys releases c1..cN through fpmux under the open-loop
+// load and measures each deploy's CPU: the new pool's from its spawn until
+// the deploy answered (its master and workers, live), and the old pool's
+// stop (the CPU fpmux's reaped children gained while it retired, less what
+// the old pool had run when the switch came). It samples the pools' PSS all
+// along.
+func (b *bench) switchCost(ctx context.Context) (*table, error) {
+	rate, err := b.openRate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, every := b.o.switches, b.o.switchEvery
+	roots, err := b.writeReleases("c", n)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := b.s.releaseList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	oldPid := 0
+	for _, r := range rs {
+		if r.State == "active" && r.Pool != nil {
+			oldPid = r.Pool.Pid
+		}
+	}
+	if err := b.pause(ctx); err != nil {
+		return nil, err
+	}
+	fpid := b.s.fpmux.pid()
+	load := b.startLoad(ctx, rate, time.Duration(n+1)*every)
+	memCtx, memStop := context.WithCancel(ctx)
+	var (
+		mem     []pssSample
+		memDone sync.WaitGroup
+	)
+	memDone.Add(1)
+	go func() {
+		defer memDone.Done()
+		mem = sampleMemory(memCtx, fpid)
+	}()
+	defer func() { memStop(); memDone.Wait() }()
+
+	var (
+		ds                deployStats
+		starts            []time.Time
+		startCPU, stopCPU []float64 // ms
+		workers           []int
+		retireMS          []float64
+	)
+	t0 := time.Now()
+	for i := range n {
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(t0.Add(time.Duration(i+1) * every))):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		id := fmt.Sprintf("c%d", i+1)
+		reaped0, err := childrenCPU(fpid)
+		if err != nil {
+			return nil, err
+		}
+		starts = append(starts, time.Now())
+		took, r, err := b.s.deploy(ctx, id, roots[i], true)
+		ds.add("switchcost", id, took, err)
+		if err != nil || r.Pool == nil {
+			continue
+		}
+		ps := processes()
+		cpu, k := groupCPU(ps, r.Pool.Pid)
+		oldCPU, _ := groupCPU(ps, oldPid)
+		startCPU = append(startCPU, ms(cpu))
+		workers = append(workers, k-1)
+		// The old pool retires: wait for its master to be reaped.
+		gone := time.Now()
+		if err := waitFor(ctx, "the old pool to stop", 30*time.Second, func() (bool, error) {
+			_, k := groupCPU(processes(), oldPid)
+			return k == 0, nil
+		}); err != nil {
+			return nil, err
+		}
+		retireMS = append(retireMS, ms(time.Since(gone)))
+		// fpmux reaps the master after its group is gone; its times
+		// reach fpmux's cutime then.
+		var reaped time.Duration
+		_ = waitFor(ctx, "fpmux to reap the old master", 5*time.Second, func() (bool, error) {
+			c, err := childrenCPU(fpid)
+			reaped = c - reaped0
+			return err == nil && reaped >= oldCPU, err
+		})
+		stopCPU = append(stopCPU, ms(reaped-oldCPU))
+		logf("switchcost: %s active in %.0f ms, its %d workers and master ran %.1f ms; the old pool stopped in %.0f ms on %.1f ms of CPU",
+			id, ms(took), k-1, ms(cpu), retireMS[len(retireMS)-1], ms(reaped-oldCPU))
+		oldPid = r.Pool.Pid
+	}
+	lp, err := load.wait(ctx, false)
+	memStop()
+	memDone.Wait()
+	if err != nil {
+		return nil, err
+	}
+	b.count("switchcost", lp.phase)
+	b.countDeploys("switchcost", ds)
+	ratios, steady := cycleMemory(mem, starts, time.Now())
+
+	t := &table{
+		title:  fmt.Sprintf("switchcost: %d deploys %v apart through fpmux, open loop at %.0f req/s", n, every, rate),
+		header: []string{"metric", "median", "min / max", "target", "met?"},
+	}
+	minMax := func(xs []float64, f func(float64) string) string {
+		if len(xs) == 0 {
+			return ""
+		}
+		return f(slices.Min(xs)) + " / " + f(slices.Max(xs))
+	}
+	one := func(x float64) string { return fmt.Sprintf("%.1f", x) }
+	ratio := func(x float64) string { return fmt.Sprintf("%.3f", x) }
+	med := median(ds.took)
+	t.add("deploy→active (ms)", one(med), minMax(ds.took, one), "<= 150", met(med <= 150))
+	wk := make([]float64, len(workers))
+	for i, w := range workers {
+		wk[i] = float64(w)
+	}
+	t.add("new pool's workers at active", one(median(wk)), minMax(wk, one), "", "")
+	t.add("new pool's CPU until active (ms)", one(median(startCPU)), minMax(startCPU, one), "", "")
+	t.add("old pool's stop: CPU (ms)", one(median(stopCPU)), minMax(stopCPU, one), "", "")
+	t.add("old pool's stop: from the switch until gone (ms)", one(median(retireMS)), minMax(retireMS, one), "", "")
+	rm := median(ratios)
+	t.add("pools' PSS, time average over a cycle / steady", ratio(rm), minMax(ratios, ratio), "<= 1.05", met(rm <= 1.05))
+	t.add("pools' PSS steady (MB)", fmt.Sprintf("%.1f", steady/1024), "", "", "")
+	t.add("failed requests / deploys", fmt.Sprintf("%d / %d", lp.failed, ds.failed), "", "0", met(lp.failed+ds.failed == 0))
+	t.note("CPU of the new pool: schedstat run time of its master and workers when the deploy answered. CPU of the stop: what fpmux's reaped children gained while the old pool retired, less what the old pool had run at the switch (/proc ticks of 10 ms).")
+	t.note("A cycle runs from one deploy's start to the next's (%v); PSS of every php-fpm process under fpmux every %v (%d samples); a cycle's steady PSS is the median of its last second, one pool serving.", every, pssEvery, len(mem))
+	return t, nil
+}
