@@ -145,6 +145,9 @@ type releaseMetrics struct {
 	// onFatal, when set, hears each fatal as it is counted: the guard
 	// judging the release (guard.go).
 	onFatal atomic.Pointer[func()]
+	// answered and errors count the release's answers and those of status
+	// 500 or more, for a fleet host's figures (fleet.go).
+	answered, errors atomic.Int64
 }
 
 func (m *metrics) forRelease(id string) *releaseMetrics {
@@ -179,6 +182,10 @@ func (rm *releaseMetrics) fatals() int64 { return rm.fatalCount.Load() }
 // observe counts one ended request.
 func (rm *releaseMetrics) observe(code int, d time.Duration) {
 	rm.duration.Observe(d.Seconds())
+	rm.answered.Add(1)
+	if code >= 500 {
+		rm.errors.Add(1)
+	}
 	if code < 0 || code >= len(rm.byCode) {
 		rm.m.requests.WithLabelValues(rm.id, rm.m.codeLabel(code)).Inc()
 		return

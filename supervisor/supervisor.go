@@ -93,6 +93,7 @@ type Supervisor struct {
 	history  []histEntry // releases active before the current one, oldest first
 	stopping bool
 	watching *guard // the guard watching the active release, or nil (guard.go)
+	holdNext bool   // the activation under way keeps the release it replaces (fleet.go)
 	drains   sync.WaitGroup
 	stopCh   chan struct{} // closed by Close: drains stop waiting
 }
@@ -141,6 +142,7 @@ type release struct {
 	warmup      []WarmupResult
 	g           guardPart // see guard.go
 	health      []HealthResult
+	held        bool // kept ready by ActivateKeeping until Unhold (fleet.go)
 
 	// metrics counts the release's requests; set at creation.
 	metrics *releaseMetrics
@@ -518,7 +520,7 @@ func (s *Supervisor) activateLocked(r *release, restoring bool) error {
 	s.active.Store(r)
 	s.step(r, "active", r.createdAt)
 	s.history = history
-	if prev != nil && !s.startGuardLocked(r, prev) {
+	if prev != nil && !s.startGuardLocked(r, prev) && !s.holdLocked(prev) {
 		s.drainLocked(prev)
 	}
 	return nil
@@ -589,7 +591,11 @@ func (s *Supervisor) retireLocked(r *release) {
 }
 
 // Activate switches new requests to a ready release.
-func (s *Supervisor) Activate(id string) (Release, error) {
+func (s *Supervisor) Activate(id string) (Release, error) { return s.activate(id, false) }
+
+// activate is Activate; with hold, the release it replaces stays ready
+// (see ActivateKeeping).
+func (s *Supervisor) activate(id string, hold bool) (Release, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.releases[id]
@@ -600,7 +606,9 @@ func (s *Supervisor) Activate(id string) (Release, error) {
 	case StateActive:
 		return r.snapshot(), nil
 	case StateReady:
+		s.holdNext = hold
 		err := s.activateLocked(r, false)
+		s.holdNext = false
 		return r.snapshot(), err
 	}
 	return r.snapshot(), errorf(409, "release %s is %s, only a ready release can be activated; deploy it again", id, r.state)
