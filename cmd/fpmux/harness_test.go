@@ -115,6 +115,10 @@ type stackOptions struct {
 	nginxServer string
 	// yaml is added to the config file's top level (e.g. "limits:\n  max_in_flight: 6\n").
 	yaml string
+	// releases, when set, is the allowed root holding the releases instead
+	// of one of the stack's own: fleet hosts share it, as a fleet deploy
+	// names one root for every host.
+	releases string
 	// docrootLink makes the docroot fpmux's `symlink` (pointed at the
 	// active release, as a front serving static files needs) instead of a
 	// directory, and starts no nginx: the test starts its own fronts.
@@ -191,6 +195,9 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		pgids:    map[int]bool{},
 		logBuf:   &lockedBuffer{},
 		watchdog: o.watchdog,
+	}
+	if o.releases != "" {
+		s.releases = o.releases
 	}
 	s.connPerRequest = o.connPerRequest
 	s.nginxServer = o.nginxServer

@@ -26,6 +26,7 @@ commands:
   retire     drain and stop a release that is not active
   status     list releases, states, in-flight counts, pool figures
   upgrade    replace the running fpmux by this binary, keeping its pools and connections
+  fleet      deploy, status, rollback of a fleet of hosts through etcd
   check      test a config file and what it names, like php-fpm -t (exit 0 or 1)
   version    print fpmux's version and commit, Go's, and the php-fpm it would run
 
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runVersion(args[1:], stdout, stderr)
 	case "check":
 		return runCheck(args[1:], stdout, stderr)
+	case "fleet":
+		return runFleet(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

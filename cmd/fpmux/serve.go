@@ -379,6 +379,13 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 		return err
 	}
 
+	stopFleet, err := startFleet(cfg, sup, reg, log)
+	if err != nil {
+		sup.Close(context.Background())
+		return err
+	}
+	defer stopFleet()
+
 	errc := make(chan error, 3)
 	acceptDone := make(chan struct{})
 	accepting.Store(true)
@@ -479,7 +486,8 @@ wait:
 			}
 		}
 	}
-	stop() // a second signal now kills the process the default way
+	stop()      // a second signal now kills the process the default way
+	stopFleet() // the host's key goes with its lease: it takes no more part
 	monStop()
 	<-monDone
 	if next != nil {
