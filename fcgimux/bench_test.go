@@ -27,7 +27,7 @@ type benchClient struct {
 	rr  *recordReader
 }
 
-func dialBench(b *testing.B, addr string, req []byte) *benchClient {
+func dialBench(b testing.TB, addr string, req []byte) *benchClient {
 	b.Helper()
 	nc, err := net.Dial("unix", addr)
 	if err != nil {
@@ -96,7 +96,7 @@ func benchRequest(bodyLen int, keep bool) []byte {
 }
 
 // benchServer runs a Server in front of app and returns its address.
-func benchServer(b *testing.B, app *recordApp) string {
+func benchServer(b testing.TB, app *recordApp) string {
 	b.Helper()
 	network, addr := app.addr()
 	router := &benchRouter{pin: Pin{Release: "r7", Root: "/srv/releases/r7", Backend: NewBackend(network, addr, 0, 8)}}

@@ -191,8 +191,30 @@ func (c *conn) endRelay() {
 func (c *conn) startRun() {
 	if !c.rel.running {
 		c.rel.running = true
-		go c.rel.run()
+		c.s.run(task{r: &c.rel})
 	}
+}
+
+// reset readies c, new or done with an earlier connection (its goroutines
+// returned, forgotten by the server), to serve nc, keeping its buffers.
+func (c *conn) reset(s *Server, nc net.Conn) {
+	rr := c.rr
+	if rr.big != nil {
+		putBuf(rr.big)
+		rr.big = nil
+	}
+	rr.r, rr.buf, rr.rpos, rr.wpos = nc, rr.small[:], 0, 0
+	c.s, c.nc = s, nc
+	c.wbuf, c.wdeadline, c.waited, c.queued = trim(c.wbuf), time.Time{}, false, 0
+	c.id, c.keepConn, c.phase = 0, false, phaseNone
+	c.params, c.out, c.ends, c.up, c.upSent, c.holding = trim(c.params), trim(c.out), c.ends[:0], trim(c.up), 0, false
+	c.rel.pin, c.rel.bc, c.rel.held = Pin{}, nil, nil
+	c.relActive, c.crossing, c.stdinDone, c.started = false, false, false, time.Time{}
+	c.upConn.Store(nil)
+	c.cut.Store(false)
+	c.busy, c.begun, c.bodyDone, c.closing, c.closeAt = false, false, false, false, time.Time{}
+	c.cur = current{method: c.cur.method[:0], uri: c.cur.uri[:0]}
+	c.idleDeadline, c.rdeadline = time.Now().Add(s.readTO), time.Time{}
 }
 
 // waitRelay waits for the relay's goroutine to return, and disposes of a

@@ -35,7 +35,7 @@ func (s *Server) Adopt(nc net.Conn) bool {
 		return false
 	}
 	c.idleDeadline = time.Now().Add(s.idleTO)
-	go c.serve()
+	s.run(task{c: c})
 	return true
 }
 

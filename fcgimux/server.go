@@ -1,7 +1,9 @@
 // This file owns the server side of the front: accepting connections from the
-// web server, reading their records, and the connection's lifecycle up to
-// shutdown. One goroutine owns each connection; a relay adds one more for the
-// response of the request in flight.
+// web server, reading their records, the connection's lifecycle up to
+// shutdown, and the goroutines that serve connections and relay responses.
+// One goroutine owns each connection; a relay adds one more for the response
+// of the request in flight. Both come from the server's spare goroutines
+// when one is waiting (see worker).
 
 package fcgimux
 
@@ -128,6 +130,13 @@ type Server struct {
 	draining  bool           // Shutdown took its list of conns: no more are added
 	serving   sync.WaitGroup // one per accept loop (Serve)
 	wg        sync.WaitGroup // one per connection goroutine
+
+	free     sync.Pool      // conns done with their connection, kept with their buffers for the next
+	spare    chan task      // a worker waiting for a task receives it here
+	spareN   atomic.Int32   // workers waiting on spare
+	quit     chan struct{}  // closed once Shutdown saw every connection end: waiting workers return
+	quitOnce sync.Once      // closes quit
+	workers  sync.WaitGroup // one per worker goroutine
 }
 
 // NewServer checks o and returns a Server.
@@ -151,6 +160,8 @@ func NewServer(o Options) (*Server, error) {
 		maxConns:  o.MaxConns,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
+		spare:     make(chan task),
+		quit:      make(chan struct{}),
 	}
 	s.hinter, _ = o.Router.(HintRouter)
 	if s.log == nil {
@@ -216,15 +227,14 @@ func (s *Server) Serve(ln net.Listener) error {
 			nc.Close()
 			continue
 		}
-		go c.serve()
+		s.run(task{c: c})
 	}
 }
 
+// newConn registers nc and returns the conn that will serve it: one that
+// served an earlier connection when there is one, with its buffers; nil
+// when the server is draining or full.
 func (s *Server) newConn(nc net.Conn) *conn {
-	c := &conn{s: s, nc: nc, rr: newRecordReader(nc)}
-	c.rel.c = c
-	c.rel.done = make(chan struct{}, 1)
-	c.idleDeadline = time.Now().Add(s.readTO)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining {
@@ -237,9 +247,73 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		}
 		return nil
 	}
+	c, _ := s.free.Get().(*conn)
+	if c == nil {
+		c = &conn{rr: &recordReader{}}
+		c.rel.c = c
+		c.rel.done = make(chan struct{}, 1)
+	}
+	c.reset(s, nc)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return c
+}
+
+// task is what a worker is given: a connection to serve, or the response
+// of a relay to stream.
+type task struct {
+	c *conn
+	r *relay
+}
+
+// maxSpare bounds the workers kept waiting for a task.
+const maxSpare = 128
+
+// run has t done by a worker waiting for one, or by a new one.
+func (s *Server) run(t task) {
+	select {
+	case s.spare <- t:
+	default:
+		s.workers.Add(1)
+		go s.worker(t)
+	}
+}
+
+// worker does t, then, while fewer than maxSpare others wait, the tasks run
+// hands it, until Shutdown has seen every connection end. Goroutines are
+// kept across connections and requests so that their stacks, once grown to
+// what serving takes, are not grown again: each new goroutine starts with a
+// small stack, and copying it as it grew cost a third of fpmux's
+// instructions for a request without keep-alive (two growths, one per
+// goroutine, about 16,000 instructions each).
+func (s *Server) worker(t task) {
+	defer s.workers.Done()
+	for {
+		if t.c != nil {
+			t.c.serve()
+			s.free.Put(t.c)
+		} else {
+			t.r.run()
+		}
+		if s.spareN.Add(1) > maxSpare {
+			s.spareN.Add(-1)
+			return
+		}
+		select {
+		case t = <-s.spare:
+			s.spareN.Add(-1)
+		case <-s.quit:
+			s.spareN.Add(-1)
+			return
+		}
+	}
+}
+
+// stopWorkers makes the waiting workers return and waits for every worker;
+// Shutdown calls it once no connection is left, so none is working.
+func (s *Server) stopWorkers() {
+	s.quitOnce.Do(func() { close(s.quit) })
+	s.workers.Wait()
 }
 
 // Refusal is why fpmux answered a request itself instead of relaying it.
@@ -349,6 +423,7 @@ func (s *Server) InFlight(release string) []Request {
 // gets freshGrace to send it (see closeIfIdle). When ctx ends first, it cuts
 // every connection, the writes of request bodies to php-fpm included, and
 // waits for their goroutines, which end at once, then returns ctx's error.
+// Either way the server's goroutines have all returned when it returns.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.inShutdown.Store(true)
@@ -377,6 +452,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		<-accepted
+		s.stopWorkers()
 		return nil
 	case <-ctx.Done():
 	}
@@ -387,6 +463,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	<-done
 	<-accepted
+	s.stopWorkers()
 	return ctx.Err()
 }
 

@@ -595,6 +595,11 @@ func TestNoGoroutineOutlivesShutdown(t *testing.T) {
 			if i%3 == 0 {
 				c.nc.Close() // some clients leave, others stay idle until shutdown
 			}
+			// A connection per request: its goroutines wait for the next
+			// as spares, until shutdown.
+			once := dialRaw(t, addr)
+			once.send(request(1, false, "x", phpParams("/index.php")...))
+			once.read(1)
 		}
 		if err := s.Shutdown(context.Background()); err != nil {
 			t.Fatal(err)
@@ -689,5 +694,30 @@ func TestShutdownServesARequestThatCrossedIt(t *testing.T) {
 		if err := <-served; !errors.Is(err, ErrServerClosed) {
 			t.Fatalf("round %d: serve returned %v", i, err)
 		}
+	}
+}
+
+// TestKeptRequestsAllocateNothing: once warm, a request on a kept
+// connection allocates nothing: the goroutine that streams its response is
+// a spare one the server kept, with the stack it grew, not a new one.
+func TestKeptRequestsAllocateNothing(t *testing.T) {
+	if raceAllocSlack > 1 {
+		t.Skip("the race detector's runtime allocates for goroutines and channels")
+	}
+	app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse(strings.Repeat("h", 1024))})
+	c := dialBench(t, benchServer(t, app), benchRequest(1024, true))
+	for range 20 { // dial php-fpm, grow buffers and stacks
+		if _, err := c.do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(500, func() {
+		if n, err := c.do(); err != nil || n < 1024 {
+			t.Fatalf("response: %d bytes, %v", n, err)
+		}
+	})
+	// The server's idle-connection timer may allocate now and then.
+	if allocs > 0.2 {
+		t.Errorf("%.2f allocations per kept request, want none", allocs)
 	}
 }
