@@ -10,7 +10,6 @@ package config
 import (
 	_ "embed"
 	"strconv"
-	"strings"
 )
 
 // Config is fpmux's whole configuration. The zero value is not useful;
@@ -189,10 +188,13 @@ type Limits struct {
 
 // PHPFPM configures the php-fpm master (one per release) and its pool.
 //
-// In Ini and Pool values, "{release_root}" and "{release_id}" are replaced
-// per release (see ForRelease); no other "{...}" placeholder is allowed.
-// Values are written inside double quotes into a generated php-fpm config,
-// so they may not contain control characters, '"', '\' or '$'.
+// In Ini, Pool and Global values and in the files, "{release_root}" and
+// "{release_id}" are replaced per release, and so is php-fpm's own "$pool"
+// (it names the pool, which is the release); no other "{...}" placeholder
+// is allowed ("%{...}", as in access.format, is php-fpm's own). Values are
+// written so php-fpm reads them back as they are: any character but a
+// control character. The pool package owns these rules and the
+// directives fpmux sets itself; supervisor.PHPFPMSettings applies them.
 type PHPFPM struct {
 	// Binary is the php-fpm executable: an absolute path or a bare command
 	// name. Empty: the pool package finds php-fpm / php-fpmX.Y on PATH and
@@ -210,11 +212,32 @@ type PHPFPM struct {
 	// Pool holds php-fpm pool directives (pm, pm.max_children, user,
 	// group, env[NAME], php_value[name], ...). Merged over the defaults
 	// like Ini. Directives fpmux sets itself (listen, listen.*, ping.*,
-	// pm.status_path, pid, error_log, daemonize, include, prefix) are
-	// refused. Default: {pm: dynamic, pm.max_children: "5",
+	// pm.status_path, chdir, pid, error_log, daemonize, include, prefix)
+	// are refused, naming what takes their place, unless set to what
+	// fpmux writes anyway (catch_workers_output: "yes"). Default: {pm: dynamic, pm.max_children: "5",
 	// pm.start_servers: "2", pm.min_spare_servers: "1",
 	// pm.max_spare_servers: "3"}.
 	Pool map[string]string `yaml:"pool"`
+
+	// PoolFile is a php-fpm pool file read as php-fpm reads it (sections,
+	// ';' comments, include globs, quoting, ${ENV}), or a glob of them
+	// (/usr/local/etc/php-fpm.d/*.conf), so an existing www.conf serves as
+	// it is. Its directives that fpmux sets itself (listen, pm.status_path,
+	// ping.path, ...) are dropped, each with a warning naming what takes
+	// their place; Pool's keys win over its own, but Pool's defaults do
+	// not. Its [global] sections count as GlobalFile's. Absolute.
+	// Default: "" (none).
+	PoolFile string `yaml:"pool_file"`
+
+	// GlobalFile is a php-fpm.conf whose [global] section applies to
+	// every release's php-fpm master (log_limit, emergency_restart_*, ...);
+	// pool sections in it or in what it includes are left out. Absolute.
+	// Default: "" (none).
+	GlobalFile string `yaml:"global_file"`
+
+	// Global holds [global] directives over GlobalFile's, merged like Ini.
+	// Default: {}.
+	Global map[string]string `yaml:"global"`
 
 	// StartTimeout bounds spawning a release's php-fpm master and its
 	// health check. Must be positive. Default: 30s. (fpmux extension.)
@@ -251,23 +274,6 @@ func Default() *Config {
 		panic("config: embedded defaults.yaml does not decode: " + err.Error())
 	}
 	return c
-}
-
-// ForRelease returns fresh copies of p.Ini and p.Pool with "{release_root}"
-// and "{release_id}" replaced by root and id. It does not check id or root:
-// the caller must make sure neither holds a character Validate refuses in a
-// value ('"', '\', '$', control characters).
-func (p PHPFPM) ForRelease(id, root string) (ini, pool map[string]string) {
-	r := strings.NewReplacer("{release_root}", root, "{release_id}", id)
-	ini = make(map[string]string, len(p.Ini))
-	for k, v := range p.Ini {
-		ini[k] = r.Replace(v)
-	}
-	pool = make(map[string]string, len(p.Pool))
-	for k, v := range p.Pool {
-		pool[k] = r.Replace(v)
-	}
-	return ini, pool
 }
 
 // MaxChildren returns php_fpm.pool's pm.max_children as an int: 5 when the

@@ -112,7 +112,8 @@ func (c *Config) applyNulls(root *yaml.Node) {
 	strs := map[string]*string{
 		"listen": &c.Listen, "admin": &c.Admin, "metrics": &c.Metrics,
 		"state_dir": &c.StateDir, "docroot": &c.Docroot,
-		"php_fpm.binary": &c.PHPFPM.Binary,
+		"php_fpm.binary": &c.PHPFPM.Binary, "php_fpm.pool_file": &c.PHPFPM.PoolFile,
+		"php_fpm.global_file": &c.PHPFPM.GlobalFile,
 	}
 	durs := map[string]*Duration{
 		"drain_timeout":                &c.DrainTimeout,
@@ -125,8 +126,9 @@ func (c *Config) applyNulls(root *yaml.Node) {
 		dst *map[string]string
 		def map[string]string
 	}{
-		"php_fpm.ini":  {&c.PHPFPM.Ini, defs.Ini},
-		"php_fpm.pool": {&c.PHPFPM.Pool, defs.Pool},
+		"php_fpm.ini":    {&c.PHPFPM.Ini, defs.Ini},
+		"php_fpm.pool":   {&c.PHPFPM.Pool, defs.Pool},
+		"php_fpm.global": {&c.PHPFPM.Global, defs.Global},
 	}
 	var visit func(m *yaml.Node, prefix string)
 	visit = func(m *yaml.Node, prefix string) {
@@ -235,7 +237,7 @@ var (
 	reLineMsg    = regexp.MustCompile(`^line (\d+): (.*)$`)
 	reNotFound   = regexp.MustCompile(`^field (.+) not found in type \S+$`)
 	reDuplicate  = regexp.MustCompile(`^mapping key "(.*)" already defined at line (\d+)$`)
-	reUnmarshal  = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `[^`]*`)? into (.+)$")
+	reUnmarshal  = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `([^`]*)`)? into (.+)$")
 	humanTargets = map[string]string{
 		"string":             "a string",
 		"[]string":           "a list of strings",
@@ -278,21 +280,24 @@ func (idx *lineIndex) problem(msg string) error {
 	target := ""
 	switch {
 	case u != nil:
-		target = u[2]
+		target = u[3]
 	case strings.Contains(rest, "as a duration") || strings.HasPrefix(rest, "want a duration"):
 		target = "config.Duration" // from Duration.UnmarshalYAML
 	}
 	if path, ok := idx.valueOn(line, target); ok {
 		if u != nil {
-			want, ok := humanTargets[u[2]]
+			want, ok := humanTargets[u[3]]
 			if !ok {
-				want, ok = healthTargets[u[2]]
+				want, ok = healthTargets[u[3]]
 			}
 			if !ok {
-				want = u[2]
+				want = u[3]
 			}
 			got := map[string]string{"seq": "a list", "map": "a mapping"}[u[1]]
-			if got == "" {
+			switch {
+			case got == "" && u[2] != "":
+				got = "a single value (" + strconv.Quote(u[2]) + ")"
+			case got == "":
 				got = "a single value"
 			}
 			rest = "want " + want + ", got " + got
@@ -345,7 +350,7 @@ func goTypeAt(path string) string {
 	switch {
 	case path == "php_fpm":
 		return "config.PHPFPM"
-	case path == "php_fpm.ini" || path == "php_fpm.pool":
+	case path == "php_fpm.ini" || path == "php_fpm.pool" || path == "php_fpm.global":
 		return "map[string]string"
 	case path == "allowed_roots" || path == "warmup":
 		return "[]string"
@@ -365,7 +370,35 @@ func goTypeAt(path string) string {
 		path == "php_fpm.wedge_check_interval", path == "guard.window":
 		return "config.Duration"
 	}
+	if t := fieldType(path); t != nil {
+		return t.String() // "int", "[]string", "config.Duration", as yaml.v3 names them
+	}
 	return "string"
+}
+
+// fieldType is the Go type of the field a dotted key path decodes into,
+// found by the yaml tags; nil when there is none.
+func fieldType(path string) reflect.Type {
+	t := reflect.TypeFor[Config]()
+	for _, part := range strings.Split(path, ".") {
+		if t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return nil
+		}
+		var next reflect.Type
+		for f := range t.Fields() {
+			if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); tag == part {
+				next = f.Type
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		t = next
+	}
+	return t
 }
 
 // knownKeys lists the keys a section of the file takes ("" is the top).

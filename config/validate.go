@@ -8,27 +8,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 )
-
-var (
-	reIniKey      = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
-	rePoolKey     = regexp.MustCompile(`^[a-z][a-z0-9_.]*(\[[A-Za-z0-9_.-]+\])?$`)
-	rePlaceholder = regexp.MustCompile(`\{[^{}\s]+\}`)
-)
-
-// reservedPoolKeys are the pool directives fpmux writes itself into every
-// generated pool config; an operator's value would break supervision.
-var reservedPoolKeys = []string{
-	"listen", "listen.owner", "listen.group", "listen.mode",
-	"listen.acl_users", "listen.acl_groups", "listen.allowed_clients",
-	"ping.path", "ping.response", "pm.status_path",
-	"pid", "error_log", "daemonize", "include", "prefix",
-}
-
-// placeholders are the only "{...}" forms allowed in ini and pool values.
-var placeholders = []string{"{release_root}", "{release_id}"}
 
 // reAccount matches a user or group name (as useradd takes it) or a
 // numeric id.
@@ -153,24 +134,15 @@ func (c *Config) Validate() error {
 		v.add("php_fpm.binary", "%q is a relative path: want an absolute path, a command name looked up on PATH, or empty", b)
 	}
 
-	for _, k := range sortedKeys(c.PHPFPM.Ini) {
-		key := "php_fpm.ini." + k
-		if !reIniKey.MatchString(k) {
-			v.add(key, "bad php.ini setting name: want letters, digits, '_', '.' and '-' only")
+	// php_fpm's ini, pool and global maps and the files they name follow
+	// php-fpm's rules, which the pool package owns: the supervisor checks
+	// them (supervisor.PHPFPMSettings) before fpmux serves, and with the
+	// files read. Here only what fpmux itself needs of the file keys.
+	for _, k := range []struct{ key, p string }{{"php_fpm.pool_file", c.PHPFPM.PoolFile}, {"php_fpm.global_file", c.PHPFPM.GlobalFile}} {
+		if k.p != "" && !filepath.IsAbs(k.p) {
+			v.add(k.key, "%q is not an absolute path: want the absolute path of a php-fpm file (a glob for pool_file)", k.p)
 		}
-		v.value(key, c.PHPFPM.Ini[k])
 	}
-	for _, k := range sortedKeys(c.PHPFPM.Pool) {
-		key := "php_fpm.pool." + k
-		switch {
-		case slices.Contains(reservedPoolKeys, k):
-			v.add(key, "fpmux sets this pool directive itself; remove it")
-		case !rePoolKey.MatchString(k):
-			v.add(key, "bad pool directive name: want e.g. pm.max_children, env[NAME] or php_value[name]")
-		}
-		v.value(key, c.PHPFPM.Pool[k])
-	}
-	v.pm(c.PHPFPM.Pool)
 
 	return joinSorted(v.errs)
 }
@@ -270,76 +242,6 @@ func (v *validator) absolute(key, p string) bool {
 func (v *validator) positive(key string, d Duration) {
 	if d <= 0 {
 		v.add(key, "must be positive, like 30s (got %s)", d)
-	}
-}
-
-// value checks an ini or pool value, which the pool package writes inside
-// double quotes into a php-fpm config.
-func (v *validator) value(key, s string) {
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' || r == '$' {
-			v.add(key, "value must not contain %q: values are written in double quotes into the php-fpm config, "+
-				"and control characters, '\"', '\\' and '$' would let a value inject php-fpm directives", r)
-			break
-		}
-	}
-	for _, ph := range rePlaceholder.FindAllString(s, -1) {
-		if !slices.Contains(placeholders, ph) {
-			v.add(key, "unknown placeholder %s: only {release_root} and {release_id} are replaced", ph)
-		}
-	}
-}
-
-// pm checks the process manager directives as php-fpm would when a pool
-// starts, so a bad combination fails at load, not at the first deploy.
-func (v *validator) pm(pool map[string]string) {
-	const prefix = "php_fpm.pool."
-	if pm, ok := pool["pm"]; ok && pm != "static" && pm != "dynamic" && pm != "ondemand" {
-		v.add(prefix+"pm", "%q: want static, dynamic or ondemand", pm)
-	}
-	ints := map[string]int{}
-	for _, k := range []string{"pm.max_children", "pm.start_servers", "pm.min_spare_servers", "pm.max_spare_servers"} {
-		s, ok := pool[k]
-		if !ok {
-			continue
-		}
-		n, err := strconv.Atoi(s)
-		switch {
-		case k == "pm.max_children" && (err != nil || n <= 0):
-			v.add(prefix+k, "%q: want a positive integer", s)
-		case err != nil || n < 0:
-			v.add(prefix+k, "%q: want a non-negative integer", s)
-		default:
-			ints[k] = n
-		}
-	}
-	if pool["pm"] != "dynamic" {
-		return
-	}
-	maxChildren, hasMax := ints["pm.max_children"]
-	minSpare, hasMin := ints["pm.min_spare_servers"]
-	maxSpare, hasMaxSpare := ints["pm.max_spare_servers"]
-	for _, k := range []string{"pm.min_spare_servers", "pm.max_spare_servers"} {
-		if n, ok := ints[k]; ok && n == 0 {
-			v.add(prefix+k, "must be positive when pm is dynamic")
-		}
-		if n, ok := ints[k]; ok && hasMax && n > maxChildren {
-			v.addEither(prefix+k, prefix+"pm.max_children", "%s (%d) is greater than pm.max_children (%d)", k, n, maxChildren)
-		}
-	}
-	if hasMin && hasMaxSpare && maxSpare < minSpare {
-		v.addEither(prefix+"pm.max_spare_servers", prefix+"pm.min_spare_servers",
-			"pm.max_spare_servers (%d) is less than pm.min_spare_servers (%d)", maxSpare, minSpare)
-	}
-	if start, ok := ints["pm.start_servers"]; ok && start > 0 {
-		if hasMin && start < minSpare {
-			v.addEither(prefix+"pm.start_servers", prefix+"pm.min_spare_servers",
-				"pm.start_servers (%d) is less than pm.min_spare_servers (%d)", start, minSpare)
-		}
-		if hasMaxSpare && start > maxSpare {
-			v.addEither(prefix+"pm.start_servers", prefix+"pm.max_spare_servers",
-				"pm.start_servers (%d) is greater than pm.max_spare_servers (%d)", start, maxSpare)
-		}
 	}
 }
 

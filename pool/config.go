@@ -42,9 +42,22 @@ type Options struct {
 	// php_admin_value in the pool (so scripts cannot override them).
 	Ini map[string]string
 	// Directives holds pool directives (pm, pm.max_children, user, env[X],
-	// php_value[...], ...), already substituted by the caller. Directives
-	// fpmux owns (listen*, ping.*, pm.status_path, chdir, ...) are refused.
+	// php_value[...], ...), already substituted by the caller (Expand). A
+	// key ending in [] (access.suppress_path[]) holds its values one per
+	// line. Directives fpmux owns (rules.go: listen*, ping.*,
+	// pm.status_path, chdir, ...) are refused, unless set to what fpmux
+	// writes anyway. Any other value is written so that php-fpm reads it
+	// back as it is.
 	Directives map[string]string
+	// Global holds [global] directives (log_limit,
+	// emergency_restart_threshold, ...) under the same rules.
+	Global map[string]string
+	// Bare names the Directives and Global keys whose values are written
+	// without quotes, as they stood in the operator's php-fpm file, so
+	// php-fpm's scanner reads constants and expressions in them as it did
+	// there (see iniEntry.Bare). A value bareSafeRe refuses is quoted
+	// anyway.
+	Bare map[string]bool
 	// StartTimeout bounds spawning php-fpm plus its first answered ping.
 	// Default 30s.
 	StartTimeout time.Duration
@@ -96,36 +109,7 @@ const (
 	maxSocketPath = 107 // sizeof(sockaddr_un.sun_path) - 1 on Linux
 )
 
-var (
-	idRe           = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	directiveKeyRe = regexp.MustCompile(`^[a-z][a-z0-9_.]*(\[[A-Za-z0-9_.-]+\])?$`)
-	iniKeyRe       = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
-)
-
-// reservedDirectives are pool or global directives fpmux writes itself or
-// that would let a pool escape its setup. Compared case-insensitively.
-var reservedDirectives = map[string]bool{
-	"listen":                  true,
-	"listen.owner":            true,
-	"listen.group":            true,
-	"listen.mode":             true,
-	"listen.acl_users":        true,
-	"listen.acl_groups":       true,
-	"listen.allowed_clients":  true,
-	"ping.path":               true,
-	"ping.response":           true,
-	"pm.status_path":          true,
-	"pm.status_listen":        true,
-	"pid":                     true,
-	"error_log":               true,
-	"daemonize":               true,
-	"include":                 true,
-	"prefix":                  true,
-	"chdir":                   true,
-	"catch_workers_output":    true,
-	"decorate_workers_output": true,
-	"env[FPMUX_RELEASE]":      true,
-}
+var idRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // ValidateID reports whether id can name a release: 1 to 64 characters from
 // [A-Za-z0-9._-], and not ".", ".." or "global" in any case (php-fpm would
@@ -140,27 +124,12 @@ func ValidateID(id string) error {
 	return nil
 }
 
-// checkQuotable reports why s cannot be written inside double quotes in a
-// php-fpm config (INI) file: control characters would end the line, and
-// `"`, `\` and `$` are interpreted inside quotes.
-func checkQuotable(s string) error {
-	for _, r := range s {
-		switch {
-		case r < 0x20 || r == 0x7f:
-			return fmt.Errorf("control character %U not allowed", r)
-		case r == '"' || r == '\\' || r == '$':
-			return fmt.Errorf("character %q not allowed", r)
-		}
-	}
-	return nil
-}
-
 func checkPath(field, p string) error {
 	if p == "" {
 		return fmt.Errorf("%s: required", field)
 	}
-	if err := checkQuotable(p); err != nil {
-		return fmt.Errorf("%s %q: %w", field, p, err)
+	if err := CheckPath(p); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
 	}
 	if !filepath.IsAbs(p) {
 		return fmt.Errorf("%s %q: not an absolute path", field, p)
@@ -192,16 +161,18 @@ func (o *Options) validate() error {
 	if o.StopTimeout < 0 {
 		errs = append(errs, fmt.Errorf("StopTimeout: %v is negative", o.StopTimeout))
 	}
-	for _, k := range sortedKeys(o.Directives) {
-		v := o.Directives[k]
-		switch {
-		case !directiveKeyRe.MatchString(k):
-			errs = append(errs, fmt.Errorf("Directives[%q]: not a pool directive name", k))
-		case reservedDirectives[strings.ToLower(k)] || reservedDirectives[k]:
-			errs = append(errs, fmt.Errorf("Directives[%q]: set by fpmux, not configurable", k))
-		}
-		if err := checkQuotable(v); err != nil {
-			errs = append(errs, fmt.Errorf("Directives[%q] = %q: %w", k, v, err))
+	for _, m := range []struct {
+		field  string
+		d      map[string]string
+		global bool
+	}{{"Directives", o.Directives, false}, {"Global", o.Global, true}} {
+		for _, k := range sortedKeys(m.d) {
+			for _, v := range values(k, m.d[k]) {
+				if err := CheckDirective(k, v, m.global); err != nil {
+					errs = append(errs, fmt.Errorf("%s[%q] = %q: %w", m.field, k, v, err))
+					break
+				}
+			}
 		}
 	}
 	if v, ok := o.Directives["pm.max_children"]; ok {
@@ -210,12 +181,8 @@ func (o *Options) validate() error {
 		}
 	}
 	for _, k := range sortedKeys(o.Ini) {
-		v := o.Ini[k]
-		if !iniKeyRe.MatchString(k) {
-			errs = append(errs, fmt.Errorf("Ini[%q]: not an ini setting name", k))
-		}
-		if err := checkQuotable(v); err != nil {
-			errs = append(errs, fmt.Errorf("Ini[%q] = %q: %w", k, v, err))
+		if err := CheckIni(k, o.Ini[k]); err != nil {
+			errs = append(errs, fmt.Errorf("Ini[%q] = %q: %w", k, o.Ini[k], err))
 		}
 	}
 	return errors.Join(errs...)
@@ -353,6 +320,15 @@ func atoiKey(m map[string]string, k string) (int, bool) {
 	return n, true
 }
 
+// values returns the values a directive holds: one per line for a key
+// ending in [] (php-fpm's lists, access.suppress_path[]), else v alone.
+func values(key, v string) []string {
+	if strings.HasSuffix(key, "[]") {
+		return strings.Split(v, "\n")
+	}
+	return []string{v}
+}
+
 // confParams is everything renderConfig needs; kept apart from Options so
 // the rendering is pure and golden-testable.
 type confParams struct {
@@ -361,14 +337,31 @@ type confParams struct {
 	Pages         pagePaths
 	User, Group   string // written when not empty
 	Directives    map[string]string
+	Global        map[string]string
+	Bare          map[string]bool
 	Ini           map[string]string
 }
 
 // renderConfig returns the php-fpm.conf text. The inputs must have passed
-// validate: every value is written between double quotes.
+// validate: fpmux's own directives come first, then the operator's, each
+// value quoted (quote) unless Bare keeps it as the operator wrote it.
 func renderConfig(c confParams) []byte {
 	var b strings.Builder
-	line := func(k, v string) { fmt.Fprintf(&b, "%s = \"%s\"\n", k, v) }
+	line := func(k, v string) { fmt.Fprintf(&b, "%s = %s\n", k, quote(v)) }
+	theirs := func(m map[string]string, global bool) {
+		for _, k := range sortedKeys(m) {
+			if _, ok := ownership(k, global); ok {
+				continue // set to what fpmux writes anyway
+			}
+			for _, v := range values(k, m[k]) {
+				if c.Bare[k] && bareSafeRe.MatchString(v) {
+					fmt.Fprintf(&b, "%s = %s\n", k, v)
+				} else {
+					line(k, v)
+				}
+			}
+		}
+	}
 	pct := int64(math.Ceil(c.StopTimeout.Seconds()))
 	if pct < 1 {
 		pct = 1
@@ -380,6 +373,7 @@ func renderConfig(c confParams) []byte {
 	line("log_level", "notice")
 	line("daemonize", "no")
 	line("process_control_timeout", strconv.FormatInt(pct, 10)+"s")
+	theirs(c.Global, true)
 	b.WriteString("\n[" + c.ID + "]\n")
 	line("listen", filepath.Join(c.Dir, socketName))
 	line("listen.mode", "0600")
@@ -397,9 +391,15 @@ func renderConfig(c confParams) []byte {
 		line("group", c.Group)
 	}
 	directives := withPMDefaults(c.Directives)
-	for _, k := range sortedKeys(directives) {
-		line(k, directives[k])
+	if _, ok := directives["access.log"]; ok {
+		// fpmux's own pings and status reads stay out of the operator's
+		// access log (php-fpm >= 8.2 skips these paths when they answer
+		// 200).
+		for _, p := range []string{c.Pages.Ping, c.Pages.Status} {
+			fmt.Fprintf(&b, "access.suppress_path[] = %s\n", quote(p))
+		}
 	}
+	theirs(directives, false)
 	for _, k := range sortedKeys(c.Ini) {
 		if startupOnlyIni[k] {
 			continue
@@ -471,7 +471,7 @@ func commandArgs(conf string, ini map[string]string) []string {
 	args := []string{"--nodaemonize", "--force-stderr", "--fpm-config", conf}
 	for _, k := range sortedKeys(ini) {
 		// Quoted, so the INI scanner takes the value literally.
-		args = append(args, "-d", k+"=\""+ini[k]+"\"")
+		args = append(args, "-d", k+"="+quote(ini[k]))
 	}
 	return args
 }

@@ -145,7 +145,7 @@ func newPool(o Options) (*Pool, []byte, error) {
 	}
 	conf := renderConfig(confParams{
 		ID: o.ID, Root: o.Root, Dir: o.Dir, StopTimeout: o.StopTimeout, Pages: pages,
-		User: usr, Group: grp, Directives: o.Directives, Ini: o.Ini,
+		User: usr, Group: grp, Directives: o.Directives, Global: o.Global, Bare: o.Bare, Ini: o.Ini,
 	})
 	p := &Pool{
 		o:           o,

@@ -161,7 +161,7 @@ func cut(s string, n int) string {
 // request, which the pool answers 404. When who the workers are cannot be
 // known, nothing is refused here (php-fpm will say at its start).
 func (s *Supervisor) checkAccess(r *release, checks []config.HealthCheck, warmup []string) error {
-	_, directives := s.conf().PHPFPM.ForRelease(r.id, r.root)
+	directives := pool.ExpandAll(s.phpfpm.Load().Directives, r.id, r.root)
 	w, err := pool.WorkerOf(directives)
 	if err != nil {
 		s.log.Warn("cannot tell who the pool's workers are; their access to the release is not checked", "release", r.id, "err", err)

@@ -25,6 +25,10 @@ func (s *Supervisor) Reload(cfg *config.Config) (needRestart []string, err error
 	if cfg == nil {
 		return nil, errors.New("supervisor: reload with no config")
 	}
+	st, err := PHPFPMSettings(cfg)
+	if err != nil {
+		return nil, err
+	}
 	old := s.conf()
 	next := *cfg
 	for _, k := range []struct {
@@ -53,6 +57,8 @@ func (s *Supervisor) Reload(cfg *config.Config) (needRestart []string, err error
 	next.Limits = old.Limits
 	next.Limits.MaxInFlight = inFlight
 	next.AllowedRoots = slices.Clone(cfg.AllowedRoots)
+	s.warnPHPFPM(st)
+	s.phpfpm.Store(st)
 	s.cfg.Store(&next)
 	if next.Symlink != old.Symlink {
 		// A new link is pointed at the active release now, not at the

@@ -71,8 +71,9 @@ type Options struct {
 
 // Supervisor is the release registry. Its methods are safe for concurrent use.
 type Supervisor struct {
-	cfg atomic.Pointer[config.Config] // swapped whole by Reload
-	log *slog.Logger
+	cfg    atomic.Pointer[config.Config] // swapped whole by Reload
+	phpfpm atomic.Pointer[pool.Settings] // cfg's php_fpm, read and checked (PHPFPMSettings); swapped with it
+	log    *slog.Logger
 	// requests lists the requests in flight on a release (the FastCGI
 	// front's InFlight), for status; set once by ListRequestsWith.
 	requests atomic.Pointer[func(release string) []fcgimux.Request]
@@ -177,6 +178,12 @@ func New(o Options) (*Supervisor, error) {
 	if err := checkSymlink(o.Config.Symlink); err != nil {
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
+	st, err := PHPFPMSettings(o.Config)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
+	s.warnPHPFPM(st)
+	s.phpfpm.Store(st)
 	s.cfg.Store(o.Config)
 	s.m = newMetrics(s)
 	if o.Registerer != nil {
@@ -419,14 +426,16 @@ func (s *Supervisor) startPool(ctx context.Context, id, root string, rm *release
 // poolOptions are the pool options of release id at root, for a start or
 // an adoption; rm, the release's metrics, counts PHP's errors.
 func (s *Supervisor) poolOptions(id, root string, rm *releaseMetrics) pool.Options {
-	ini, directives := s.conf().PHPFPM.ForRelease(id, root)
+	st := s.phpfpm.Load()
 	return pool.Options{
 		ID:            id,
 		Root:          root,
 		Dir:           filepath.Join(s.poolsDir(), id),
 		Binary:        s.conf().PHPFPM.Binary,
-		Ini:           ini,
-		Directives:    directives,
+		Ini:           pool.ExpandAll(st.Ini, id, root),
+		Directives:    pool.ExpandAll(st.Directives, id, root),
+		Global:        pool.ExpandAll(st.Global, id, root),
+		Bare:          st.Bare,
 		StartTimeout:  time.Duration(s.conf().PHPFPM.StartTimeout),
 		StopTimeout:   time.Duration(s.conf().PHPFPM.StopTimeout),
 		Logger:        s.log,
@@ -457,15 +466,11 @@ func (s *Supervisor) checkRoot(root string) (string, error) {
 	if !fi.IsDir() {
 		return "", errorf(422, "release root %s is not a directory", root)
 	}
-	// The real path stands between double quotes in the pool's php-fpm
-	// config (chdir, and {release_root} in php_fpm.ini and php_fpm.pool
-	// values). The pool package refuses such a path too, but only as a
-	// failed start of a release already registered.
-	for _, c := range real {
-		if c < 0x20 || c == 0x7f || c == '"' || c == '\\' || c == '$' {
-			return "", errorf(422, "release root %q (real path %q) holds %q, which cannot be written into a php-fpm config: "+
-				"use a directory name without control characters, '\"', '\\' or '$'", root, real, c)
-		}
+	// The real path is written into the pool's php-fpm config (chdir,
+	// and {release_root} in php_fpm values), by the pool package's rules;
+	// checked here so a bad one is refused before a release is registered.
+	if err := pool.CheckPath(real); err != nil {
+		return "", errorf(422, "release root %s: %v", root, err)
 	}
 	for _, allowed := range s.conf().AllowedRoots {
 		a, err := filepath.EvalSymlinks(allowed)

@@ -6,8 +6,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -100,32 +98,9 @@ func TestServeRefusesAnUnsafeAdmin(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := tempDir(t)
-			cfg := filepath.Join(dir, "fpmux.yaml")
 			text := fmt.Sprintf("listen: unix:%[1]s/fpmux.sock\nadmin: unix:%[1]s/admin.sock\nmetrics: \"\"\n"+
 				"state_dir: %[1]s/state\ndocroot: %[1]s/current\nallowed_roots: [%[1]s/releases]\n%[2]s", dir, tt.yaml)
-			if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, os.Args[0], append([]string{"serve", "-config", cfg}, tt.flags...)...)
-			cmd.Env = append(withoutSystemdEnv(os.Environ()), "FPMUX_TEST_EXEC=1")
-			out, err := cmd.CombinedOutput()
-			if ctx.Err() != nil {
-				t.Fatalf("fpmux started and served:\n%s", out)
-			}
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() == 0 {
-				t.Fatalf("fpmux: %v, want a non-zero exit:\n%s", err, out)
-			}
-			for _, w := range tt.words {
-				if !strings.Contains(string(out), w) {
-					t.Errorf("output does not say %q:\n%s", w, out)
-				}
-			}
-			if _, err := os.Lstat(filepath.Join(dir, "admin.sock")); err == nil {
-				t.Error("fpmux left an admin socket behind")
-			}
+			serveRefuses(t, dir, text, tt.flags, tt.words)
 		})
 	}
 }

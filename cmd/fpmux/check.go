@@ -1,12 +1,16 @@
 // This file owns `fpmux check`, fpmux's `php-fpm -t`: it loads a config as
 // serve would, then checks that what the config names is there and usable
 // (docroot's parent, allowed_roots, state_dir, symlink's directory,
-// admin_owner and admin_group, the php-fpm binary), prints every problem and exits 0 or 1, so a config
-// change or a new host is tested before fpmux runs with it.
+// admin_owner and admin_group, the php-fpm binary), checks php_fpm by
+// php-fpm's rules as a deploy would, runs php-fpm -t on the pool config of
+// a sample release, prints every problem and exits 0 or 1, so a config
+// change or a new host is tested before fpmux runs with it. serve refuses
+// to start on the subset that would fail every deploy (servable).
 
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +20,8 @@ import (
 	"syscall"
 
 	"github.com/fpmux/fpmux/config"
+	"github.com/fpmux/fpmux/pool"
+	"github.com/fpmux/fpmux/supervisor"
 )
 
 func runCheck(args []string, stdout, stderr io.Writer) int {
@@ -27,7 +33,10 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if name == "" {
 		name = "embedded defaults"
 	}
-	problems, phpLine := checkConfig(cfgPath)
+	problems, warnings, phpLine := checkConfig(cfgPath)
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "fpmux check: warning: %s\n", w)
+	}
 	for _, p := range problems {
 		fmt.Fprintf(stderr, "fpmux check: %s\n", p)
 	}
@@ -43,19 +52,13 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 // embedded defaults), one line each, and on success php-fpm's version line
 // with its path. A config that does not load gives its own problems only:
 // what it names cannot be trusted yet.
-func checkConfig(path string) (problems []string, php string) {
+func checkConfig(path string) (problems, warnings []string, php string) {
 	cfg, err := config.Load(path)
 	if err != nil {
-		var errs []error
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			errs = j.Unwrap()
-		} else {
-			errs = []error{err}
-		}
-		for _, e := range errs {
+		for _, e := range unjoinErr(err) {
 			problems = append(problems, e.Error())
 		}
-		return problems, ""
+		return problems, nil, ""
 	}
 	c := &checker{cfg: cfg}
 	c.docroot()
@@ -64,16 +67,74 @@ func checkConfig(path string) (problems []string, php string) {
 	c.symlink()
 	c.adminAccounts()
 	php = c.phpFPM()
-	// Issue 14 adds here: render the pool config of a sample release
-	// from cfg (as pool.Start would) into a temp dir and run the php-fpm
-	// found above with -t on it, each complaint a problem.
-	return c.problems, php
+	if st := c.settings(); st != nil && php != "" {
+		c.sample(st)
+	}
+	return c.problems, c.warnings, php
+}
+
+// servable returns what fpmux serve refuses to start with besides what
+// config.Validate finds: what would fail every deploy. php-fpm's rules
+// over php_fpm (supervisor.PHPFPMSettings), a missing allowed_roots
+// directory, a php-fpm that does not run.
+func servable(cfg *config.Config) []string {
+	c := &checker{cfg: cfg}
+	c.allowedRoots()
+	c.phpFPM()
+	c.settings()
+	return c.problems
+}
+
+// settings checks php_fpm by php-fpm's rules, as a deploy would, and
+// returns the settings; nil with the problems recorded.
+func (c *checker) settings() *pool.Settings {
+	st, err := supervisor.PHPFPMSettings(c.cfg)
+	if err != nil {
+		for _, e := range unjoinErr(err) {
+			c.problems = append(c.problems, e.Error())
+		}
+		return nil
+	}
+	c.warnings = append(c.warnings, st.Warnings...)
+	return st
+}
+
+// sample renders the pool config of a sample release (id "check", a
+// temporary directory as its root) as a deploy would and runs php-fpm -t
+// on it: what php-fpm itself refuses (an unknown directive, a bad value)
+// is found before a deploy.
+func (c *checker) sample(st *pool.Settings) {
+	root, err := os.MkdirTemp("", "fpmux-check-")
+	if err != nil {
+		c.problems = append(c.problems, fmt.Sprintf("php-fpm -t: %v", err))
+		return
+	}
+	defer os.RemoveAll(root)
+	const id = "check"
+	err = pool.Test(context.Background(), pool.Options{
+		ID: id, Root: root, Dir: filepath.Join(root, "pool"), Binary: c.cfg.PHPFPM.Binary,
+		Ini:        pool.ExpandAll(st.Ini, id, root),
+		Directives: pool.ExpandAll(st.Directives, id, root),
+		Global:     pool.ExpandAll(st.Global, id, root),
+		Bare:       st.Bare,
+	})
+	if err != nil {
+		c.problems = append(c.problems, "php_fpm: "+err.Error())
+	}
+}
+
+func unjoinErr(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // checker gathers the problems of one config's paths.
 type checker struct {
 	cfg      *config.Config
 	problems []string
+	warnings []string // directives of the php-fpm files dropped (pool.Settings.Warnings)
 }
 
 // add records a problem with key.

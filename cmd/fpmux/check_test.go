@@ -30,12 +30,22 @@ func checkFixture(t *testing.T, name, phpFPM string) (dir, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.NewReplacer("@DIR@", dir, "@PHPFPM@", phpFPM).Replace(string(data))
+	text := strings.NewReplacer("@DIR@", dir, "@PHPFPM@", phpFPM, "@TESTDATA@", testdata(t)).Replace(string(data))
 	path = filepath.Join(dir, name)
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir, path
+}
+
+// testdata is the repository's testdata directory, absolute.
+func testdata(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs("../../testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestCheck(t *testing.T) {
@@ -58,8 +68,7 @@ func TestCheck(t *testing.T) {
 		}},
 		{fixture: "bad-config.yaml", code: 1, stderr: []string{
 			"drain_timeout (line 3):",
-			"line 4: cannot unmarshal", // keep_previous: naming the key is issue 14's
-
+			`keep_previous (line 4): want an integer, got a single value ("two")`,
 			"lisen (line 5): unknown key",
 			"bad-config.yaml: 3 problem(s)",
 		}},
@@ -67,6 +76,19 @@ func TestCheck(t *testing.T) {
 			`admin_owner (line 6): "no-such-user-fpmux" does not exist on this system: create it, or give a numeric id`,
 			`admin_group (line 7): "no-such-group-fpmux" does not exist on this system: create it, or give a numeric id`,
 			"bad-accounts.yaml: 2 problem(s)",
+		}},
+		{fixture: "bad-rules.yaml", code: 1, stderr: []string{
+			"php_fpm.pool.chdir (line 8): fpmux sets this pool directive itself; remove it: fpmux sets it to each release's root",
+			"php_fpm.global.pid (line 10): fpmux sets this [global] directive itself; remove it: fpmux runs php-fpm in the foreground",
+			"bad-rules.yaml: 2 problem(s)",
+		}},
+		{fixture: "bad-fpm-t.yaml", code: 1, stderr: []string{
+			`php_fpm: ` + phpFPM + ` -t refuses the pool config of a sample release: ERROR: unknown entry 'no.such.directive' (at no.such.directive = "1")`,
+			"bad-fpm-t.yaml: 1 problem(s)",
+		}},
+		{fixture: "good-pool-file.yaml", code: 0, stdout: []string{"good-pool-file.yaml: ok (PHP 8."}, stderr: []string{
+			"warning: php_fpm.pool_file (line 7): @TESTDATA@/phpfpm/debian/www.conf:41: listen = /run/php/php8.2-fpm.sock dropped: fpmux's listen takes its place",
+			"www.conf:53: listen.owner = www-data dropped", "www.conf:54: listen.group = www-data dropped",
 		}},
 		{fixture: "bad-php.yaml", code: 1, stderr: []string{
 			`php_fpm.binary (line 6): run @DIR@/not-php -v: not php-fpm's version line: "Python 3.11.2"`,
@@ -96,7 +118,7 @@ func TestCheck(t *testing.T) {
 				t.Fatalf("%d stderr lines, want %d:\n%s", len(lines), len(tc.stderr), &stderr)
 			}
 			for i, want := range tc.stderr {
-				want = strings.ReplaceAll(want, "@DIR@", dir)
+				want = strings.NewReplacer("@DIR@", dir, "@TESTDATA@", testdata(t)).Replace(want)
 				if !strings.HasPrefix(lines[i], "fpmux check: ") || !strings.Contains(lines[i], want) {
 					t.Errorf("stderr line %d = %q, want it to hold %q", i+1, lines[i], want)
 				}

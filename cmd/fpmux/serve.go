@@ -96,6 +96,10 @@ func runServe(args []string, stderr io.Writer) int {
 		if err := cfg.Validate(); err != nil {
 			return nil, err
 		}
+		// What a deploy would refuse is refused now (check.go).
+		if probs := servable(cfg); len(probs) > 0 {
+			return nil, errors.New(strings.Join(probs, "\n"))
+		}
 		return cfg, nil
 	}
 	cfg, err := load()
