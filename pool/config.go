@@ -393,9 +393,9 @@ func renderConfig(c confParams) []byte {
 	directives := withPMDefaults(c.Directives)
 	if _, ok := directives["access.log"]; ok {
 		// fpmux's own pings and status reads stay out of the operator's
-		// access log (php-fpm >= 8.2 skips these paths when they answer
-		// 200).
-		for _, p := range []string{c.Pages.Ping, c.Pages.Status} {
+		// access log: php-fpm (>= 8.2) logs no request with one of these
+		// paths, no query string, that answered 200.
+		for _, p := range ownRequestURIs(c.Pages) {
 			fmt.Fprintf(&b, "access.suppress_path[] = %s\n", quote(p))
 		}
 	}
@@ -407,6 +407,13 @@ func renderConfig(c confParams) []byte {
 		line("php_admin_value["+k+"]", c.Ini[k])
 	}
 	return []byte(b.String())
+}
+
+// ownRequestURIs are the request URIs of the requests fpmux itself sends
+// a pool without running PHP: its pings and its status reads (Status
+// reads the page with no query string, which access.suppress_path needs).
+func ownRequestURIs(pages pagePaths) []string {
+	return []string{pages.Ping, pages.Status}
 }
 
 // pagePaths are the ping.path and pm.status_path of one pool.

@@ -1,15 +1,16 @@
 // probe.go owns the client side of FastCGI towards this pool's php-fpm:
-// Ping (ping.path) and Status (pm.status_path?json), through gofast.
+// Ping (ping.path) and Status (pm.status_path, in its text form), through
+// gofast.
 
 package pool
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,18 +59,71 @@ func (p *Pool) Ping(ctx context.Context) error {
 }
 
 // Status returns php-fpm's status figures for the pool. Like Ping, it is
-// served by a worker; without a deadline on ctx it gives up after 5s.
+// served by a worker; without a deadline on ctx it gives up after 5s. It
+// reads the page in php-fpm's plain text form, with no query string:
+// php-fpm's access.suppress_path never applies to a request with one, and
+// this keeps fpmux's status reads out of the operator's access log.
 func (p *Pool) Status(ctx context.Context) (Status, error) {
-	var st Status
-	res, err := fcgiGet(ctx, p.sock, p.pages.Status, "json")
+	res, err := fcgiGet(ctx, p.sock, p.pages.Status, "")
 	if err != nil {
-		return st, fmt.Errorf("status of pool %s: %w", p.o.ID, err)
+		return Status{}, fmt.Errorf("status of pool %s: %w", p.o.ID, err)
 	}
 	if res.code != http.StatusOK {
-		return st, fmt.Errorf("status of pool %s: got %d %q", p.o.ID, res.code, clip(res.body.String()))
+		return Status{}, fmt.Errorf("status of pool %s: got %d %q", p.o.ID, res.code, clip(res.body.String()))
 	}
-	if err := json.Unmarshal(res.body.Bytes(), &st); err != nil {
-		return st, fmt.Errorf("status of pool %s: %w", p.o.ID, err)
+	st, err := parseStatusText(res.body.String())
+	if err != nil {
+		return Status{}, fmt.Errorf("status of pool %s: %w", p.o.ID, err)
+	}
+	return st, nil
+}
+
+// parseStatusText reads php-fpm's plain text status page ("pool:   www",
+// "accepted conn:   12", ...) into a Status, the fields its json tags
+// name; "start time" is a date there ("01/Dec/2026:23:26:24 +0000").
+func parseStatusText(text string) (Status, error) {
+	var st Status
+	fields := map[string]*int64{
+		"start since": &st.StartSince, "accepted conn": &st.AcceptedConn,
+		"listen queue": &st.ListenQueue, "max listen queue": &st.MaxListenQueue,
+		"listen queue len": &st.ListenQueueLen, "idle processes": &st.IdleProcesses,
+		"active processes": &st.ActiveProcesses, "total processes": &st.TotalProcesses,
+		"max active processes": &st.MaxActiveProcesses, "max children reached": &st.MaxChildrenReached,
+		"slow requests": &st.SlowRequests,
+	}
+	seen := 0
+	for _, l := range strings.Split(text, "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "pool":
+			st.Pool = v
+		case "process manager":
+			st.ProcessManager = v
+		case "start time":
+			t, err := time.Parse("02/Jan/2006:15:04:05 -0700", v)
+			if err != nil {
+				return st, fmt.Errorf("start time %q: %w", v, err)
+			}
+			st.StartTime = t.Unix()
+		default:
+			dst, ok := fields[k]
+			if !ok {
+				continue
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return st, fmt.Errorf("%s %q: %w", k, v, err)
+			}
+			*dst = n
+			seen++
+		}
+	}
+	if st.Pool == "" || seen < len(fields) {
+		return st, fmt.Errorf("not php-fpm's status page: %q", clip(text))
 	}
 	return st, nil
 }

@@ -99,6 +99,9 @@ type stackOptions struct {
 	phpFPM       string            // php-fpm binary override (a wrapper)
 	ini          map[string]string // extra php_fpm.ini
 	pool         map[string]string // extra php_fpm.pool directives
+	// poolFile is php_fpm.pool_file; the stack's own pm directives are
+	// then left out, so the file's stand.
+	poolFile string
 
 	// activation hands fpmux its FastCGI and admin sockets as systemd's
 	// socket activation does (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES),
@@ -230,6 +233,10 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	for k, v := range o.pool {
 		fmt.Fprintf(&pool, "    %s: %q\n", k, v)
 	}
+	poolFile, pm := "", "    pm: static\n    pm.max_children: 4\n"
+	if o.poolFile != "" {
+		poolFile, pm = "  pool_file: "+o.poolFile+"\n", ""
+	}
 	cfg := fmt.Sprintf(`listen: unix:%s
 admin: %s
 metrics: %s
@@ -241,12 +248,10 @@ php_fpm:
   binary: %s
   start_timeout: %s
   stop_timeout: 5s
-  pool:
-    pm: static
-    pm.max_children: 4
-%s  ini:
+%s  pool:
+%s%s  ini:
     opcache.enable: 1
-%s%s`, s.cfgSock, s.cfgAdmin, s.metrics, s.stateDir, s.docroot, s.releases, o.drainTimeout, phpFPM, o.startTimeout, pool.String(), ini.String(), o.yaml)
+%s%s`, s.cfgSock, s.cfgAdmin, s.metrics, s.stateDir, s.docroot, s.releases, o.drainTimeout, phpFPM, o.startTimeout, poolFile, pm, pool.String(), ini.String(), o.yaml)
 	s.cfgText = cfg
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -92,3 +92,89 @@ func serveRefuses(t *testing.T, dir, text string, flags, words []string) {
 		t.Error("fpmux left an admin socket behind")
 	}
 }
+
+// TestDebianPoolFileBehindNginx runs a release's pool from Debian's stock
+// www.conf as it is, behind nginx: its directives stand (user www-data, pm
+// dynamic with its spare servers), those fpmux sets (listen, listen.owner,
+// listen.group) are dropped with a warning each, and the access log and
+// slowlog the config adds are the release's own files, with every request
+// PHP ran and none of fpmux's pings and status reads.
+func TestDebianPoolFileBehindNginx(t *testing.T) {
+	logs := filepath.Join(tempDir(t), "logs")
+	if err := os.Mkdir(logs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, stackOptions{
+		poolFile: filepath.Join(testdata(t), "phpfpm", "debian", "www.conf"),
+		pool: map[string]string{
+			"access.log":              logs + "/$pool.access.log",
+			"access.format":           `%R - %u %t "%m %r%Q%q" %s %f %{milli}d %{kilo}M %C%%`,
+			"slowlog":                 logs + "/{release_id}.slow.log",
+			"request_slowlog_timeout": "1s",
+		},
+	})
+	s.deploy("r1")
+
+	conf, err := os.ReadFile(filepath.Join(s.stateDir, "pools", "r1", "php-fpm.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\nuser = www-data\n", "\ngroup = www-data\n", "\npm = dynamic\n", "\npm.max_children = 5\n",
+		"\npm.start_servers = 2\n", "\npm.min_spare_servers = 1\n", "\npm.max_spare_servers = 3\n",
+		"\naccess.log = \"" + logs + "/r1.access.log\"\n", "\nslowlog = \"" + logs + "/r1.slow.log\"\n"} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("the generated pool config lacks %q:\n%s", want, conf)
+		}
+	}
+	if strings.Contains(string(conf), "php8.2-fpm.sock") {
+		t.Errorf("www.conf's listen reached the generated config:\n%s", conf)
+	}
+	for _, d := range []string{"www.conf:41: listen = ", "www.conf:53: listen.owner = ", "www.conf:54: listen.group = "} {
+		if n := strings.Count(s.logBuf.String(), d); n != 1 {
+			t.Errorf("fpmux logged %d warnings for %q, want 1:\n%s", n, d, s.logBuf.String())
+		}
+	}
+
+	c := newHTTPClient()
+	const requests = 10
+	for i := range requests {
+		if st, body, err := s.get(c, fmt.Sprintf("/index.php?ms=0&n=%d", i)); err != nil || st != 200 || !strings.Contains(body, "r1") {
+			t.Fatalf("request %d: %d %q %v", i, st, body, err)
+		}
+	}
+	if st, _, err := s.get(c, "/index.php?ms=3000&n=slow"); err != nil || st != 200 {
+		t.Fatalf("slow request: %d %v", st, err)
+	}
+	// fpmux status reads the pool's status page; pings ran at the start
+	// and warm-up.
+	if code, out, errs := s.cli("status"); code != 0 {
+		t.Fatalf("fpmux status: %d %s%s", code, out, errs)
+	}
+	var lines []string
+	s.waitFor("a line per request in r1's access log", 10*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(logs, "r1.access.log"))
+		lines = strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+		return len(lines) >= requests+1
+	})
+	var ours int
+	for _, l := range lines {
+		switch {
+		case strings.Contains(l, "/fpmux-ping-") || strings.Contains(l, "/fpmux-status-"):
+			ours++
+		case !strings.Contains(l, `"GET /index.php?ms=`):
+			t.Errorf("access log line %q is no request of the test", l)
+		}
+	}
+	if ours > 0 || len(lines) != requests+1 {
+		t.Errorf("r1's access log: %d lines, %d of them fpmux's own pings and status reads; want %d, none:\n%s",
+			len(lines), ours, requests+1, strings.Join(lines, "\n"))
+	}
+	s.waitFor("the slow request in r1's slowlog", 10*time.Second, func() bool {
+		slow, err := os.ReadFile(filepath.Join(logs, "r1.slow.log"))
+		if err != nil {
+			entries, _ := os.ReadDir(logs)
+			t.Logf("slowlog: %v (%v in %s)", err, entries, logs)
+		}
+		return strings.Contains(string(slow), "index.php")
+	})
+}
