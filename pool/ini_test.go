@@ -177,6 +177,21 @@ func TestLoadSettingsMapsOverFiles(t *testing.T) {
 	}
 
 	dir := t.TempDir()
+	mixed := filepath.Join(dir, "mixed.conf")
+	if err := os.WriteFile(mixed, []byte("[www]\nPM = static\nEnv[APP_ENV] = prod\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err = LoadSettings(Source{PoolFile: mixed, Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"pm": "static", "env[APP_ENV]": "prod"}; !reflect.DeepEqual(st.Directives, want) {
+		t.Errorf("directives %v, want %v: names in lower case, what is in brackets as written", st.Directives, want)
+	}
+	if _, ok := st.Directives["catch_workers_output"]; ok {
+		t.Errorf("catch_workers_output kept; fpmux writes it itself")
+	}
+
 	two := filepath.Join(dir, "two.conf")
 	if err := os.WriteFile(two, []byte("[a]\npm = static\n[b]\npm = static\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -85,8 +85,13 @@ func LoadSettings(src Source) (*Settings, error) {
 		dst, key := st.Directives, e.Key
 		if global {
 			dst = st.Global
-		} else if k := strings.ToLower(e.Key); directiveKeyRe.MatchString(k) {
-			key = k
+		} else if name, sub, _ := strings.Cut(e.Key, "["); directiveKeyRe.MatchString(strings.ToLower(name)) {
+			// php-fpm takes names in any case; what is in brackets
+			// (env[APP_ENV]) is kept as written.
+			key = strings.ToLower(name)
+			if sub != "" || strings.Contains(e.Key, "[") {
+				key += "[" + sub
+			}
 		}
 		if strings.HasSuffix(key, "[]") && dst[key] != "" {
 			dst[key] += "\n" + e.Value
