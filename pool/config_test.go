@@ -54,6 +54,10 @@ func TestRenderConfigGolden(t *testing.T) {
 	if string(got) != string(want) {
 		t.Errorf("generated config differs from %s:\n--- got\n%s\n--- want\n%s", golden, got, want)
 	}
+	// php-fpm accepts it, with the root and pool directory made real.
+	c := goldenParams()
+	c.Root, c.Dir = t.TempDir(), t.TempDir()
+	phpFPMTest(t, renderConfig(c))
 }
 
 func TestRenderConfigStopTimeoutRoundsUp(t *testing.T) {
@@ -271,6 +275,7 @@ func FuzzRenderConfig(f *testing.F) {
 	f.Add("r1", "/srv/r1", "pm", "static", "memory_limit", "128M")
 	f.Add("x]\nlisten=/tmp/e", "/srv/a\"b", "env[X]", "a\nb", "a=b", "${X}")
 	f.Add("a", "/a", "php_value[x]", "v;w", "k", "v ] [global]")
+	f.Add("q", `/srv/a"b\`, "env[X]", `x" listen = "/tmp/e`, "k", `\" -d x=$y`)
 	f.Fuzz(func(t *testing.T, id, root, dkey, dval, ikey, ival string) {
 		o := Options{
 			ID: id, Root: root, Dir: "/run/fpmux/p",
@@ -296,7 +301,7 @@ func FuzzRenderConfig(f *testing.F) {
 			default:
 				k, v, ok := strings.Cut(line, " = ")
 				if !ok || !directiveKeyRe.MatchString(k) && !strings.HasPrefix(k, "php_admin_value[") ||
-					len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' || strings.ContainsAny(v[1:len(v)-1], "\"\\$") {
+					len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' || !escaped(v[1:len(v)-1]) {
 					t.Fatalf("line %q is not a single key = \"value\"", line)
 				}
 				if k == "listen" && v != `"/run/fpmux/p/fpm.sock"` {
@@ -311,6 +316,23 @@ func FuzzRenderConfig(f *testing.F) {
 			t.Fatalf("%d listen lines", n)
 		}
 	})
+}
+
+// escaped reports whether every '"', '\' and '$' of s is escaped with a
+// '\', so that s stands between double quotes as one php-fpm value.
+func escaped(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			if i+1 == len(s) || !strings.ContainsRune(`"\$`, rune(s[i+1])) {
+				return false
+			}
+			i++
+		case '"', '$':
+			return false
+		}
+	}
+	return true
 }
 
 func TestStartChildren(t *testing.T) {
