@@ -72,6 +72,9 @@ type conn struct {
 	// any; cut is set once Shutdown's bound has passed. See writeUp.
 	upConn atomic.Pointer[backendConn]
 	cut    atomic.Bool
+	// inline is set while the serve goroutine runs the relay itself (see
+	// flushUp), so that cutAtBound abandons it.
+	inline atomic.Bool
 
 	mu           sync.Mutex // guards busy, begun, bodyDone, closing, closeAt, cur, idleDeadline and rdeadline
 	busy         bool
@@ -156,13 +159,20 @@ func (c *conn) serve() {
 }
 
 // endOfBody notes that the web server's body of the current request was
-// read to its end, and tells whether the connection can go now: it is not
-// kept and its response is complete. Under mu, so that either this or
-// requestEnded closes a connection without FCGI_KEEP_CONN at once.
-func (c *conn) endOfBody() bool {
+// read to its end: from then on requestEnded closes a connection without
+// FCGI_KEEP_CONN at once.
+func (c *conn) endOfBody() {
+	c.mu.Lock()
+	c.bodyDone = true
+	c.mu.Unlock()
+}
+
+// doneNow tells, once the body was read, whether the connection can go: it
+// is not kept and its response is complete. Under mu, after endOfBody, so
+// that either this or requestEnded sees the other.
+func (c *conn) doneNow() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.bodyDone = true
 	return !c.keepConn && !c.busy
 }
 
@@ -448,11 +458,12 @@ func (c *conn) handle(h header, content []byte) error {
 		}
 		if len(content) == 0 {
 			c.stdinDone = true
+			c.endOfBody()
 		}
 		if c.phase == phaseRelaying {
 			c.bodyRecord(content)
 		} // else the body of a request fpmux answered itself: dropped
-		if c.stdinDone && c.endOfBody() {
+		if c.stdinDone && c.doneNow() {
 			return errDone
 		}
 	case typeAbortRequest:
@@ -677,7 +688,29 @@ func (c *conn) flushUp() {
 	} else {
 		c.up, c.upSent = c.up[:0], 0
 	}
+	if c.stdinDone && !c.keepConn && !r.running {
+		c.runInline()
+		return
+	}
 	c.startRun()
+}
+
+// runInline streams the response on the serve goroutine, for a request
+// whose body is all sent on a connection without FCGI_KEEP_CONN: nothing
+// more is to be read from the web server, so the goroutine that would read
+// it while another streams the response, and the hand-over between them,
+// are saved. Like php-fpm, which reads nothing more of such a connection
+// either, fpmux then learns that the web server went away only when writing
+// to it, and an FCGI_ABORT_REQUEST sent during the response is not seen
+// (nginx and Apache send none: they close the connection).
+func (c *conn) runInline() {
+	c.rel.running = true
+	c.inline.Store(true)
+	if c.cut.Load() {
+		c.rel.abandon()
+	}
+	c.rel.run()
+	c.inline.Store(false)
 }
 
 // writeUp writes b to php-fpm on bc. A script that does not read its input
@@ -698,8 +731,9 @@ func (c *conn) writeUp(bc *backendConn, b []byte) error {
 var errCut = errors.New("cut at the shutdown bound")
 
 // cutAtBound closes the connection when Shutdown's bound has passed, and
-// ends a write to php-fpm its goroutine may be blocked in: the one end that
-// closing the web server's side does not reach. Cut and the pool connection
+// ends a write to php-fpm its goroutine may be blocked in, or the relay it
+// runs itself (runInline): the ends that closing the web server's side does
+// not reach. Cut and the pool connection
 // are published in the opposite order to writeUp's, so either it sees the
 // write or the write sees cut. A deadline rather than a close, as the pool
 // connection stays the goroutine's to dispose of (upFailed closes it); one
@@ -710,7 +744,10 @@ func (c *conn) cutAtBound() {
 	if bc := c.upConn.Load(); bc != nil {
 		bc.SetWriteDeadline(time.Now())
 	}
-	c.nc.Close()
+	c.nc.Close() // first: the web server gets no answer made up for the cut
+	if c.inline.Load() {
+		c.rel.abandon() // what the serve goroutine does for a relay of its own
+	}
 }
 
 // redialUp puts the request, not yet written, on a new pool connection in

@@ -3,8 +3,10 @@ package fcgimux
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -194,6 +196,59 @@ func TestShutdownGivesAFreshConnectionItsRequest(t *testing.T) {
 			}
 			if !tc.send && !tc.served && waited < freshGrace {
 				t.Errorf("the silent fresh connection was closed after %v, before freshGrace (%v)", waited, freshGrace)
+			}
+		})
+	}
+}
+
+// TestShutdownBoundCutsASlowScript: when Shutdown's bound passes, a request
+// whose script is still running is cut, with or without FCGI_KEEP_CONN
+// (without it the serve goroutine streams the response itself: see
+// runInline), its pin released and its pool connection closed, and
+// Shutdown returns the bound's error instead of waiting for the script.
+func TestShutdownBoundCutsASlowScript(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep_conn=%v", keep), func(t *testing.T) {
+			release := make(chan struct{})
+			b := startTestBackend(t, func(w http.ResponseWriter, r *http.Request) {
+				<-release
+			})
+			t.Cleanup(func() { close(release) })
+			router := newTestRouter(b, 1)
+			s, err := NewServer(Options{Docroot: testDocroot, Router: router})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr, served := serveUnix(t, s)
+			c := dialRaw(t, addr)
+			c.send(request(1, keep, "", phpParams("/slow.php")...))
+			for b.requests.Load() == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			shut := make(chan error, 1)
+			go func() { shut <- s.Shutdown(ctx) }()
+			select {
+			case err := <-shut:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Shutdown = %v, want the bound's context.DeadlineExceeded", err)
+				}
+			case <-time.After(15 * time.Second):
+				router.pin.Backend.Close()
+				t.Fatal("Shutdown still waiting 15s after its 200ms bound: the running script holds it")
+			}
+			if err := <-served; !errors.Is(err, ErrServerClosed) {
+				t.Errorf("serve returned %v", err)
+			}
+			if _, _, err := c.rr.next(); err == nil {
+				t.Error("the web server's connection still open after the bound")
+			}
+			if got := router.doneCodes(); len(got) != 1 {
+				t.Errorf("Done called with %v, want once", got)
+			}
+			if n := router.pin.Backend.Open(); n != 0 {
+				t.Errorf("%d pool connections open after Shutdown, want 0", n)
 			}
 		})
 	}
