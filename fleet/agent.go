@@ -79,6 +79,9 @@ type Agent struct {
 	done  map[string]bool   // steps taken once per rollout: "switch:"+key
 	held  map[string]string // rollout key -> the release its switch kept
 	prepC context.CancelFunc
+	// seen is when the latest change from etcd arrived: a switch records
+	// when its batch was seen as well as when it was made.
+	seen time.Time
 
 	mu       sync.Mutex // guards what the publisher reads
 	prep     prepState
@@ -202,6 +205,7 @@ func (a *Agent) Run(ctx context.Context) {
 
 // apply brings the agent's copy of the app's keys up to date.
 func (a *Agent) apply(u watchUpdate) {
+	a.seen = time.Now()
 	if u.snapshot != nil {
 		a.kvs = u.snapshot
 	}
@@ -383,7 +387,7 @@ func (a *Agent) activate(id string, keep bool, rollout string, batch int) {
 	}
 	a.m.switches.Inc()
 	a.mu.Lock()
-	a.switches = append(a.switches, Switch{Release: id, Rollout: rollout, Batch: batch, At: at})
+	a.switches = append(a.switches, Switch{Release: id, Rollout: rollout, Batch: batch, Seen: a.seen, At: at})
 	if len(a.switches) > maxSwitches {
 		a.switches = a.switches[len(a.switches)-maxSwitches:]
 	}

@@ -26,6 +26,11 @@ var ErrLocked = errors.New("another fleet deploy or rollback holds the app's loc
 // frees the lock this long after.
 const lockTTL = 5
 
+// opTimeout bounds one etcd call of the coordinator: one that etcd does
+// not answer in time fails the command, with the rollout left for
+// fleet deploy -resume or fleet rollback.
+const opTimeout = 5 * time.Second
+
 // pollEvery is how often the coordinator reads the hosts' records.
 const pollEvery = 20 * time.Millisecond
 
@@ -96,9 +101,11 @@ func (co *Coordinator) lock(ctx context.Context) (clientv3.Cmp, func(), error) {
 
 // read returns every record of the app.
 func (co *Coordinator) read(ctx context.Context) (view, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	resp, err := co.c.Get(ctx, co.k.all(), clientv3.WithPrefix())
 	if err != nil {
-		return view{}, fmt.Errorf("read app %s from etcd: %w", co.app, err)
+		return view{}, fmt.Errorf("read app %s from etcd (unreachable?): %w", co.app, err)
 	}
 	kvs := make(map[string][]byte, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -177,6 +184,8 @@ func (r *rollout) put(ctx context.Context, ops ...clientv3.Op) error {
 	if err != nil {
 		return fmt.Errorf("encode rollout: %w", err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	resp, err := r.co.c.Txn(ctx).If(r.owner).Then(append(ops, clientv3.OpPut(r.co.k.rollout(), string(b)))...).Commit()
 	if err != nil {
 		return fmt.Errorf("write rollout %s: %w", r.ro.Key, err)
@@ -239,18 +248,23 @@ func (r *rollout) poll(ctx context.Context, bound time.Duration, check func(v vi
 	defer cancel()
 	for {
 		v, err := r.co.read(ctx)
-		if err == nil {
-			done, err := check(v)
-			if err != nil || done {
-				return err
+		if err != nil {
+			if ctx.Err() != nil {
+				if v, err := r.co.read(context.Background()); err == nil {
+					return timeout(v)
+				}
 			}
+			return fmt.Errorf("rollout %s: %w", r.ro.Key, err)
+		}
+		if done, err := check(v); err != nil || done {
+			return err
 		}
 		select {
 		case <-ctx.Done():
 			if v, err := r.co.read(context.Background()); err == nil {
 				return timeout(v)
 			}
-			return fmt.Errorf("rollout %s: etcd unreachable: %w", r.ro.Key, err)
+			return fmt.Errorf("rollout %s: %w", r.ro.Key, ctx.Err())
 		case <-time.After(pollEvery):
 		}
 	}
@@ -297,11 +311,16 @@ func (r *rollout) waitPrepared(ctx context.Context) error {
 func (r *rollout) waitSwitched(ctx context.Context, n int) error {
 	ro := r.ro
 	hosts := ro.Plan[n-1]
+	gone := map[string]bool{}
 	return r.poll(ctx, r.o.Timeout, func(v view) (bool, error) {
 		for _, h := range hosts {
 			rec, ok := v.hosts[h]
 			switch {
-			case !ok: // gone: it converges when it comes back
+			case !ok:
+				if !gone[h] {
+					gone[h] = true
+					r.co.printf("host %s is gone (its key expired): it converges to the fleet's release when it comes back", h)
+				}
 			case rec.Active == ro.ID:
 			case rec.Rollout == ro.Key && rec.Prepare == PrepFailed:
 				return false, fmt.Errorf("host %s could not switch to %s: %s", h, ro.ID, rec.Reason)
@@ -325,16 +344,26 @@ func (r *rollout) waitSwitched(ctx context.Context, n int) error {
 // Spread returns the first and last activation of batch n of a rollout,
 // by the hosts' own clocks, and how many hosts reported one.
 func Spread(hosts map[string]HostRecord, rolloutKey string, n int) (first, last time.Time, count int) {
+	return spreadOf(hosts, rolloutKey, n, func(s Switch) time.Time { return s.At })
+}
+
+// SeenSpread is Spread of when the hosts saw batch n arrive from etcd.
+func SeenSpread(hosts map[string]HostRecord, rolloutKey string, n int) (first, last time.Time, count int) {
+	return spreadOf(hosts, rolloutKey, n, func(s Switch) time.Time { return s.Seen })
+}
+
+func spreadOf(hosts map[string]HostRecord, rolloutKey string, n int, when func(Switch) time.Time) (first, last time.Time, count int) {
 	for _, rec := range hosts {
 		for _, s := range rec.Switches {
 			if s.Rollout != rolloutKey || s.Batch != n {
 				continue
 			}
-			if count == 0 || s.At.Before(first) {
-				first = s.At
+			at := when(s)
+			if count == 0 || at.Before(first) {
+				first = at
 			}
-			if count == 0 || s.At.After(last) {
-				last = s.At
+			if count == 0 || at.After(last) {
+				last = at
 			}
 			count++
 		}

@@ -104,11 +104,14 @@ type ReleaseFigures struct {
 	Fatals   int64  `json:"fatals"`
 }
 
-// Switch is one activation on a host.
+// Switch is one activation on a host: Seen is when the change that asked
+// for it arrived from etcd, At when new requests went to the release (its
+// switch recorded in state_dir first).
 type Switch struct {
 	Release string    `json:"release"`
 	Rollout string    `json:"rollout,omitempty"`
 	Batch   int       `json:"batch,omitempty"`
+	Seen    time.Time `json:"seen"`
 	At      time.Time `json:"at"`
 }
 

@@ -42,10 +42,8 @@ func newFleet(t *testing.T, n int, opts func(i int, o *stackOptions)) *fleetStac
 	var wg sync.WaitGroup
 	f.hosts = make([]*stack, n)
 	for i := range n {
-		name := fmt.Sprintf("h%d", i+1)
-		f.names = append(f.names, name)
-		o := stackOptions{releases: f.releases,
-			yaml: fmt.Sprintf("fleet:\n  etcd: [%s]\n  app: shop\n  host: %s\n", f.etcd.Endpoint(), name)}
+		f.names = append(f.names, fmt.Sprintf("h%d", i+1))
+		o := f.hostOptions(f.names[i])
 		if opts != nil {
 			opts(i, &o)
 		}
@@ -63,6 +61,12 @@ func newFleet(t *testing.T, n int, opts func(i int, o *stackOptions)) *fleetStac
 	}
 	f.waitFor("every host registered", 30*time.Second, func(st fleet.Status) bool { return len(st.Hosts) == n })
 	return f
+}
+
+// hostOptions are the options of fleet host name.
+func (f *fleetStack) hostOptions(name string) stackOptions {
+	return stackOptions{releases: f.releases,
+		yaml: fmt.Sprintf("fleet:\n  etcd: [%s]\n  app: shop\n  host: %s\n", f.etcd.Endpoint(), name)}
 }
 
 // cli runs `fpmux fleet CMD -etcd ... -app shop ARGS...` in-process.
