@@ -33,6 +33,9 @@ func Adopt(ctx context.Context, o Options, out *os.File) (*Pool, error) {
 	if p.pages.Ping, p.pages.Status, err = ReadPagePaths(o.Dir); err != nil {
 		return nil, fmt.Errorf("adopt pool %s: %w", o.ID, err)
 	}
+	if !hasStatusListen(o.Dir) {
+		p.statusSock = p.sock // started by an fpmux before pm.status_listen
+	}
 	pid, err := readPid(o.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("adopt pool %s: %w", o.ID, err)

@@ -99,6 +99,10 @@ const (
 	confName   = "php-fpm.conf"
 	socketName = "fpm.sock"
 	pidName    = "php-fpm.pid"
+	// statusSocketName is pm.status_listen: php-fpm serves the status
+	// page there from a pool of its own (see status.go). No longer than
+	// socketName, so that the Dir check on socketName covers it.
+	statusSocketName = "st.sock"
 
 	// Paths php-fpm answers itself, without running PHP, begin with these;
 	// "-" and a random part per pool start follow (newPagePaths).
@@ -380,6 +384,7 @@ func renderConfig(c confParams) []byte {
 	line("ping.path", c.Pages.Ping)
 	line("ping.response", pingAnswer)
 	line("pm.status_path", c.Pages.Status)
+	line("pm.status_listen", filepath.Join(c.Dir, statusSocketName))
 	line("catch_workers_output", "yes")
 	line("decorate_workers_output", "no")
 	line("chdir", c.Root)
@@ -410,8 +415,9 @@ func renderConfig(c confParams) []byte {
 }
 
 // ownRequestURIs are the request URIs of the requests fpmux itself sends
-// a pool without running PHP: its pings and its status reads (Status
-// reads the page with no query string, which access.suppress_path needs).
+// a pool's main socket without running PHP: its pings, and the status
+// path for any request to it there (Status asks on pm.status_listen, whose
+// hidden pool writes no access log; see status.go).
 func ownRequestURIs(pages pagePaths) []string {
 	return []string{pages.Ping, pages.Status}
 }

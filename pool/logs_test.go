@@ -70,32 +70,3 @@ func TestAccessLogAndSlowlogPerRelease(t *testing.T) {
 		return strings.Contains(string(b), "slow.php")
 	})
 }
-
-func TestParseStatusText(t *testing.T) {
-	page := "pool:                 www\nprocess manager:      static\nstart time:           01/Dec/2026:23:26:24 +0000\n" +
-		"start since:          3\naccepted conn:        7\nlisten queue:         0\nmax listen queue:     2\n" +
-		"listen queue len:     511\nidle processes:       1\nactive processes:     1\ntotal processes:      2\n" +
-		"max active processes: 2\nmax children reached: 1\nslow requests:        4\n"
-	want := Status{Pool: "www", ProcessManager: "static", StartTime: 1796167584, StartSince: 3, AcceptedConn: 7,
-		MaxListenQueue: 2, ListenQueueLen: 511, IdleProcesses: 1, ActiveProcesses: 1, TotalProcesses: 2,
-		MaxActiveProcesses: 2, MaxChildrenReached: 1, SlowRequests: 4}
-	for _, tc := range []struct {
-		name, page string
-		want       *Status // nil: an error
-	}{
-		{"php-fpm's page", page, &want},
-		{"a page cut short", page[:200], nil},
-		{"a number that is not", strings.Replace(page, "accepted conn:        7", "accepted conn:        x", 1), nil},
-		{"not a status page", "pong", nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseStatusText(tc.page)
-			switch {
-			case tc.want == nil && err == nil:
-				t.Errorf("parsed %+v, want an error", got)
-			case tc.want != nil && (err != nil || got != *tc.want):
-				t.Errorf("got %+v, %v\nwant %+v", got, err, *tc.want)
-			}
-		})
-	}
-}

@@ -37,6 +37,7 @@ type Pool struct {
 	binary      string
 	args        []string
 	sock        string
+	statusSock  string    // pm.status_listen, or sock for a pool started without one (status.go)
 	pages       pagePaths // ping and status paths, random per Start
 	maxChildren int
 	startKids   int
@@ -153,6 +154,7 @@ func newPool(o Options) (*Pool, []byte, error) {
 		binary:      binary,
 		args:        commandArgs(filepath.Join(o.Dir, confName), o.Ini),
 		sock:        filepath.Join(o.Dir, socketName),
+		statusSock:  filepath.Join(o.Dir, statusSocketName),
 		pages:       pages,
 		maxChildren: o.maxChildren(),
 		startKids:   o.startChildren(),
@@ -181,7 +183,7 @@ func (p *Pool) writeDir(conf []byte) error {
 
 // spawn starts a master after removing what a dead one may have left.
 func (p *Pool) spawn() (*master, error) {
-	for _, name := range []string{socketName, pidName} {
+	for _, name := range []string{socketName, statusSocketName, pidName} {
 		if err := os.Remove(filepath.Join(p.o.Dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("remove stale %s: %w", name, err)
 		}

@@ -1,5 +1,5 @@
 // probe.go owns the client side of FastCGI towards this pool's php-fpm:
-// Ping (ping.path) and Status (pm.status_path, in its text form), through
+// Ping (ping.path) and the requests Status (status.go) sends, through
 // gofast.
 
 package pool
@@ -10,30 +10,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/yookoala/gofast"
 )
-
-// Status is php-fpm's pool status (pm.status_path?json).
-type Status struct {
-	Pool               string `json:"pool"`
-	ProcessManager     string `json:"process manager"`
-	StartTime          int64  `json:"start time"`
-	StartSince         int64  `json:"start since"`
-	AcceptedConn       int64  `json:"accepted conn"`
-	ListenQueue        int64  `json:"listen queue"`
-	MaxListenQueue     int64  `json:"max listen queue"`
-	ListenQueueLen     int64  `json:"listen queue len"`
-	IdleProcesses      int64  `json:"idle processes"`
-	ActiveProcesses    int64  `json:"active processes"`
-	TotalProcesses     int64  `json:"total processes"`
-	MaxActiveProcesses int64  `json:"max active processes"`
-	MaxChildrenReached int64  `json:"max children reached"`
-	SlowRequests       int64  `json:"slow requests"`
-}
 
 // PingPath is the pool's ping.path, random per pool start: what a request
 // must name as SCRIPT_NAME and SCRIPT_FILENAME to be answered "pong"
@@ -56,76 +37,6 @@ func (p *Pool) Ping(ctx context.Context) error {
 		return fmt.Errorf("ping pool %s: got %d %q, want 200 %q", p.o.ID, res.code, clip(res.body.String()), pingAnswer)
 	}
 	return nil
-}
-
-// Status returns php-fpm's status figures for the pool. Like Ping, it is
-// served by a worker; without a deadline on ctx it gives up after 5s. It
-// reads the page in php-fpm's plain text form, with no query string:
-// php-fpm's access.suppress_path never applies to a request with one, and
-// this keeps fpmux's status reads out of the operator's access log.
-func (p *Pool) Status(ctx context.Context) (Status, error) {
-	res, err := fcgiGet(ctx, p.sock, p.pages.Status, "")
-	if err != nil {
-		return Status{}, fmt.Errorf("status of pool %s: %w", p.o.ID, err)
-	}
-	if res.code != http.StatusOK {
-		return Status{}, fmt.Errorf("status of pool %s: got %d %q", p.o.ID, res.code, clip(res.body.String()))
-	}
-	st, err := parseStatusText(res.body.String())
-	if err != nil {
-		return Status{}, fmt.Errorf("status of pool %s: %w", p.o.ID, err)
-	}
-	return st, nil
-}
-
-// parseStatusText reads php-fpm's plain text status page ("pool:   www",
-// "accepted conn:   12", ...) into a Status, the fields its json tags
-// name; "start time" is a date there ("01/Dec/2026:23:26:24 +0000").
-func parseStatusText(text string) (Status, error) {
-	var st Status
-	fields := map[string]*int64{
-		"start since": &st.StartSince, "accepted conn": &st.AcceptedConn,
-		"listen queue": &st.ListenQueue, "max listen queue": &st.MaxListenQueue,
-		"listen queue len": &st.ListenQueueLen, "idle processes": &st.IdleProcesses,
-		"active processes": &st.ActiveProcesses, "total processes": &st.TotalProcesses,
-		"max active processes": &st.MaxActiveProcesses, "max children reached": &st.MaxChildrenReached,
-		"slow requests": &st.SlowRequests,
-	}
-	seen := 0
-	for _, l := range strings.Split(text, "\n") {
-		k, v, ok := strings.Cut(l, ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		switch k {
-		case "pool":
-			st.Pool = v
-		case "process manager":
-			st.ProcessManager = v
-		case "start time":
-			t, err := time.Parse("02/Jan/2006:15:04:05 -0700", v)
-			if err != nil {
-				return st, fmt.Errorf("start time %q: %w", v, err)
-			}
-			st.StartTime = t.Unix()
-		default:
-			dst, ok := fields[k]
-			if !ok {
-				continue
-			}
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return st, fmt.Errorf("%s %q: %w", k, v, err)
-			}
-			*dst = n
-			seen++
-		}
-	}
-	if st.Pool == "" || seen < len(fields) {
-		return st, fmt.Errorf("not php-fpm's status page: %q", clip(text))
-	}
-	return st, nil
 }
 
 // fcgiResult is a FastCGI response as gofast hands it over.

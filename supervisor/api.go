@@ -208,7 +208,7 @@ func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Supervisor) handleGet(w http.ResponseWriter, r *http.Request) {
-	rel, err := s.Get(r.Context(), r.PathValue("id"))
+	rel, err := s.get(r.Context(), r.PathValue("id"), r.URL.Query().Has("full"))
 	if err != nil {
 		writeError(w, err)
 		return

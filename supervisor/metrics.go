@@ -152,6 +152,7 @@ type releaseMetrics struct {
 
 func (m *metrics) forRelease(id string) *releaseMetrics {
 	m.wedged.WithLabelValues(id) // 0 from the start, for alerts on increase()
+	m.restarts.WithLabelValues(id)
 	rm := &releaseMetrics{m: m, id: id, duration: m.duration.WithLabelValues(id),
 		phpErrors: make(map[pool.PHPLevel]prometheus.Counter, len(pool.PHPLevels))}
 	for _, l := range pool.PHPLevels { // every level at 0 from the start, as wedged

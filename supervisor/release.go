@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/fpmux/fpmux/pool"
 )
 
 // Release is a snapshot of one release as the admin API shows it.
@@ -68,7 +70,14 @@ type PoolInfo struct {
 	TotalProcesses     *int64 `json:"total_processes,omitempty"`
 	ListenQueue        *int64 `json:"listen_queue,omitempty"`
 	MaxChildrenReached *int64 `json:"max_children_reached,omitempty"`
-	StatusError        string `json:"status_error,omitempty"`
+	// HeldProcesses are the idle processes that wait on a connection
+	// fpmux keeps open to the pool (counted in IdleProcesses).
+	HeldProcesses *int64 `json:"held_processes,omitempty"`
+	SlowRequests  *int64 `json:"slow_requests,omitempty"`
+	// Processes is php-fpm's per-process view, for GET
+	// /v1/releases/{id}?full (see figures.go).
+	Processes   []PoolProcess `json:"processes,omitempty"`
+	StatusError string        `json:"status_error,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -102,9 +111,10 @@ func (r *release) snapshot() Release {
 	return snap
 }
 
-// statusTimeout bounds the wait for a pool's status page: php-fpm answers
-// it from a worker, so a saturated pool may not answer soon.
-const statusTimeout = 300 * time.Millisecond
+// statusTimeout bounds the wait for a pool's status page. php-fpm answers
+// it from a worker of its own status pool (see pool/status.go), forked on
+// demand: not queued behind requests, but a fork on a loaded host.
+const statusTimeout = time.Second
 
 // addHolding lists the requests a draining release still holds, when the
 // front that relays them was given with ListRequestsWith.
@@ -160,29 +170,32 @@ func redactURI(uri string) string {
 }
 
 // addPoolFigures fills in the php-fpm status of a live pool, if it answers
-// in time.
-func (s *Supervisor) addPoolFigures(ctx context.Context, snap *Release, r *release) {
+// in time, and returns it (nil when it did not).
+func (s *Supervisor) addPoolFigures(ctx context.Context, snap *Release, r *release) *pool.Status {
 	// A draining pool is being stopped and soon answers nothing; its
 	// in-flight count is what matters then.
 	if snap.Pool == nil || (snap.State != StateReady && snap.State != StateActive) {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	p := r.pool
 	s.mu.Unlock()
 	if p == nil {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	st, err := p.Status(ctx)
 	if err != nil {
 		snap.Pool.StatusError = err.Error()
-		return
+		return nil
 	}
 	snap.Pool.ActiveProcesses = &st.ActiveProcesses
 	snap.Pool.IdleProcesses = &st.IdleProcesses
 	snap.Pool.TotalProcesses = &st.TotalProcesses
 	snap.Pool.ListenQueue = &st.ListenQueue
 	snap.Pool.MaxChildrenReached = &st.MaxChildrenReached
+	snap.Pool.HeldProcesses = &st.HeldProcesses
+	snap.Pool.SlowRequests = &st.SlowRequests
+	return &st
 }

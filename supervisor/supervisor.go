@@ -727,7 +727,10 @@ func isClosed(ch <-chan struct{}) bool {
 }
 
 // Get returns one release.
-func (s *Supervisor) Get(ctx context.Context, id string) (Release, error) {
+func (s *Supervisor) Get(ctx context.Context, id string) (Release, error) { return s.get(ctx, id, false) }
+
+// get is Get, with the pool's per-process view when full.
+func (s *Supervisor) get(ctx context.Context, id string, full bool) (Release, error) {
 	s.mu.Lock()
 	r, ok := s.releases[id]
 	var snap Release
@@ -739,7 +742,9 @@ func (s *Supervisor) Get(ctx context.Context, id string) (Release, error) {
 	if !ok {
 		return Release{}, errorf(404, "release %s is not known", id)
 	}
-	s.addPoolFigures(ctx, &snap, r)
+	if st := s.addPoolFigures(ctx, &snap, r); st != nil && full {
+		snap.Pool.Processes = poolProcesses(st.Processes)
+	}
 	s.addHolding(&snap)
 	return snap, nil
 }

@@ -48,6 +48,7 @@ type clientRelease struct {
 	Requests    *int64      `json:"requests,omitempty"`
 	CreatedAt   *time.Time  `json:"created_at,omitempty"`
 	ActivatedAt *time.Time  `json:"activated_at,omitempty"`
+	DrainingAt  *time.Time  `json:"draining_at,omitempty"`
 	RetiredAt   *time.Time  `json:"retired_at,omitempty"`
 	ReadyMS     *int64      `json:"ready_ms,omitempty"`
 	Error       string      `json:"error,omitempty"`
@@ -85,7 +86,11 @@ type clientPool struct {
 	TotalProcesses     *int64 `json:"total_processes,omitempty"`
 	ListenQueue        *int64 `json:"listen_queue,omitempty"`
 	MaxChildrenReached *int64 `json:"max_children_reached,omitempty"`
+	HeldProcesses      *int64 `json:"held_processes,omitempty"`
+	SlowRequests       *int64 `json:"slow_requests,omitempty"`
 	StatusError        string `json:"status_error,omitempty"` // why the figures are missing
+	// Processes come with `status ID -full`: see client_status.go.
+	Processes []clientProcess `json:"processes,omitempty"`
 }
 
 // clientExitError carries the exit code a failed command ends with and the
@@ -602,20 +607,34 @@ func clientPathEscape(id string) string {
 }
 
 func clientStatus(args []string, stdout, stderr io.Writer) error {
-	fs, target := clientFlags("status", "[-admin ADDR] [-token TOKEN] [-json]", stderr)
+	fs, target := clientFlags("status", "[-admin ADDR] [-token TOKEN] [-json] [ID [-full]]", stderr)
 	asJSON := fs.Bool("json", false, "print the admin API's JSON instead of a table")
+	full := fs.Bool("full", false, "with ID: list the pool's processes (php-fpm's full status) too")
 	pos, err := clientParse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return clientUsage(fs, "unexpected argument %q", pos[0])
+	switch {
+	case len(pos) > 1:
+		return clientUsage(fs, "unexpected argument %q", pos[1])
+	case *full && len(pos) == 0:
+		return clientUsage(fs, "-full needs a release ID")
 	}
 	c, err := target.client(clientTimeout, stdout)
 	if err != nil {
 		return err
 	}
-	data, err := c.do(http.MethodGet, "/v1/releases", nil)
+	if len(pos) == 1 && !*asJSON {
+		return c.printOne(pos[0], *full)
+	}
+	path := "/v1/releases"
+	if len(pos) == 1 {
+		path += "/" + clientPathEscape(pos[0])
+		if *full {
+			path += "?full"
+		}
+	}
+	data, err := c.do(http.MethodGet, path, nil)
 	if err != nil {
 		return err
 	}
@@ -662,6 +681,9 @@ func (c *client) printTable(rs []clientRelease) error {
 			if s := clientPoolLine(r.Pool); s != "" {
 				details = append(details, fmt.Sprintf("%s: pool %s", r.ID, s))
 			}
+		}
+		if s := c.activeLine(r); s != "" {
+			details = append(details, fmt.Sprintf("%s: %s", r.ID, s))
 		}
 		if r.Error != "" {
 			details = append(details, fmt.Sprintf("%s: error: %s", r.ID, clientOneLine(r.Error)))
@@ -719,14 +741,21 @@ func clientPoolLine(p *clientPool) string {
 		parts = append(parts, fmt.Sprintf("pid %d", *p.PID))
 	}
 	if p.TotalProcesses != nil || p.ActiveProcesses != nil || p.IdleProcesses != nil {
-		parts = append(parts, fmt.Sprintf("processes %s (active %s, idle %s)",
-			clientInt(p.TotalProcesses), clientInt(p.ActiveProcesses), clientInt(p.IdleProcesses)))
+		held := ""
+		if p.HeldProcesses != nil && *p.HeldProcesses > 0 {
+			held = fmt.Sprintf(", %d of them on fpmux's kept connections", *p.HeldProcesses)
+		}
+		parts = append(parts, fmt.Sprintf("processes %s (active %s, idle %s%s)",
+			clientInt(p.TotalProcesses), clientInt(p.ActiveProcesses), clientInt(p.IdleProcesses), held))
 	}
 	if p.ListenQueue != nil {
 		parts = append(parts, fmt.Sprintf("listen queue %d", *p.ListenQueue))
 	}
 	if p.MaxChildrenReached != nil {
 		parts = append(parts, fmt.Sprintf("max children reached %d", *p.MaxChildrenReached))
+	}
+	if p.SlowRequests != nil {
+		parts = append(parts, fmt.Sprintf("slow requests %d", *p.SlowRequests))
 	}
 	if p.Restarts != nil {
 		parts = append(parts, fmt.Sprintf("restarts %d", *p.Restarts))
