@@ -156,9 +156,10 @@ func runClient(name string, args []string, stdout, stderr io.Writer) int {
 }
 
 // clientTarget is where a subcommand finds the admin API (-admin) and the
-// token it sends there (-token).
+// token it sends there (-token), or the config file that names both
+// (-config); see client_target.go.
 type clientTarget struct {
-	admin, token string
+	admin, token, config string
 }
 
 // clientFlags returns a flag set for subcommand name with -admin and -token
@@ -167,9 +168,11 @@ func clientFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *clien
 	fs := flag.NewFlagSet("fpmux "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	t := &clientTarget{}
-	fs.StringVar(&t.admin, "admin", clientDefaultAdmin, "admin API address: unix:/path or host:port")
-	fs.StringVar(&t.token, "token", "", "the server's admin_token, sent as a bearer token; empty: $"+clientTokenEnv+
+	fs.StringVar(&t.admin, "admin", "", "admin API address: unix:/path or host:port; empty: -config's admin, else $"+
+		clientAdminEnv+", else "+clientDefaultAdmin)
+	fs.StringVar(&t.token, "token", "", "the server's admin_token, sent as a bearer token; empty: -config's admin_token, else $"+clientTokenEnv+
 		" (which, unlike a flag, other users cannot read in the process list)")
+	fs.StringVar(&t.config, "config", "", "fpmux's config `FILE`, to take admin and admin_token from")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: fpmux %s %s\n", name, synopsis)
 		fs.PrintDefaults()
@@ -211,19 +214,25 @@ func clientUsage(fs *flag.FlagSet, format string, a ...any) error {
 	return &clientExitError{code: 2}
 }
 
-// client builds a client for the target: its address, and its token from
-// -token, else $FPMUX_ADMIN_TOKEN. A bad address or token is a usage error.
+// client builds a client for the target: its address and its token, each
+// from its flag, else -config's, else the environment (see resolve). A bad
+// address or token is a usage error.
 func (t *clientTarget) client(timeout time.Duration, stdout io.Writer) (*client, error) {
-	token, from := strings.TrimSpace(t.token), "-token"
-	if token == "" {
-		token, from = strings.TrimSpace(os.Getenv(clientTokenEnv)), clientTokenEnv
+	r, err := t.resolve()
+	if err != nil {
+		return nil, err
 	}
+	token, from := r.token, r.tokenFrom
 	if strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r > '~' }) {
 		// Not quoted: the message must not show the secret.
 		return nil, &clientExitError{code: 2, msg: from + ": the token must be printable ASCII without spaces, as admin_token is"}
 	}
-	c, err := newClient(t.admin, timeout, stdout)
+	c, err := newClient(r.admin, timeout, stdout)
 	if err != nil {
+		var ee *clientExitError
+		if errors.As(err, &ee) && r.adminFrom != "-admin" {
+			ee.msg = strings.Replace(ee.msg, "-admin", r.adminFrom, 1)
+		}
 		return nil, err
 	}
 	c.token = token
