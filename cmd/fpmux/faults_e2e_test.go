@@ -210,12 +210,17 @@ func procParent(pid int) int {
 	return ppid
 }
 
-// liveChildren returns the live children of pid.
+// liveChildren returns the live children of pid, but for those of
+// php-fpm's hidden status pool ("php-fpm: pool <id>_status", forked on
+// demand for fpmux's status requests: see pool/status.go).
 func liveChildren(pid int) []int {
 	var kids []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		if k, err := strconv.Atoi(e.Name()); err == nil && procParent(k) == pid {
+			if title, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); strings.HasSuffix(strings.TrimRight(string(title), "\x00 "), "_status") {
+				continue
+			}
 			kids = append(kids, k)
 		}
 	}
