@@ -140,6 +140,7 @@ func newPool(o Options) (*Pool, []byte, error) {
 		binary = b
 	}
 	usr, grp := workerIdentity(os.Geteuid(), o.Directives)
+	o.Ini = withPreloadUser(os.Geteuid(), o.Ini, o.Directives, usr)
 	pages, err := newPagePaths()
 	if err != nil {
 		return nil, nil, fmt.Errorf("start pool %s: %w", o.ID, err)
