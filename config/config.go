@@ -9,7 +9,6 @@ package config
 
 import (
 	_ "embed"
-	"strconv"
 )
 
 // Config is fpmux's whole configuration. The zero value is not useful;
@@ -259,10 +258,6 @@ type PHPFPM struct {
 	WedgeMisses int `yaml:"wedge_misses"`
 }
 
-// defaultMaxChildren is php_fpm.pool's default pm.max_children, returned by
-// MaxChildren when the key is unset.
-const defaultMaxChildren = 5
-
 //go:embed defaults.yaml
 var defaultsYAML []byte
 
@@ -274,15 +269,4 @@ func Default() *Config {
 		panic("config: embedded defaults.yaml does not decode: " + err.Error())
 	}
 	return c
-}
-
-// MaxChildren returns php_fpm.pool's pm.max_children as an int: 5 when the
-// key is unset (or, in a Config that failed Validate, not a positive
-// integer).
-func (p PHPFPM) MaxChildren() int {
-	n, err := strconv.Atoi(p.Pool["pm.max_children"])
-	if err != nil || n <= 0 {
-		return defaultMaxChildren
-	}
-	return n
 }

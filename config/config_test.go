@@ -408,24 +408,3 @@ func TestValidateCleansPaths(t *testing.T) {
 		t.Errorf("not cleaned: state_dir %q docroot %q allowed_roots %q", c.StateDir, c.Docroot, c.AllowedRoots)
 	}
 }
-
-func TestMaxChildren(t *testing.T) {
-	tests := []struct {
-		pool map[string]string
-		want int
-	}{
-		{nil, 5},
-		{map[string]string{"pm": "static"}, 5},
-		{map[string]string{"pm.max_children": "12"}, 12},
-		{map[string]string{"pm.max_children": "0"}, 5},
-		{map[string]string{"pm.max_children": "x"}, 5},
-	}
-	for _, tt := range tests {
-		if got := (PHPFPM{Pool: tt.pool}).MaxChildren(); got != tt.want {
-			t.Errorf("MaxChildren() with %v = %d, want %d", tt.pool, got, tt.want)
-		}
-	}
-	if got := Default().PHPFPM.MaxChildren(); got != 5 {
-		t.Errorf("default MaxChildren() = %d, want 5", got)
-	}
-}
