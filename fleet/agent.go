@@ -79,6 +79,7 @@ type Agent struct {
 	done  map[string]bool   // steps taken once per rollout: "switch:"+key
 	held  map[string]string // rollout key -> the release its switch kept
 	prepC context.CancelFunc
+	read  bool // a full read of the app's keys arrived: the view is whole
 	// seen is when the latest change from etcd arrived: a switch records
 	// when its batch was seen as well as when it was made.
 	seen time.Time
@@ -102,6 +103,7 @@ type prepDone struct {
 type watchUpdate struct {
 	snapshot map[string][]byte // a full read, or nil
 	events   []*clientv3.Event
+	failed   error // the first read failed: etcd is unreachable at start
 }
 
 type agentMetrics struct {
@@ -163,8 +165,9 @@ func New(o Options) (*Agent, error) {
 }
 
 // Synced is closed once the host serves the fleet's active release (at
-// once when the fleet has none yet): a host that joins or restarts is
-// ready for traffic then.
+// once when the fleet has none yet), or when etcd did not answer its first
+// read (the host serves the release it restored): a host that joins or
+// restarts takes traffic then.
 func (a *Agent) Synced() <-chan struct{} { return a.synced }
 
 // EtcdUp tells whether the host's last write to etcd succeeded.
@@ -206,8 +209,14 @@ func (a *Agent) Run(ctx context.Context) {
 // apply brings the agent's copy of the app's keys up to date.
 func (a *Agent) apply(u watchUpdate) {
 	a.seen = time.Now()
+	if u.failed != nil {
+		a.log.Warn("fleet: etcd unreachable at start; serving the restored release until it answers",
+			"release", a.o.Releases.Active(), "err", u.failed)
+		a.markSynced()
+		return
+	}
 	if u.snapshot != nil {
-		a.kvs = u.snapshot
+		a.kvs, a.read = u.snapshot, true
 	}
 	for _, ev := range u.events {
 		if ev.Type == clientv3.EventTypeDelete {
@@ -226,6 +235,9 @@ func (a *Agent) apply(u watchUpdate) {
 // reconcile compares what the app's keys ask with what the host serves,
 // and takes the next step.
 func (a *Agent) reconcile(ctx context.Context, prepWG *sync.WaitGroup) {
+	if !a.read {
+		return
+	}
 	v := a.view
 	cur := a.o.Releases.Active()
 	ro := v.rollout
@@ -531,10 +543,17 @@ func (a *Agent) setEtcdUp(err error) {
 // the next revision on; again from a full read after an error or when etcd
 // comes back.
 func (a *Agent) watch(ctx context.Context) {
+	first := true
 	for ctx.Err() == nil {
 		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		resp, err := a.o.Client.Get(gctx, a.k.all(), clientv3.WithPrefix())
 		cancel()
+		if err != nil && first {
+			first = false
+			if !a.send(ctx, watchUpdate{failed: err}) {
+				return
+			}
+		}
 		if err != nil {
 			select {
 			case <-ctx.Done():
@@ -543,6 +562,7 @@ func (a *Agent) watch(ctx context.Context) {
 			}
 			continue
 		}
+		first = false
 		snap := make(map[string][]byte, len(resp.Kvs))
 		for _, kv := range resp.Kvs {
 			snap[string(kv.Key)] = kv.Value

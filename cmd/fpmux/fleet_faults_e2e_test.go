@@ -172,18 +172,22 @@ func TestFleetEtcdStoppedMidRollout(t *testing.T) {
 }
 
 // TestFleetHostJoinsLate: a host that joins after the fleet's rollouts
-// prepares the fleet's active release and serves it.
+// prepares the fleet's active release and serves it, and tells systemd
+// READY=1 only once it does.
 func TestFleetHostJoinsLate(t *testing.T) {
 	f := newFleet(t, 2, nil)
 	f.deploy("r1")
 	f.deploy("r2")
-	late := newStack(t, f.hostOptions("h3"))
-	late.waitFor("the late host to serve r2", 60*time.Second, func() bool {
-		code, body, err := late.get(newHTTPClient(), "/index.php?ms=0")
-		rel, _, _ := servedBy(body)
-		return err == nil && code == 200 && rel == "r2"
-	})
-	if !strings.Contains(late.logBuf.String(), "fleet: switched") {
-		t.Errorf("the late host logged no switch:\n%s", late.logBuf.String())
+	o := f.hostOptions("h3")
+	o.notify = true
+	late := newStack(t, o)
+	_, ready := late.waitNotify("READY=1", 0, 60*time.Second, lineIs("READY=1"))
+	code, body, err := late.get(newHTTPClient(), "/index.php?ms=0")
+	if rel, _, _ := servedBy(body); err != nil || code != 200 || rel != "r2" {
+		t.Errorf("the late host, once ready: %d %q %v, want r2", code, body, err)
+	}
+	at, ok := switchAt(f.status(), "h3", "r2")
+	if !ok || ready.at.Before(at) {
+		t.Errorf("READY=1 at %v, the switch to r2 at %v (reported %v): want READY=1 after it", ready.at, at, ok)
 	}
 }

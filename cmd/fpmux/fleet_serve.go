@@ -59,10 +59,13 @@ func hasHTTPS(endpoints []string) bool {
 	return false
 }
 
-// startFleet starts the fleet agent when the config has a fleet key and
-// returns the function that stops it (and its etcd client), safe to call
-// twice; without the key it starts nothing.
-func startFleet(cfg *config.Config, sup *supervisor.Supervisor, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
+// startFleet starts the fleet agent when the config has a fleet key, waits
+// (up to its prepare bound, or ctx) until the host serves the fleet's
+// active release, so that a host joining or restarting takes traffic and
+// tells systemd READY=1 only then, and returns the function that stops the
+// agent (and its etcd client), safe to call twice. Without the key it
+// starts nothing.
+func startFleet(ctx context.Context, cfg *config.Config, sup *supervisor.Supervisor, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	if cfg.Fleet == nil {
 		return func() {}, nil
 	}
@@ -72,18 +75,27 @@ func startFleet(cfg *config.Config, sup *supervisor.Supervisor, reg prometheus.R
 	}
 	a, err := fleet.New(fleet.Options{Client: c, Prefix: cfg.Fleet.Prefix, App: cfg.Fleet.App, Host: cfg.Fleet.Host,
 		Releases: supReleases{sup}, Logger: log, Registerer: reg,
-		PrepareTimeout: time.Duration(cfg.PHPFPM.StartTimeout) + time.Minute})
+		PrepareTimeout: prepareBound(cfg)})
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		a.Run(ctx)
+		a.Run(runCtx)
 	}()
 	log.Info("fleet agent started", "app", cfg.Fleet.App, "host", cfg.Fleet.Host, "etcd", cfg.Fleet.Etcd, "prefix", cfg.Fleet.Prefix)
+	bound := time.NewTimer(prepareBound(cfg))
+	defer bound.Stop()
+	select {
+	case <-a.Synced():
+		log.Info("fleet: the host serves the fleet's release", "release", sup.ActiveID())
+	case <-bound.C:
+		log.Warn("fleet: not converged to the fleet's release in time; serving the restored one", "release", sup.ActiveID(), "bound", prepareBound(cfg))
+	case <-ctx.Done():
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -92,6 +104,12 @@ func startFleet(cfg *config.Config, sup *supervisor.Supervisor, reg prometheus.R
 			c.Close()
 		})
 	}, nil
+}
+
+// prepareBound bounds one prepare on this host: the pool's start, its
+// health checks and warm-up.
+func prepareBound(cfg *config.Config) time.Duration {
+	return time.Duration(cfg.PHPFPM.StartTimeout) + time.Minute
 }
 
 // supReleases is the supervisor as the fleet agent's Releases.

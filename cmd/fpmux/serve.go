@@ -383,7 +383,7 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 		return err
 	}
 
-	stopFleet, err := startFleet(cfg, sup, reg, log)
+	stopFleet, err := startFleet(ctx, cfg, sup, reg, log)
 	if err != nil {
 		sup.Close(context.Background())
 		return err
