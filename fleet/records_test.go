@@ -3,6 +3,7 @@ package fleet
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -55,5 +56,34 @@ func TestParseView(t *testing.T) {
 		if got := map[bool]int{true: b.N}[ok]; got != c.n {
 			t.Errorf("batchOf(%s) = %d, want %d", c.host, got, c.n)
 		}
+	}
+}
+
+// TestPicture draws a rollout of two hosts in two batches: a bar of each
+// release per host, a line per batch, and an error without a rollout.
+func TestPicture(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ro := &Rollout{Key: "r2@1", ID: "r2", Previous: Ref{Release: "r1"}, Hosts: []string{"h1", "h2"}, State: StateDone, Started: t0, Updated: t0.Add(time.Second)}
+	st := Status{App: "shop", Rollout: ro,
+		Batches: []Batch{{Rollout: "r2@1", N: 1, Hosts: []string{"h1"}, At: t0.Add(500 * time.Millisecond)}, {Rollout: "r2@1", N: 2, Hosts: []string{"h2"}, At: t0.Add(700 * time.Millisecond)}},
+		Hosts: []HostRecord{
+			{Host: "h1", Switches: []Switch{{Release: "r2", Rollout: "r2@1", Batch: 1, At: t0.Add(510 * time.Millisecond)}}},
+			{Host: "h2", Switches: []Switch{{Release: "r2", Rollout: "r2@1", Batch: 2, At: t0.Add(705 * time.Millisecond)}}},
+		}}
+	svg, err := Picture(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(svg)
+	for _, want := range []string{"<svg", "rollout of r2 (from r1)", ">h1<", ">h2<", "batch 1", "batch 2", "r2 from", "</svg>"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("picture lacks %q:\n%s", want, s)
+		}
+	}
+	if n := strings.Count(s, "<line"); n != 2 {
+		t.Errorf("%d batch lines, want 2", n)
+	}
+	if _, err := Picture(Status{App: "shop"}); err == nil {
+		t.Error("Picture of no rollout: no error")
 	}
 }

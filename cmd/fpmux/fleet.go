@@ -91,6 +91,7 @@ func runFleet(args []string, stdout, stderr io.Writer) int {
 	ff.register(fs)
 	var o fleet.DeployOptions
 	var asJSON bool
+	var svg string
 	switch name {
 	case "deploy":
 		g := config.DefaultGuard()
@@ -106,6 +107,7 @@ func runFleet(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&o.MaxFatal, "max-fatal", g.MaxFatal, "canary: PHP fatal errors it may log")
 	case "status":
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
+		fs.StringVar(&svg, "svg", "", "also write a picture of the rollout (hosts over time, batches marked) to this SVG file")
 	case "rollback":
 		fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "bound of the rollback")
 	default:
@@ -141,6 +143,9 @@ func runFleet(args []string, stdout, stderr io.Writer) int {
 		var st fleet.Status
 		if st, err = co.Status(ctx); err == nil {
 			err = printFleetStatus(stdout, st, asJSON)
+		}
+		if err == nil && svg != "" {
+			err = writePicture(svg, st)
 		}
 	}
 	if err != nil {
@@ -182,4 +187,16 @@ func printFleetStatus(w io.Writer, st fleet.Status, asJSON bool) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, h.Active, h.State, strings.Join(rels, " "), up, h.Reason)
 	}
 	return tw.Flush()
+}
+
+// writePicture writes the picture of st's rollout to path.
+func writePicture(path string, st fleet.Status) error {
+	b, err := fleet.Picture(st)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("write picture: %w", err)
+	}
+	return nil
 }

@@ -263,6 +263,17 @@ func TestFleetDeployBatchesOfTwo(t *testing.T) {
 	if len(st.Batches) != 3 {
 		t.Fatalf("%d batches written, want 3: %+v", len(st.Batches), st.Batches)
 	}
+	// The picture of this rollout: FPMUX_FLEET_PICTURE=$PWD/docs/fleet-rollout.svg
+	// makes docs/fleet.md's.
+	picture := os.Getenv("FPMUX_FLEET_PICTURE")
+	if picture == "" {
+		picture = filepath.Join(t.TempDir(), "rollout.svg")
+	}
+	if code, _, errs := f.cli("status", "-svg", picture); code != 0 {
+		t.Errorf("fleet status -svg: exit %d: %s", code, errs)
+	} else if b, err := os.ReadFile(picture); err != nil || strings.Count(string(b), "<line") != 3 || !strings.Contains(string(b), "rollout of r2 (from r1)") {
+		t.Errorf("fleet status -svg wrote %q, %v; want the rollout with 3 batch lines", b, err)
+	}
 	var switches []time.Time
 	for _, name := range f.names {
 		at, ok := switchAt(st, name, "r2")
