@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -499,7 +501,7 @@ func (p *Pool) Stop(force bool) error {
 	p.stopping = true
 	p.undrainMu.Unlock()
 	p.Drain()
-	p.setNice(backgroundNice) // its teardown yields to the releases serving
+	p.toBackground() // its teardown yields to the releases serving
 	if force {
 		p.forceOnce.Do(func() { close(p.forceCh) })
 	}
@@ -508,17 +510,20 @@ func (p *Pool) Stop(force bool) error {
 	return p.stopErr
 }
 
-// backgroundNice is the CPU priority of a pool while it starts and while it
-// stops. Starting php-fpm costs about 0.1 s of CPU on two cores (the
-// master's and each worker's module set-up), stopping it a little less;
-// at normal priority that is taken from the release serving traffic, whose
-// latency jumps for as long.
-const backgroundNice = 5
+// backgroundNice and SCHED_IDLE are the CPU priority of a pool while it
+// starts and while it stops. Starting php-fpm costs 30 to 60 ms of CPU for
+// 16 workers (about 20 ms the master's module set-up, 1 to 2 ms each
+// worker's fork), stopping them gracefully 50 to 100 ms (each worker's
+// module shutdown), measured by fpmux-bench's switchcost section; at
+// normal priority, or even at nice 5, that is taken from the release
+// serving traffic on a busy machine, whose p99 jumps for as long. Under
+// SCHED_IDLE the pool runs only on CPU time nothing else wants.
+const backgroundNice = 19
 
 // startInBackground lowers the priority of a master just spawned (its
 // workers inherit it) until Foreground. Only when fpmux runs as root: a
-// process may lower its nice value back only with CAP_SYS_NICE, and a pool
-// left at nice 10 would serve slowly for good.
+// process may raise its priority back only with CAP_SYS_NICE, and a pool
+// left at nice 19 would serve slowly for good.
 func (p *Pool) startInBackground(pid int) {
 	if os.Geteuid() != 0 {
 		return
@@ -526,6 +531,9 @@ func (p *Pool) startInBackground(pid int) {
 	if err := syscall.Setpriority(syscall.PRIO_PROCESS, pid, backgroundNice); err != nil {
 		p.log.Debug("could not lower the starting pool's priority", "err", err)
 		return
+	}
+	if err := setPolicy(pid, unix.SCHED_IDLE); err != nil {
+		p.log.Debug("could not make the starting pool SCHED_IDLE", "err", err)
 	}
 	p.niced.Store(true)
 }
@@ -543,6 +551,7 @@ func (p *Pool) Foreground() {
 		prio = 20
 	}
 	p.setNice(20 - prio)
+	p.setPolicy(unix.SCHED_NORMAL)
 }
 
 // Background lowers the pool's CPU priority to that of a starting pool
@@ -554,8 +563,18 @@ func (p *Pool) Background() {
 		return
 	}
 	if p.niced.CompareAndSwap(false, true) {
-		p.setNice(backgroundNice)
+		p.toBackground()
 	}
+}
+
+// toBackground gives the pool's processes a starting pool's priority. Only
+// when fpmux runs as root: Background's niced flag is not needed by Stop.
+func (p *Pool) toBackground() {
+	if os.Geteuid() != 0 {
+		return
+	}
+	p.setNice(backgroundNice)
+	p.setPolicy(unix.SCHED_IDLE)
 }
 
 // setNice sets the CPU priority of the master's process group.
@@ -563,6 +582,15 @@ func (p *Pool) setNice(nice int) {
 	if pid := p.Pid(); pid > 0 {
 		if err := syscall.Setpriority(syscall.PRIO_PGRP, pid, nice); err != nil && !errors.Is(err, syscall.ESRCH) {
 			p.log.Debug("could not set the pool's priority", "nice", nice, "err", err)
+		}
+	}
+}
+
+// setPolicy sets the scheduling policy of the master's process group.
+func (p *Pool) setPolicy(policy int) {
+	if pid := p.Pid(); pid > 0 {
+		if err := setPolicy(pid, policy); err != nil {
+			p.log.Debug("could not set the pool's scheduling policy", "policy", policy, "err", err)
 		}
 	}
 }

@@ -376,21 +376,7 @@ func TestStopWithRequestInFlight(t *testing.T) {
 		name := map[bool]string{false: "graceful", true: "force"}[force]
 		t.Run(name, func(t *testing.T) {
 			bin := phpFPM(t)
-			root := newRelease(t, map[string]string{
-				// A loop, not one sleep(): signals cut sleep() short.
-				"slow.php": `<?php
-file_put_contents(__DIR__ . "/marks/started", "1");
-$t0 = microtime(true);
-while (microtime(true) - $t0 < 1.0) { usleep(10000); }
-echo "slept";`,
-			})
-			marks := filepath.Join(root, "marks")
-			if err := os.Mkdir(marks, 0o777); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chmod(marks, 0o777); err != nil {
-				t.Fatal(err)
-			}
+			root, marks := slowRelease(t, "1.0")
 			dir := poolDir(t)
 			p := startPool(t, Options{ID: "stop-" + name, Root: root, Dir: dir, Binary: bin, Logger: testLogger(t)})
 			pid := p.Pid()

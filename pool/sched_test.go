@@ -1,0 +1,139 @@
+package pool
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// schedOf reads a process's nice value and scheduling policy from
+// /proc/<pid>/stat (fields 19 and 41); ok is false once it is gone.
+func schedOf(t *testing.T, pid int) (nice, policy int, ok bool) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	// f[0] is field 3 (state).
+	if len(f) < 39 {
+		t.Fatalf("stat of %d: %d fields", pid, len(f))
+	}
+	return atoiT(t, f[16]), atoiT(t, f[38]), true
+}
+
+// groupSched returns "nice/policy" of the master and each worker.
+func groupSched(t *testing.T, pgid int) []string {
+	t.Helper()
+	var out []string
+	for _, pid := range append([]int{pgid}, groupMembers(pgid)...) {
+		n, pol, ok := schedOf(t, pid)
+		if !ok {
+			continue // exited meanwhile
+		}
+		out = append(out, strconv.Itoa(n)+"/"+strconv.Itoa(pol))
+	}
+	return out
+}
+
+// slowRelease writes a release whose slow.php marks marks/started, then
+// takes secs seconds to answer "slept"; it returns the root and marks.
+func slowRelease(t *testing.T, secs string) (root, marks string) {
+	t.Helper()
+	root = newRelease(t, map[string]string{
+		// A loop, not one sleep(): signals cut sleep() short.
+		"slow.php": `<?php
+file_put_contents(__DIR__ . "/marks/started", "1");
+$t0 = microtime(true);
+while (microtime(true) - $t0 < ` + secs + `) { usleep(10000); }
+echo "slept";`,
+	})
+	marks = filepath.Join(root, "marks")
+	if err := os.Mkdir(marks, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(marks, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return root, marks
+}
+
+func allAre(got []string, want string) bool {
+	for _, g := range got {
+		if g != want {
+			return false
+		}
+	}
+	return len(got) > 0
+}
+
+// TestStartingAndStoppingPoolsRunIdle: run as root, a pool's master and
+// workers run at nice 19 and SCHED_IDLE from Start until Foreground, at
+// fpmux's own priority and SCHED_OTHER from then on, and at nice 19 and
+// SCHED_IDLE again while Stop waits for their last request: a starting or
+// stopping pool gets only the CPU the serving one leaves. Not root: the
+// pool always runs as fpmux does (it could not be given its priority back).
+func TestStartingAndStoppingPoolsRunIdle(t *testing.T) {
+	bin := phpFPM(t)
+	root, marks := slowRelease(t, "1.5")
+	p := startPool(t, Options{ID: "idle1", Root: root, Dir: poolDir(t), Binary: bin, Logger: testLogger(t),
+		Directives: map[string]string{"pm": "static", "pm.max_children": "3"}})
+	pgid := p.Pid()
+	prio, _ := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	own := strconv.Itoa(20-prio) + "/0"
+	background, foreground := own, own
+	if os.Geteuid() == 0 {
+		background = "19/5" // SCHED_IDLE
+	}
+	eventually(t, 10*time.Second, "3 workers", func() bool { return len(groupMembers(pgid)) == 3 })
+	if got := groupSched(t, pgid); !allAre(got, background) {
+		t.Fatalf("nice/policy of master and workers after Start: %v, want all %s", got, background)
+	}
+	p.Foreground()
+	if got := groupSched(t, pgid); !allAre(got, foreground) {
+		t.Fatalf("nice/policy after Foreground: %v, want all %s", got, foreground)
+	}
+
+	release, ok := p.Acquire()
+	if !ok {
+		t.Fatal("Acquire refused on a fresh pool")
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer release()
+		res, err := runScript(context.Background(), p, "slow.php", "")
+		if err == nil && res.body.String() != "slept" {
+			t.Errorf("slow.php answered %q", res.body.String())
+		}
+		done <- err
+	}()
+	eventually(t, 10*time.Second, "slow.php to start", func() bool {
+		_, err := os.Stat(filepath.Join(marks, "started"))
+		return err == nil
+	})
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Stop(false) }()
+	var last []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		last = groupSched(t, pgid)
+		if allAre(last, background) || time.Now().After(deadline) || isDone(p.Done()) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !allAre(last, background) {
+		t.Errorf("nice/policy while the pool stops: %v, want all %s", last, background)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("the request in flight at Stop: %v", err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+}
