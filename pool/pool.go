@@ -17,8 +17,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -48,7 +46,7 @@ type Pool struct {
 	pid      atomic.Int64
 	restarts atomic.Int64
 	wedged   atomic.Int64 // pid of the master the wedge check killed (wedge.go)
-	niced    atomic.Bool  // started at backgroundNice, not yet Foreground
+	prio     priority     // the CPU priority of its processes (sched.go)
 
 	// undrainMu orders Undrain against Stop and against supervise giving
 	// up on the master of a draining pool.
@@ -96,6 +94,7 @@ func Start(ctx context.Context, o Options) (*Pool, error) {
 	}
 	p.startInBackground(m.pid)
 	if err := p.waitReady(ctx, m); err != nil {
+		p.prio.end()
 		if kerr := m.kill(); kerr != nil {
 			err = errors.Join(err, kerr)
 		}
@@ -106,6 +105,7 @@ func Start(ctx context.Context, o Options) (*Pool, error) {
 	if err := p.checkMasterPid(m); err != nil {
 		// The php-fpm that answered is not m: stop it by its pid file
 		// (which removes Dir), then m.
+		p.prio.end()
 		if _, rerr := Reap(o.Dir); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
@@ -507,92 +507,8 @@ func (p *Pool) Stop(force bool) error {
 	}
 	p.stopOnce.Do(func() { close(p.stopCh) })
 	<-p.done
+	p.prio.end()
 	return p.stopErr
-}
-
-// backgroundNice and SCHED_IDLE are the CPU priority of a pool while it
-// starts and while it stops. Starting php-fpm costs 30 to 60 ms of CPU for
-// 16 workers (about 20 ms the master's module set-up, 1 to 2 ms each
-// worker's fork), stopping them gracefully 50 to 100 ms (each worker's
-// module shutdown), measured by fpmux-bench's switchcost section; at
-// normal priority, or even at nice 5, that is taken from the release
-// serving traffic on a busy machine, whose p99 jumps for as long. Under
-// SCHED_IDLE the pool runs only on CPU time nothing else wants.
-const backgroundNice = 19
-
-// startInBackground lowers the priority of a master just spawned (its
-// workers inherit it) until Foreground. Only when fpmux runs as root: a
-// process may raise its priority back only with CAP_SYS_NICE, and a pool
-// left at nice 19 would serve slowly for good.
-func (p *Pool) startInBackground(pid int) {
-	if os.Geteuid() != 0 {
-		return
-	}
-	if err := syscall.Setpriority(syscall.PRIO_PROCESS, pid, backgroundNice); err != nil {
-		p.log.Debug("could not lower the starting pool's priority", "err", err)
-		return
-	}
-	if err := setPolicy(pid, unix.SCHED_IDLE); err != nil {
-		p.log.Debug("could not make the starting pool SCHED_IDLE", "err", err)
-	}
-	p.niced.Store(true)
-}
-
-// Foreground gives the pool, master and workers, fpmux's own CPU priority
-// back after a start in the background: the release is about to take
-// traffic.
-func (p *Pool) Foreground() {
-	if !p.niced.CompareAndSwap(true, false) {
-		return
-	}
-	// The raw getpriority syscall answers 20 - nice.
-	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
-	if err != nil {
-		prio = 20
-	}
-	p.setNice(20 - prio)
-	p.setPolicy(unix.SCHED_NORMAL)
-}
-
-// Background lowers the pool's CPU priority to that of a starting pool
-// until Foreground: for a pool kept idle while another release serves, so
-// its housekeeping (and a restart of its master) yields to the serving one.
-// Only when fpmux runs as root, as for a start (see startInBackground).
-func (p *Pool) Background() {
-	if os.Geteuid() != 0 {
-		return
-	}
-	if p.niced.CompareAndSwap(false, true) {
-		p.toBackground()
-	}
-}
-
-// toBackground gives the pool's processes a starting pool's priority. Only
-// when fpmux runs as root: Background's niced flag is not needed by Stop.
-func (p *Pool) toBackground() {
-	if os.Geteuid() != 0 {
-		return
-	}
-	p.setNice(backgroundNice)
-	p.setPolicy(unix.SCHED_IDLE)
-}
-
-// setNice sets the CPU priority of the master's process group.
-func (p *Pool) setNice(nice int) {
-	if pid := p.Pid(); pid > 0 {
-		if err := syscall.Setpriority(syscall.PRIO_PGRP, pid, nice); err != nil && !errors.Is(err, syscall.ESRCH) {
-			p.log.Debug("could not set the pool's priority", "nice", nice, "err", err)
-		}
-	}
-}
-
-// setPolicy sets the scheduling policy of the master's process group.
-func (p *Pool) setPolicy(policy int) {
-	if pid := p.Pid(); pid > 0 {
-		if err := setPolicy(pid, policy); err != nil {
-			p.log.Debug("could not set the pool's scheduling policy", "policy", policy, "err", err)
-		}
-	}
 }
 
 func isDone(ch <-chan struct{}) bool {

@@ -469,6 +469,7 @@ func TestStartupTime(t *testing.T) {
 // own priority back. (Not root: the pool is never niced, since it could
 // not be given its priority back.)
 func TestStartsInBackgroundUntilForeground(t *testing.T) {
+	setIdleFor(t, time.Hour)
 	bin := phpFPM(t)
 	root := newRelease(t, map[string]string{"index.php": `<?php echo "x";`})
 	p := startPool(t, Options{ID: "nice1", Root: root, Dir: poolDir(t), Binary: bin, Logger: testLogger(t),

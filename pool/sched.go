@@ -1,7 +1,9 @@
-// sched.go owns the scheduling policy of a pool's processes: SCHED_IDLE
-// while the pool starts or stops, so that its CPU (php-fpm's module set-up
-// and forks, the workers' graceful exit) comes only out of what the
-// release serving traffic leaves idle, and SCHED_OTHER while it serves.
+// sched.go owns the CPU priority of a pool's processes: SCHED_IDLE at
+// nice 19 while the pool starts or stops, so that its CPU (php-fpm's module
+// set-up and forks, the workers' graceful exit) comes out of what the
+// release serving traffic leaves idle; nice 5 once that has lasted
+// idleBound, so that a machine kept busy cannot hold a deploy or a retired
+// pool's memory for long; fpmux's own priority while it serves.
 
 package pool
 
@@ -9,10 +11,174 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// A pool's start and stop cost CPU: for 16 workers serving a hello page,
+// 40 to 60 ms to start until the release is active (about 20 ms of it the
+// master's module set-up, 1 to 2 ms each worker's fork) and 50 to 100 ms
+// for their graceful stop (each worker's module shutdown frees its class
+// and function tables and unloads its extensions), measured by
+// fpmux-bench's switchcost section. At normal priority, or at nice 5, that
+// is taken from the release serving traffic, whose p99 jumps for as long.
+const (
+	// backgroundNice, under SCHED_IDLE, is a starting or stopping pool's
+	// priority for its first idleBound.
+	backgroundNice = 19
+	// idleBound bounds how long a pool runs at SCHED_IDLE in one go: on a
+	// machine the serving release (or anything else) keeps busy, an idle
+	// task gets next to no CPU, and a start would wait for as long as the
+	// load lasts.
+	idleBound = 200 * time.Millisecond
+	// lateNice is the priority after idleBound: less than a serving
+	// worker's, not starved.
+	lateNice = 5
+)
+
+// priority is where a pool's CPU priority stands. Its methods are safe for
+// concurrent use.
+type priority struct {
+	mu        sync.Mutex
+	lowered   bool        // in the background: not yet Foreground
+	idleTimer *time.Timer // ends SCHED_IDLE after idleFor
+}
+
+// idleFor is idleBound, in nanoseconds; tests lengthen or shorten it.
+var idleFor atomic.Int64
+
+func init() { idleFor.Store(int64(idleBound)) }
+
+// lower puts process group pgid at SCHED_IDLE and backgroundNice, and
+// after idleFor at SCHED_OTHER and lateNice, unless raise or end came first.
+// start is true for a master just spawned: its workers are still to come
+// and inherit its priority, so only it is set.
+func (pr *priority) lower(pgid int, start bool, log func(string, error)) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.stopTimerLocked()
+	pr.lowered = true
+	var err error
+	if start {
+		err = syscall.Setpriority(syscall.PRIO_PROCESS, pgid, backgroundNice)
+	} else {
+		err = syscall.Setpriority(syscall.PRIO_PGRP, pgid, backgroundNice)
+	}
+	if err != nil && !errors.Is(err, syscall.ESRCH) {
+		log("could not lower the pool's priority", err)
+	}
+	if err := setPolicy(pgid, unix.SCHED_IDLE); err != nil {
+		log("could not make the pool SCHED_IDLE", err)
+	}
+	var t *time.Timer
+	t = time.AfterFunc(time.Duration(idleFor.Load()), func() {
+		pr.mu.Lock()
+		defer pr.mu.Unlock()
+		if pr.idleTimer != t { // raised, ended or lowered again since
+			return
+		}
+		pr.idleTimer = nil
+		if err := setPolicy(pgid, unix.SCHED_NORMAL); err != nil {
+			log("could not end the pool's SCHED_IDLE", err)
+		}
+		if err := syscall.Setpriority(syscall.PRIO_PGRP, pgid, lateNice); err != nil && !errors.Is(err, syscall.ESRCH) {
+			log("could not set the pool's priority", err)
+		}
+	})
+	pr.idleTimer = t
+}
+
+// raise gives process group pgid fpmux's own priority and SCHED_OTHER, if
+// it was lowered.
+func (pr *priority) raise(pgid int, log func(string, error)) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if !pr.lowered {
+		return
+	}
+	pr.lowered = false
+	pr.stopTimerLocked()
+	// The raw getpriority syscall answers 20 - nice.
+	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err != nil {
+		prio = 20
+	}
+	if err := setPolicy(pgid, unix.SCHED_NORMAL); err != nil {
+		log("could not end the pool's SCHED_IDLE", err)
+	}
+	if err := syscall.Setpriority(syscall.PRIO_PGRP, pgid, 20-prio); err != nil && !errors.Is(err, syscall.ESRCH) {
+		log("could not raise the pool's priority", err)
+	}
+}
+
+// isLowered reports whether the pool is in the background.
+func (pr *priority) isLowered() bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.lowered
+}
+
+// end stops the timer: the pool's processes are gone, and their process
+// group id may come to another.
+func (pr *priority) end() {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.stopTimerLocked()
+}
+
+func (pr *priority) stopTimerLocked() {
+	if pr.idleTimer != nil {
+		pr.idleTimer.Stop()
+		pr.idleTimer = nil
+	}
+}
+
+// startInBackground lowers the priority of a master just spawned (its
+// workers inherit it) until Foreground. Only when fpmux runs as root: a
+// process may raise its priority back only with CAP_SYS_NICE, and a pool
+// left in the background would serve slowly for good.
+func (p *Pool) startInBackground(pid int) {
+	if os.Geteuid() != 0 {
+		return
+	}
+	p.prio.lower(pid, true, p.logPrio)
+}
+
+// Foreground gives the pool, master and workers, fpmux's own CPU priority
+// back after a start in the background: the release is about to take
+// traffic.
+func (p *Pool) Foreground() {
+	if pid := p.Pid(); pid > 0 {
+		p.prio.raise(pid, p.logPrio)
+	}
+}
+
+// Background lowers the pool's CPU priority to that of a starting pool
+// until Foreground: for a pool kept idle while another release serves, so
+// its housekeeping (and a restart of its master) yields to the serving one.
+// Only when fpmux runs as root, as for a start (see startInBackground).
+func (p *Pool) Background() {
+	if !p.prio.isLowered() {
+		p.toBackground()
+	}
+}
+
+// toBackground gives the pool's processes a starting pool's priority: for
+// Background and for Stop. Only when fpmux runs as root.
+func (p *Pool) toBackground() {
+	if os.Geteuid() != 0 {
+		return
+	}
+	if pid := p.Pid(); pid > 0 {
+		p.prio.lower(pid, false, p.logPrio)
+	}
+}
+
+func (p *Pool) logPrio(msg string, err error) { p.log.Debug(msg, "err", err) }
 
 // setPolicy gives the master pgid and every live process of its group the
 // scheduling policy policy (unix.SCHED_IDLE or unix.SCHED_NORMAL, which is SCHED_OTHER), the

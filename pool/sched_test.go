@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -63,6 +64,13 @@ echo "slept";`,
 	return root, marks
 }
 
+// setIdleFor sets how long pools run at SCHED_IDLE in one go, until the
+// test ends.
+func setIdleFor(t *testing.T, d time.Duration) {
+	old := idleFor.Swap(int64(d))
+	t.Cleanup(func() { idleFor.Store(old) })
+}
+
 func allAre(got []string, want string) bool {
 	for _, g := range got {
 		if g != want {
@@ -80,6 +88,7 @@ func allAre(got []string, want string) bool {
 // pool always runs as fpmux does (it could not be given its priority back).
 func TestStartingAndStoppingPoolsRunIdle(t *testing.T) {
 	bin := phpFPM(t)
+	setIdleFor(t, time.Hour)
 	root, marks := slowRelease(t, "1.5")
 	p := startPool(t, Options{ID: "idle1", Root: root, Dir: poolDir(t), Binary: bin, Logger: testLogger(t),
 		Directives: map[string]string{"pm": "static", "pm.max_children": "3"}})
@@ -99,6 +108,20 @@ func TestStartingAndStoppingPoolsRunIdle(t *testing.T) {
 		t.Fatalf("nice/policy after Foreground: %v, want all %s", got, foreground)
 	}
 
+	var last []string
+	stopWhileSlow(t, p, marks, func() bool {
+		last = groupSched(t, pgid)
+		return allAre(last, background)
+	})
+	if !allAre(last, background) {
+		t.Errorf("nice/policy while the pool stops: %v, want all %s", last, background)
+	}
+}
+
+// stopWhileSlow stops p gracefully while slow.php runs, and polls cond
+// until it holds, the pool is gone or 10 s have passed.
+func stopWhileSlow(t *testing.T, p *Pool, marks string, cond func() bool) {
+	t.Helper()
 	release, ok := p.Acquire()
 	if !ok {
 		t.Fatal("Acquire refused on a fresh pool")
@@ -108,7 +131,7 @@ func TestStartingAndStoppingPoolsRunIdle(t *testing.T) {
 		defer release()
 		res, err := runScript(context.Background(), p, "slow.php", "")
 		if err == nil && res.body.String() != "slept" {
-			t.Errorf("slow.php answered %q", res.body.String())
+			err = fmt.Errorf("slow.php answered %q", res.body.String())
 		}
 		done <- err
 	}()
@@ -118,22 +141,41 @@ func TestStartingAndStoppingPoolsRunIdle(t *testing.T) {
 	})
 	stopped := make(chan error, 1)
 	go func() { stopped <- p.Stop(false) }()
-	var last []string
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		last = groupSched(t, pgid)
-		if allAre(last, background) || time.Now().After(deadline) || isDone(p.Done()) {
-			break
-		}
+	for deadline := time.Now().Add(10 * time.Second); !cond() && !isDone(p.Done()) && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
-	}
-	if !allAre(last, background) {
-		t.Errorf("nice/policy while the pool stops: %v, want all %s", last, background)
 	}
 	if err := <-done; err != nil {
 		t.Errorf("the request in flight at Stop: %v", err)
 	}
 	if err := <-stopped; err != nil {
 		t.Fatalf("Stop: %v", err)
+	}
+}
+
+// TestIdleIsBounded: run as root, a pool that has been starting or
+// stopping for idleFor leaves SCHED_IDLE for nice 5 (lateNice), so that a
+// busy machine cannot starve a deploy or keep a retired pool's memory.
+func TestIdleIsBounded(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root lowers a pool's priority")
+	}
+	setIdleFor(t, 50*time.Millisecond)
+	bin := phpFPM(t)
+	root, marks := slowRelease(t, "3")
+	p := startPool(t, Options{ID: "idle2", Root: root, Dir: poolDir(t), Binary: bin, Logger: testLogger(t),
+		Directives: map[string]string{"pm": "static", "pm.max_children": "2"}})
+	pgid := p.Pid()
+	eventually(t, 10*time.Second, "2 workers", func() bool { return len(groupMembers(pgid)) == 2 })
+	late := strconv.Itoa(lateNice) + "/0"
+	eventually(t, 10*time.Second, "the starting pool at "+late, func() bool { return allAre(groupSched(t, pgid), late) })
+
+	p.Foreground()
+	var last []string
+	stopWhileSlow(t, p, marks, func() bool {
+		last = groupSched(t, pgid)
+		return allAre(last, late)
+	})
+	if !allAre(last, late) {
+		t.Errorf("nice/policy of the stopping pool: %v, want all %s", last, late)
 	}
 }
