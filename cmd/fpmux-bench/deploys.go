@@ -303,7 +303,7 @@ func (b *bench) switches(ctx context.Context) (*table, error) {
 		title:  fmt.Sprintf("switch: %d deploys %v apart through fpmux, open loop at %.0f req/s", n, every, rate),
 		header: []string{"metric", "steady state", "within 2 s of a deploy", "ratio or value", "target", "met?"},
 	}
-	addDeployRows(t, ds, 3, 250)
+	addDeployRows(t, ds, 3, 150)
 	t.add("p50 latency (ms)", fmtMS(p50s), fmtMS(p50d), fmtRatio(p50d/p50s), "", "")
 	t.add("p99 latency (ms)", fmtMS(p99s), fmtMS(p99d), fmtRatio(p99d/p99s), "<= 1.2", met(p99d/p99s <= 1.2))
 	t.add("requests", fmt.Sprint(len(a.steady)), fmt.Sprint(len(a.during)), "", "", "")
