@@ -84,11 +84,12 @@ type Agent struct {
 	// when its batch was seen as well as when it was made.
 	seen time.Time
 
-	mu       sync.Mutex // guards what the publisher reads
-	prep     prepState
-	switches []Switch
-	etcdUp   bool
-	synced   chan struct{} // closed once the host serves the fleet's active release
+	mu        sync.Mutex // guards what the publisher reads
+	prep      prepState
+	switches  []Switch
+	etcdUp    bool
+	etcdSince time.Time     // when etcdUp last changed
+	synced    chan struct{} // closed once the host serves the fleet's active release
 }
 
 type prepState struct {
@@ -170,11 +171,24 @@ func New(o Options) (*Agent, error) {
 // restarts takes traffic then.
 func (a *Agent) Synced() <-chan struct{} { return a.synced }
 
-// EtcdUp tells whether the host's last write to etcd succeeded.
-func (a *Agent) EtcdUp() bool {
+// Info is the agent as fpmux status shows it.
+type Info struct {
+	App    string `json:"app"`
+	Host   string `json:"host"`
+	Prefix string `json:"prefix"`
+	// EtcdUp: the host's last write to etcd succeeded; EtcdSince is when
+	// that last changed (zero before the first write was tried).
+	EtcdUp    bool      `json:"etcd_up"`
+	EtcdSince time.Time `json:"etcd_since"`
+	Endpoints []string  `json:"endpoints"`
+}
+
+// Info returns the agent's state.
+func (a *Agent) Info() Info {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.etcdUp
+	return Info{App: a.o.App, Host: a.o.Host, Prefix: a.o.Prefix, EtcdUp: a.etcdUp, EtcdSince: a.etcdSince,
+		Endpoints: a.o.Client.Endpoints()}
 }
 
 // Run runs the agent until ctx ends, then revokes the host's lease (its
@@ -520,6 +534,9 @@ func (a *Agent) setEtcdUp(err error) {
 	up := err == nil
 	a.mu.Lock()
 	was := a.etcdUp
+	if up != was || a.etcdSince.IsZero() {
+		a.etcdSince = time.Now()
+	}
 	a.etcdUp = up
 	a.mu.Unlock()
 	if up {

@@ -37,6 +37,11 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/rollback", s.handleRollback)
 	mux.HandleFunc("GET /v1/healthz", s.handleHealthz)
 	mux.HandleFunc("POST /v1/upgrade", s.handleUpgrade)
+	s.mu.Lock()
+	for _, r := range s.routes {
+		mux.Handle(r.pattern, r.h)
+	}
+	s.mu.Unlock()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(404, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -1,11 +1,13 @@
 // This file owns what a fleet host's agent asks of the supervisor beyond
 // deploy and retire: a switch that keeps the release it replaces ready (a
-// fleet rollout switches back to it at once when another host fails), and
-// each release's figures as the guard judges them.
+// fleet rollout switches back to it at once when another host fails), each
+// release's figures as the guard judges them, and a route of its own on the
+// admin API (behind the same guard) for fpmux status.
 
 package supervisor
 
 import (
+	"net/http"
 	"slices"
 	"time"
 )
@@ -70,4 +72,19 @@ func (s *Supervisor) Figures() []Figures {
 	}
 	slices.SortFunc(out, func(a, b Figures) int { return a.created.Compare(b.created) })
 	return out
+}
+
+// route is an admin API route added by AddHandler.
+type route struct {
+	pattern string
+	h       http.Handler
+}
+
+// AddHandler adds h under pattern (as http.ServeMux takes it) to the admin
+// API that Handler returns, behind the same checks (admin_token, the
+// browser guard). Call it before Handler.
+func (s *Supervisor) AddHandler(pattern string, h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.routes = append(s.routes, route{pattern, h})
 }

@@ -2,6 +2,8 @@ package supervisor
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -62,5 +64,33 @@ func TestFigures(t *testing.T) {
 	k.s.Close(context.Background())
 	if got := k.s.Figures(); len(got) != 0 {
 		t.Errorf("Figures() after Close = %+v, want none", got)
+	}
+}
+
+// TestAddHandler: a route added for the fleet sits behind the admin API's
+// own checks: admin_token and the browser guard.
+func TestAddHandler(t *testing.T) {
+	s, _ := newTestSupervisor(t)
+	s.AddHandler("GET /v1/fleet", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("{}")) }))
+	h := s.Handler()
+	if status, _, msg := adminCall(t, h, "GET", "/v1/fleet", "", nil); status != 200 {
+		t.Fatalf("GET /v1/fleet without a token in force: %d %s", status, msg)
+	}
+	withToken(t, s, testToken)
+	for _, c := range []struct {
+		auth string
+		want int
+	}{{"", 401}, {"Bearer " + testToken, 200}} {
+		if status, _, msg := adminCall(t, h, "GET", "/v1/fleet", c.auth, nil); status != c.want {
+			t.Errorf("GET /v1/fleet with %q: %d %s, want %d", c.auth, status, msg, c.want)
+		}
+	}
+	req := adminRequest("GET", "/v1/fleet", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Origin", "https://evil.example")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code == 200 {
+		t.Errorf("GET /v1/fleet from a browser page: %d, want it refused", rec.Code)
 	}
 }

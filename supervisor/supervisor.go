@@ -93,8 +93,9 @@ type Supervisor struct {
 	releases map[string]*release
 	history  []histEntry // releases active before the current one, oldest first
 	stopping bool
-	watching *guard // the guard watching the active release, or nil (guard.go)
-	holdNext bool   // the activation under way keeps the release it replaces (fleet.go)
+	watching *guard  // the guard watching the active release, or nil (guard.go)
+	holdNext bool    // the activation under way keeps the release it replaces (fleet.go)
+	routes   []route // admin API routes added by AddHandler (fleet.go)
 	drains   sync.WaitGroup
 	stopCh   chan struct{} // closed by Close: drains stop waiting
 }
@@ -727,7 +728,9 @@ func isClosed(ch <-chan struct{}) bool {
 }
 
 // Get returns one release.
-func (s *Supervisor) Get(ctx context.Context, id string) (Release, error) { return s.get(ctx, id, false) }
+func (s *Supervisor) Get(ctx context.Context, id string) (Release, error) {
+	return s.get(ctx, id, false)
+}
 
 // get is Get, with the pool's per-process view when full.
 func (s *Supervisor) get(ctx context.Context, id string, full bool) (Release, error) {

@@ -117,6 +117,7 @@ type client struct {
 	http   *http.Client
 	stdout io.Writer
 	now    func() time.Time
+	fleet  bool // the last answer said this fpmux is a fleet host (fleet_client.go)
 }
 
 // runClient runs the client subcommand name (deploy, activate, rollback,
@@ -300,6 +301,7 @@ func (c *client) do(method, path string, body any) ([]byte, error) {
 		return nil, c.transportError(err)
 	}
 	defer resp.Body.Close()
+	c.fleet = resp.Header.Get(fleetHeader) != ""
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return nil, fmt.Errorf("read answer from fpmux at %s: %w", c.admin, err)
@@ -661,7 +663,10 @@ func clientStatus(args []string, stdout, stderr io.Writer) error {
 	if err := json.Unmarshal(data, &rs); err != nil {
 		return fmt.Errorf("decode release list from fpmux at %s: %w", c.admin, err)
 	}
-	return c.printTable(rs)
+	if err := c.printTable(rs); err != nil {
+		return err
+	}
+	return c.printFleetLine() // fleet_client.go
 }
 
 // printTable prints releases as an aligned table, then one line per release

@@ -151,6 +151,9 @@ func TestFleetEtcdStoppedMidRollout(t *testing.T) {
 			return h.metric("fpmux_fleet_etcd_up") == 0 && strings.Contains(h.logBuf.String(), "etcd unreachable")
 		})
 	}
+	if code, out, errs := f.hosts[1].cli("status"); code != 0 || !strings.Contains(out, "fleet: app shop, host h2: etcd UNREACHABLE") {
+		t.Errorf("fpmux status with etcd down: exit %d %q %q; want it to say etcd is unreachable", code, out, errs)
+	}
 	if got := f.serving(); got[0] != "r2" || got[1] != "r1" || got[2] != "r1" {
 		t.Errorf("with etcd down the hosts serve %v, want [r2 r1 r1] as before", got)
 	}
@@ -160,6 +163,9 @@ func TestFleetEtcdStoppedMidRollout(t *testing.T) {
 	f.etcd.Restart()
 	for i, h := range f.hosts {
 		h.waitFor(f.names[i]+" to reach etcd again", 60*time.Second, func() bool { return h.metric("fpmux_fleet_etcd_up") == 1 })
+	}
+	if code, out, _ := f.hosts[1].cli("status"); code != 0 || !strings.Contains(out, "fleet: app shop, host h2: etcd reachable") {
+		t.Errorf("fpmux status with etcd back: exit %d %q", code, out)
 	}
 	var out string
 	f.hosts[0].waitFor("fleet rollback", 60*time.Second, func() bool {
@@ -189,5 +195,21 @@ func TestFleetHostJoinsLate(t *testing.T) {
 	at, ok := switchAt(f.status(), "h3", "r2")
 	if !ok || ready.at.Before(at) {
 		t.Errorf("READY=1 at %v, the switch to r2 at %v (reported %v): want READY=1 after it", ready.at, at, ok)
+	}
+}
+
+func TestFleetLine(t *testing.T) {
+	since := time.Date(2026, 12, 1, 10, 0, 0, 0, time.Local)
+	for _, c := range []struct {
+		info fleet.Info
+		want string
+	}{
+		{fleet.Info{App: "shop", Host: "h1", EtcdUp: true, EtcdSince: since}, "fleet: app shop, host h1: etcd reachable (since 10:00:00)"},
+		{fleet.Info{App: "shop", Host: "h1", EtcdSince: since}, "fleet: app shop, host h1: etcd UNREACHABLE: serving the active release as before, acting on the fleet again once etcd answers (since 10:00:00)"},
+		{fleet.Info{App: "shop", Host: "h1"}, "fleet: app shop, host h1: etcd UNREACHABLE: serving the active release as before, acting on the fleet again once etcd answers"},
+	} {
+		if got := fleetLine(c.info); got != c.want {
+			t.Errorf("fleetLine(%+v) = %q, want %q", c.info, got, c.want)
+		}
 	}
 }

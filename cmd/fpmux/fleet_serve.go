@@ -7,9 +7,11 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -80,6 +82,10 @@ func startFleet(ctx context.Context, cfg *config.Config, sup *supervisor.Supervi
 		c.Close()
 		return nil, err
 	}
+	sup.AddHandler("GET /v1/fleet", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(a.Info())
+	}))
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

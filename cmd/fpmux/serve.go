@@ -405,6 +405,9 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 	signal.Notify(usr2, syscall.SIGUSR2)
 	defer signal.Stop(usr2)
 	adminHandler := sup.Handler()
+	if cfg.Fleet != nil {
+		adminHandler = withFleetHeader(adminHandler) // fleet_client.go
+	}
 	if notifying {
 		adminHandler = refreshAfter(adminHandler, mon.refresh)
 	}
