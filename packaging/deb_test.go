@@ -156,6 +156,9 @@ func TestDebianPackage(t *testing.T) {
 			// postinst enabled the units, in the root.
 			"etc/systemd/system/sockets.target.wants/fpmux.socket", "etc/systemd/system/sockets.target.wants/fpmux-admin.socket",
 			"etc/systemd/system/multi-user.target.wants/fpmux.service",
+			// postinst made the directory the packaged config's
+			// allowed_roots names: fpmux serve refuses to start without it.
+			"var/www/app/releases",
 		} {
 			if _, err := os.Lstat(filepath.Join(root, f)); err != nil {
 				t.Errorf("not installed: %v", err)
