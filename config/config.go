@@ -101,6 +101,13 @@ type Config struct {
 	// extension.)
 	KeepFor Duration `yaml:"keep_for"`
 
+	// ReloadPools makes SIGHUP, after it put the reread configuration in
+	// force, also start a fresh pool for the active release under it and
+	// switch to it (what `fpmux reload-pools` does), so that a php.ini or
+	// pool change applies without a deploy. Default: false (SIGHUP changes
+	// what the next deploys get). (fpmux extension.)
+	ReloadPools bool `yaml:"reload_pools"`
+
 	// PreviewToken, when set, lets a request carrying the headers
 	// "X-Fpmux-Release: <id>" and "X-Fpmux-Preview-Token: <token>" be
 	// served by that release while it is ready, before it is active: a

@@ -37,6 +37,7 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/rollback", s.handleRollback)
 	mux.HandleFunc("GET /v1/healthz", s.handleHealthz)
 	mux.HandleFunc("POST /v1/upgrade", s.handleUpgrade)
+	mux.HandleFunc("POST /v1/reload-pools", s.handleReloadPools)
 	s.mu.Lock()
 	for _, r := range s.routes {
 		mux.Handle(r.pattern, r.h)

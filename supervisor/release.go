@@ -24,8 +24,13 @@ type Release struct {
 	DrainingAt  *time.Time `json:"draining_at,omitempty"`
 	RetiredAt   *time.Time `json:"retired_at"`
 	ReadyMS     int64      `json:"ready_ms,omitempty"`
-	Error       string     `json:"error,omitempty"`
-	Pool        *PoolInfo  `json:"pool,omitempty"`
+	// Generation counts the fresh pools `fpmux reload-pools` gave the
+	// release (0: its deploy's own); PoolReloadedAt is when the last took
+	// over. The release id stays the same (see reloadpools.go).
+	Generation     int        `json:"generation,omitempty"`
+	PoolReloadedAt *time.Time `json:"pool_reloaded_at,omitempty"`
+	Error          string     `json:"error,omitempty"`
+	Pool           *PoolInfo  `json:"pool,omitempty"`
 	// Holding lists, for a draining release, the requests still in flight
 	// on it, oldest first: why its drain is slow.
 	Holding []HeldRequest `json:"holding,omitempty"`
@@ -90,18 +95,20 @@ func timePtr(t time.Time) *time.Time {
 // snapshot copies r; the caller holds Supervisor.mu.
 func (r *release) snapshot() Release {
 	snap := Release{
-		ID:          r.id,
-		Root:        r.root,
-		State:       r.state,
-		Requests:    r.requests.Load(),
-		CreatedAt:   r.createdAt,
-		ActivatedAt: timePtr(r.activatedAt),
-		DrainingAt:  timePtr(r.drainedAt),
-		RetiredAt:   timePtr(r.retiredAt),
-		ReadyMS:     r.readyIn.Milliseconds(),
-		Error:       r.err,
-		Warmup:      r.warmup,
-		Health:      r.health,
+		ID:             r.id,
+		Root:           r.root,
+		State:          r.state,
+		Requests:       r.requests.Load(),
+		CreatedAt:      r.createdAt,
+		ActivatedAt:    timePtr(r.activatedAt),
+		DrainingAt:     timePtr(r.drainedAt),
+		RetiredAt:      timePtr(r.retiredAt),
+		ReadyMS:        r.readyIn.Milliseconds(),
+		Generation:     r.gen,
+		PoolReloadedAt: timePtr(r.reloadedAt),
+		Error:          r.err,
+		Warmup:         r.warmup,
+		Health:         r.health,
 	}
 	r.addGuardLocked(&snap)
 	if r.pool != nil && r.state.live() {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,8 +87,9 @@ type Supervisor struct {
 	active atomic.Pointer[release] // read on every request, without s.mu
 	// frozen: an upgrade is handing the releases to the next fpmux; no
 	// release changes (see upgrade.go).
-	frozen  atomic.Bool
-	upgrade atomic.Pointer[func(context.Context) (UpgradeOutcome, error)] // see OnUpgrade
+	frozen       atomic.Bool
+	upgrade      atomic.Pointer[func(context.Context) (UpgradeOutcome, error)] // see OnUpgrade
+	reloadConfig atomic.Pointer[func() error]                                  // see OnReloadConfig
 
 	mu       sync.Mutex // guards everything below and each release's mutable fields
 	releases map[string]*release
@@ -96,8 +98,13 @@ type Supervisor struct {
 	watching *guard  // the guard watching the active release, or nil (guard.go)
 	holdNext bool    // the activation under way keeps the release it replaces (fleet.go)
 	routes   []route // admin API routes added by AddHandler (fleet.go)
-	drains   sync.WaitGroup
-	stopCh   chan struct{} // closed by Close: drains stop waiting
+	// reloading: ReloadPools is starting a fresh pool; replaced: the
+	// records whose pool a reload replaced, draining out of the registry
+	// (reloadpools.go).
+	reloading bool
+	replaced  []*release
+	drains    sync.WaitGroup
+	stopCh    chan struct{} // closed by Close: drains stop waiting
 }
 
 // hooks are test seams: each one set is called, without Supervisor.mu, at
@@ -148,6 +155,10 @@ type release struct {
 
 	// metrics counts the release's requests; set at creation.
 	metrics *releaseMetrics
+	// gen counts the fresh pools ReloadPools gave the release (0: the
+	// deploy's own), reloadedAt when the last one took over.
+	gen        int
+	reloadedAt time.Time
 }
 
 // Done implements fcgimux.Tracker: a request pinned by Supervisor.Pin ended.
@@ -826,7 +837,7 @@ func (s *Supervisor) Close(ctx context.Context) error {
 	close(s.stopCh)
 	s.active.Store(nil)
 	var live []*release
-	for _, r := range s.releases {
+	for _, r := range append(s.replacedLocked(), slices.Collect(maps.Values(s.releases))...) {
 		if r.pool != nil && r.state.live() {
 			r.pool.Drain()
 			r.backend.Close()

@@ -44,6 +44,9 @@ func (s *Supervisor) Freeze() (Handed, error) {
 			return Handed{}, errorf(409, "release %s is starting; upgrade once its deploy is over", r.id)
 		}
 	}
+	if err := s.reloadBusyLocked(); err != nil {
+		return Handed{}, err
+	}
 	s.frozen.Store(true)
 	// The next fpmux adopts the active pool only: the guard cannot
 	// switch back across the upgrade.
@@ -104,7 +107,10 @@ func (s *Supervisor) RestoreAdopting(ctx context.Context, id string, output *os.
 	s.history = st.History
 	s.releases[id] = r
 	s.mu.Unlock()
-	p, err := pool.Adopt(ctx, s.poolOptions(id, root, r.metrics), output)
+	opts := s.poolOptions(id, root, r.metrics)
+	r.gen = s.adoptGen(id)
+	opts.Dir = s.poolDir(id, r.gen)
+	p, err := pool.Adopt(ctx, opts, output)
 	if err != nil {
 		s.mu.Lock()
 		r.state, r.err = StateFailed, err.Error()

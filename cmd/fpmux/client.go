@@ -49,6 +49,9 @@ type clientRelease struct {
 	CreatedAt   *time.Time  `json:"created_at,omitempty"`
 	ActivatedAt *time.Time  `json:"activated_at,omitempty"`
 	DrainingAt  *time.Time  `json:"draining_at,omitempty"`
+	// Generation and PoolReloadedAt: see reload-pools (reloadpools.go).
+	Generation     int        `json:"generation,omitempty"`
+	PoolReloadedAt *time.Time `json:"pool_reloaded_at,omitempty"`
 	RetiredAt   *time.Time  `json:"retired_at,omitempty"`
 	ReadyMS     *int64      `json:"ready_ms,omitempty"`
 	Error       string      `json:"error,omitempty"`
@@ -139,6 +142,8 @@ func runClient(name string, args []string, stdout, stderr io.Writer) int {
 		err = clientStatus(args, stdout, stderr)
 	case "upgrade":
 		err = clientUpgrade(args, stdout, stderr)
+	case "reload-pools":
+		err = clientReloadPools(args, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "fpmux: unknown command %q\n", name)
 		return 2
@@ -549,23 +554,30 @@ func clientActivate(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func clientRollback(args []string, stdout, stderr io.Writer) error {
-	fs, target := clientFlags("rollback", "[-admin ADDR] [-token TOKEN] [-timeout DUR]", stderr)
-	// A rollback past a stopped pool starts it again, after the old one
-	// of the same id has drained: allow for both.
-	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for the previous release to be active again")
+// clientPostWaiting runs a subcommand that takes no argument, only
+// -timeout (default 90s, what for: timeoutHelp), and POSTs to path,
+// waiting up to -timeout for the answer's body.
+func clientPostWaiting(name, path, timeoutHelp string, args []string, stdout, stderr io.Writer) ([]byte, error) {
+	fs, target := clientFlags(name, "[-admin ADDR] [-token TOKEN] [-config FILE] [-timeout DUR]", stderr)
+	timeout := fs.Duration("timeout", 90*time.Second, timeoutHelp)
 	pos, err := clientParse(fs, args)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(pos) > 0 {
-		return clientUsage(fs, "unexpected argument %q", pos[0])
+		return nil, clientUsage(fs, "unexpected argument %q", pos[0])
 	}
 	c, err := target.client(*timeout, stdout)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	data, err := c.do(http.MethodPost, "/v1/rollback", nil)
+	return c.do(http.MethodPost, path, nil)
+}
+
+func clientRollback(args []string, stdout, stderr io.Writer) error {
+	// A rollback past a stopped pool starts it again, after the old one
+	// of the same id has drained: allow for both.
+	data, err := clientPostWaiting("rollback", "/v1/rollback", "how long to wait for the previous release to be active again", args, stdout, stderr)
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,11 @@ func (c *client) activeLine(r clientRelease) string {
 	}
 	now := c.now()
 	if r.State == "active" {
-		return fmt.Sprintf("active since %s (%s)", clientClock(*r.ActivatedAt, now), clientAge(now.Sub(*r.ActivatedAt)))
+		s := fmt.Sprintf("active since %s (%s)", clientClock(*r.ActivatedAt, now), clientAge(now.Sub(*r.ActivatedAt)))
+		if r.Generation > 0 && r.PoolReloadedAt != nil {
+			s += fmt.Sprintf(", on a pool reloaded at %s (generation %d)", clientClock(*r.PoolReloadedAt, now), r.Generation)
+		}
+		return s
 	}
 	if r.DrainingAt != nil && !r.DrainingAt.IsZero() && !r.DrainingAt.Before(*r.ActivatedAt) {
 		return fmt.Sprintf("was active from %s to %s (%s)", clientClock(*r.ActivatedAt, now), clientClock(*r.DrainingAt, now),

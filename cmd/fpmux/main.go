@@ -26,6 +26,7 @@ commands:
   retire     drain and stop a release that is not active
   status     list releases, states, in-flight counts, pool figures
   upgrade    replace the running fpmux by this binary, keeping its pools and connections
+  reload-pools  reread the config and give the active release a fresh pool under it, switched to like a deploy
   fleet      deploy, status, rollback of a fleet of hosts through etcd
   check      test a config file and what it names, like php-fpm -t (exit 0 or 1)
   version    print fpmux's version and commit, Go's, and the php-fpm it would run
@@ -46,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch name := args[0]; name {
 	case "serve":
 		return runServe(args[1:], stderr)
-	case "deploy", "activate", "rollback", "retire", "status", "upgrade":
+	case "deploy", "activate", "rollback", "retire", "status", "upgrade", "reload-pools":
 		return runClient(name, args[1:], stdout, stderr)
 	case "version":
 		return runVersion(args[1:], stdout, stderr)

@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -401,6 +402,10 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 	}()
 	upgrades := make(chan upgradeAsk)
 	sup.OnUpgrade(askUpgrade(upgrades))
+	reloads, loopDone := make(chan reloadAsk), make(chan struct{})
+	sup.OnReloadConfig(askReload(reloads, loopDone))
+	var poolReloads sync.WaitGroup // SIGHUP's reload-pools (reloadpools.go); waited for after the pools stop
+	defer poolReloads.Wait()
 	usr2 := make(chan os.Signal, 1)
 	signal.Notify(usr2, syscall.SIGUSR2)
 	defer signal.Stop(usr2)
@@ -487,12 +492,20 @@ wait:
 			break wait
 		case <-hup:
 			notify.send("RELOADING=1\n" + daemon.SdNotifyMonotonicUsec())
-			cfg = reload(sup, cfg, load, lns, log)
+			var err error
+			if cfg, err = reload(sup, cfg, load, lns, log); err == nil && cfg.ReloadPools {
+				reloadPoolsOnHUP(sup, cfg, &poolReloads, log)
+			}
 			if notifying {
 				mon.announce("READY=1")
 			}
+		case a := <-reloads:
+			var err error
+			cfg, err = reload(sup, cfg, load, lns, log)
+			a.reply <- err
 		}
 	}
+	close(loopDone)
 	stop()      // a second signal now kills the process the default way
 	stopFleet() // the host's key goes with its lease: it takes no more part
 	monStop()
@@ -532,8 +545,9 @@ wait:
 // reload reads the configuration again (SIGHUP) and puts it in force for
 // what comes next: drain_timeout, allowed_roots and php_fpm (see
 // supervisor.Reload). It returns the configuration now in force: cur when
-// the file is bad, which is logged with every problem's key and line.
-func reload(sup *supervisor.Supervisor, cur *config.Config, load func() (*config.Config, error), lns *listeners, log *slog.Logger) *config.Config {
+// the file is bad, which is logged with every problem's key and line, and
+// returned.
+func reload(sup *supervisor.Supervisor, cur *config.Config, load func() (*config.Config, error), lns *listeners, log *slog.Logger) (*config.Config, error) {
 	next, err := load()
 	if err == nil {
 		var restart []string
@@ -548,11 +562,11 @@ func reload(sup *supervisor.Supervisor, cur *config.Config, load func() (*config
 			log.Info("configuration reloaded; it applies to the next deploys and drains",
 				"drain_timeout", time.Duration(next.DrainTimeout), "allowed_roots", next.AllowedRoots, "php_fpm", next.PHPFPM.Binary,
 				"max_in_flight", next.Limits.MaxInFlight, "admin_token", tokenChange(cur.AdminToken, next.AdminToken))
-			return next
+			return next, nil
 		}
 	}
 	log.Error("reload failed; the configuration in force is unchanged", "err", err)
-	return cur
+	return cur, err
 }
 
 // tokenChange says what a reload did to admin_token, for the log, without
