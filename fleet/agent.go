@@ -80,6 +80,8 @@ type Agent struct {
 	held  map[string]string // rollout key -> the release its switch kept
 	prepC context.CancelFunc
 	read  bool // a full read of the app's keys arrived: the view is whole
+	// rolloutKey is the rollout the agent last read.
+	rolloutKey string
 	// seen is when the latest change from etcd arrived: a switch records
 	// when its batch was seen as well as when it was made.
 	seen time.Time
@@ -255,6 +257,9 @@ func (a *Agent) reconcile(ctx context.Context, prepWG *sync.WaitGroup) {
 	v := a.view
 	cur := a.o.Releases.Active()
 	ro := v.rollout
+	if ro != nil && ro.Key != a.rolloutKey {
+		a.newRollout(ro.Key)
+	}
 	if ro != nil && slices.Contains(ro.Hosts, a.o.Host) {
 		switch ro.State {
 		case StatePreparing, StateSwitching:
@@ -302,6 +307,21 @@ func (a *Agent) reconcile(ctx context.Context, prepWG *sync.WaitGroup) {
 	a.ensurePrepared(ctx, prepWG, key, v.active.Ref)
 	if a.prepReady(key) {
 		a.activate(v.active.Release, false, v.active.Rollout, 0)
+	}
+}
+
+// newRollout forgets what the agent did for earlier rollouts, letting go
+// of a release a switch of theirs kept (its end may have been missed while
+// etcd was unreachable).
+func (a *Agent) newRollout(key string) {
+	a.rolloutKey = key
+	for k := range a.done {
+		delete(a.done, k)
+	}
+	for k := range a.held {
+		if k != key {
+			a.unhold(k)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,3 +59,38 @@ func (nopReleases) Unhold(id string)                                   {}
 func (nopReleases) Retire(id string) error                             { return nil }
 func (nopReleases) Active() string                                     { return "" }
 func (nopReleases) Figures() []ReleaseFigures                          { return nil }
+
+// unholdReleases records Unhold calls.
+type unholdReleases struct {
+	nopReleases
+	unheld []string
+}
+
+func (u *unholdReleases) Unhold(id string) { u.unheld = append(u.unheld, id) }
+
+// TestNewRolloutLetsGoOfKeptRelease: a host that missed the end of a
+// rollout (etcd unreachable meanwhile) lets go of the release that
+// rollout's switch kept once it reads the next rollout.
+func TestNewRolloutLetsGoOfKeptRelease(t *testing.T) {
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rel := &unholdReleases{}
+	a, err := New(Options{Client: c, App: "shop", Host: "h1", Releases: rel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.read, a.rolloutKey = true, "r2@1"
+	a.held["r2@1"] = "r1"
+	a.view = view{rollout: &Rollout{Key: "r3@2", ID: "r3", State: StatePreparing, Hosts: []string{"h2"}}, hosts: map[string]HostRecord{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	a.reconcile(ctx, &wg)
+	wg.Wait()
+	if !slices.Equal(rel.unheld, []string{"r1"}) || len(a.held) != 0 {
+		t.Errorf("after reading rollout r3@2: unheld %v, still held %v; want r1 let go", rel.unheld, a.held)
+	}
+}
