@@ -3,8 +3,8 @@
 // same pool, one straight to its socket and one through fpmux, then loads
 // both alike with its own Go client and prints Markdown tables for
 // README.md: throughput and latency direct against via fpmux, latency
-// around deploys, the cost of idle connections, and whether many deploys
-// leave anything behind. The compare section, run only when -only names
+// around deploys, the CPU and memory of the pools over a deploy, the cost
+// of idle connections, and whether many deploys leave anything behind. The compare section, run only when -only names
 // it, deploys the same app under the same load four ways (a symlink swap,
 // the swap plus a php-fpm reload, nginx's $realpath_root, and fpmux) and
 // counts what each way's requests saw.
