@@ -501,7 +501,7 @@ func (p *Pool) Stop(force bool) error {
 	p.stopping = true
 	p.undrainMu.Unlock()
 	p.Drain()
-	p.toBackground() // its teardown yields to the releases serving
+	p.toStopping() // its teardown yields to the releases serving
 	if force {
 		p.forceOnce.Do(func() { close(p.forceCh) })
 	}

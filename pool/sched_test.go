@@ -81,11 +81,13 @@ func allAre(got []string, want string) bool {
 }
 
 // TestStartingAndStoppingPoolsRunIdle: run as root, a pool's master and
-// workers run at nice 19 and SCHED_IDLE from Start until Foreground, at
-// fpmux's own priority and SCHED_OTHER from then on, and at nice 19 and
-// SCHED_IDLE again while Stop waits for their last request: a starting or
-// stopping pool gets only the CPU the serving one leaves. Not root: the
-// pool always runs as fpmux does (it could not be given its priority back).
+// workers run at nice 19 and SCHED_IDLE from Start until Foreground (a
+// starting pool gets only the CPU the serving one leaves), at fpmux's own
+// priority and SCHED_OTHER from then on, and at nice 5 and SCHED_OTHER
+// while Stop waits for their last request: below the serving releases, but
+// not idle, so that the old pool's memory is not held while the machine is
+// busy. Not root: the pool always runs as fpmux does (it could not be given
+// its priority back).
 func TestStartingAndStoppingPoolsRunIdle(t *testing.T) {
 	bin := phpFPM(t)
 	setIdleFor(t, time.Hour)
@@ -95,9 +97,10 @@ func TestStartingAndStoppingPoolsRunIdle(t *testing.T) {
 	pgid := p.Pid()
 	prio, _ := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
 	own := strconv.Itoa(20-prio) + "/0"
-	background, foreground := own, own
+	background, foreground, stopping := own, own, own
 	if os.Geteuid() == 0 {
 		background = "19/5" // SCHED_IDLE
+		stopping = strconv.Itoa(lateNice) + "/0"
 	}
 	eventually(t, 10*time.Second, "3 workers", func() bool { return len(groupMembers(pgid)) == 3 })
 	if got := groupSched(t, pgid); !allAre(got, background) {
@@ -111,10 +114,10 @@ func TestStartingAndStoppingPoolsRunIdle(t *testing.T) {
 	var last []string
 	stopWhileSlow(t, p, marks, func() bool {
 		last = groupSched(t, pgid)
-		return allAre(last, background)
+		return !allAre(last, foreground)
 	})
-	if !allAre(last, background) {
-		t.Errorf("nice/policy while the pool stops: %v, want all %s", last, background)
+	if !allAre(last, stopping) {
+		t.Errorf("nice/policy while the pool stops: %v, want all %s", last, stopping)
 	}
 }
 
@@ -152,9 +155,10 @@ func stopWhileSlow(t *testing.T, p *Pool, marks string, cond func() bool) {
 	}
 }
 
-// TestIdleIsBounded: run as root, a pool that has been starting or
-// stopping for idleFor leaves SCHED_IDLE for nice 5 (lateNice), so that a
-// busy machine cannot starve a deploy or keep a retired pool's memory.
+// TestIdleIsBounded: run as root, a pool that has been starting for
+// idleFor leaves SCHED_IDLE for nice 5 (lateNice), so that a busy machine
+// cannot starve a deploy; a kept pool (Background) that stops goes to nice
+// 5 at once.
 func TestIdleIsBounded(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("only root lowers a pool's priority")
@@ -170,6 +174,11 @@ func TestIdleIsBounded(t *testing.T) {
 	eventually(t, 10*time.Second, "the starting pool at "+late, func() bool { return allAre(groupSched(t, pgid), late) })
 
 	p.Foreground()
+	setIdleFor(t, time.Hour)
+	p.Background()
+	if got := groupSched(t, pgid); !allAre(got, "19/5") {
+		t.Fatalf("nice/policy of a kept pool: %v, want all 19/5", got)
+	}
 	var last []string
 	stopWhileSlow(t, p, marks, func() bool {
 		last = groupSched(t, pgid)
