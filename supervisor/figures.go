@@ -36,6 +36,24 @@ type PoolProcess struct {
 	LastMemoryBytes int64   `json:"last_memory_bytes"`
 }
 
+// slowLogShown is how many of a slowlog's last entries ?full shows.
+const slowLogShown = 5
+
+// addSlowLog puts the last entries of r's pool's slowlog in snap.
+func (s *Supervisor) addSlowLog(snap *Release, r *release) {
+	s.mu.Lock()
+	p := r.pool
+	s.mu.Unlock()
+	if p == nil || snap.Pool == nil {
+		return
+	}
+	entries, path, err := p.SlowLog(slowLogShown)
+	snap.Pool.SlowLog, snap.Pool.SlowLogPath = entries, path
+	if err != nil {
+		snap.Pool.SlowLogError = err.Error()
+	}
+}
+
 // poolProcesses turns php-fpm's per-process list into the API's view.
 func poolProcesses(ps []pool.Process) []PoolProcess {
 	dash := func(s string) string {

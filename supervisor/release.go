@@ -81,8 +81,13 @@ type PoolInfo struct {
 	SlowRequests  *int64 `json:"slow_requests,omitempty"`
 	// Processes is php-fpm's per-process view, for GET
 	// /v1/releases/{id}?full (see figures.go).
-	Processes   []PoolProcess `json:"processes,omitempty"`
-	StatusError string        `json:"status_error,omitempty"`
+	Processes []PoolProcess `json:"processes,omitempty"`
+	// SlowLog is the end of the pool's slowlog (newest last), from the file
+	// SlowLogPath names, for ?full too; SlowLogError why it could not be read.
+	SlowLog      []pool.SlowEntry `json:"slowlog,omitempty"`
+	SlowLogPath  string           `json:"slowlog_path,omitempty"`
+	SlowLogError string           `json:"slowlog_error,omitempty"`
+	StatusError  string           `json:"status_error,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {

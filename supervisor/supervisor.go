@@ -758,6 +758,7 @@ func (s *Supervisor) get(ctx context.Context, id string, full bool) (Release, er
 	}
 	if st := s.addPoolFigures(ctx, &snap, r); st != nil && full {
 		snap.Pool.Processes = poolProcesses(st.Processes)
+		s.addSlowLog(&snap, r)
 	}
 	s.addHolding(&snap)
 	return snap, nil

@@ -41,22 +41,22 @@ const (
 // server may leave out are pointers or zero values; nothing here is required.
 type clientRelease struct {
 	clientRollbackInfo
-	ID          string      `json:"id"`
-	Root        string      `json:"root"`
-	State       string      `json:"state"`
-	InFlight    *int64      `json:"in_flight,omitempty"`
-	Requests    *int64      `json:"requests,omitempty"`
-	CreatedAt   *time.Time  `json:"created_at,omitempty"`
-	ActivatedAt *time.Time  `json:"activated_at,omitempty"`
-	DrainingAt  *time.Time  `json:"draining_at,omitempty"`
+	ID          string     `json:"id"`
+	Root        string     `json:"root"`
+	State       string     `json:"state"`
+	InFlight    *int64     `json:"in_flight,omitempty"`
+	Requests    *int64     `json:"requests,omitempty"`
+	CreatedAt   *time.Time `json:"created_at,omitempty"`
+	ActivatedAt *time.Time `json:"activated_at,omitempty"`
+	DrainingAt  *time.Time `json:"draining_at,omitempty"`
 	// Generation and PoolReloadedAt: see reload-pools (reloadpools.go).
-	Generation     int        `json:"generation,omitempty"`
-	PoolReloadedAt *time.Time `json:"pool_reloaded_at,omitempty"`
-	RetiredAt   *time.Time  `json:"retired_at,omitempty"`
-	ReadyMS     *int64      `json:"ready_ms,omitempty"`
-	Error       string      `json:"error,omitempty"`
-	Pool        *clientPool `json:"pool,omitempty"`
-	Holding     []struct {
+	Generation     int         `json:"generation,omitempty"`
+	PoolReloadedAt *time.Time  `json:"pool_reloaded_at,omitempty"`
+	RetiredAt      *time.Time  `json:"retired_at,omitempty"`
+	ReadyMS        *int64      `json:"ready_ms,omitempty"`
+	Error          string      `json:"error,omitempty"`
+	Pool           *clientPool `json:"pool,omitempty"`
+	Holding        []struct {
 		Method string `json:"method"`
 		URI    string `json:"uri"`
 		AgeMS  int64  `json:"age_ms"`
@@ -93,7 +93,10 @@ type clientPool struct {
 	SlowRequests       *int64 `json:"slow_requests,omitempty"`
 	StatusError        string `json:"status_error,omitempty"` // why the figures are missing
 	// Processes come with `status ID -full`: see client_status.go.
-	Processes []clientProcess `json:"processes,omitempty"`
+	Processes    []clientProcess   `json:"processes,omitempty"`
+	SlowLog      []clientSlowEntry `json:"slowlog,omitempty"`
+	SlowLogPath  string            `json:"slowlog_path,omitempty"`
+	SlowLogError string            `json:"slowlog_error,omitempty"`
 }
 
 // clientExitError carries the exit code a failed command ends with and the

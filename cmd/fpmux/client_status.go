@@ -27,6 +27,14 @@ type clientProcess struct {
 	LastMemoryBytes int64   `json:"last_memory_bytes"`
 }
 
+// clientSlowEntry is one request of a pool's slowlog.
+type clientSlowEntry struct {
+	Time   string   `json:"time"`
+	PID    int      `json:"pid"`
+	Script string   `json:"script"`
+	Stack  []string `json:"stack"`
+}
+
 // activeLine says since when an active release has been active, or when a
 // release that is no longer active was last, from activated_at (and
 // draining_at, when it drained since).
@@ -85,7 +93,34 @@ func (c *client) printOne(id string, full bool) error {
 		_, err := fmt.Fprintf(c.stdout, "%s: no processes listed (its pool is not live, or its status page did not answer)\n", r.ID)
 		return err
 	}
-	return c.printProcesses(r.Pool.Processes)
+	if err := c.printProcesses(r.Pool.Processes); err != nil {
+		return err
+	}
+	return c.printSlowLog(r.Pool)
+}
+
+// printSlowLog prints the last requests the pool's slowlog holds, each
+// with its innermost PHP frame, when the pool has a slowlog.
+func (c *client) printSlowLog(p *clientPool) error {
+	switch {
+	case p.SlowLogError != "":
+		_, err := fmt.Fprintf(c.stdout, "\nslowlog: %s\n", clientOneLine(p.SlowLogError))
+		return err
+	case p.SlowLogPath == "":
+		return nil
+	case len(p.SlowLog) == 0:
+		_, err := fmt.Fprintf(c.stdout, "\nslow requests: none in %s\n", p.SlowLogPath)
+		return err
+	}
+	fmt.Fprintf(c.stdout, "\nslow requests, the last %d in %s:\n", len(p.SlowLog), p.SlowLogPath)
+	for _, e := range p.SlowLog {
+		frame := "-"
+		if len(e.Stack) > 0 {
+			frame = e.Stack[0]
+		}
+		fmt.Fprintf(c.stdout, "  %s pid %d %s: %s\n", e.Time, e.PID, e.Script, clientOneLine(frame))
+	}
+	return nil
 }
 
 // printProcesses prints php-fpm's per-process view: for a busy worker its

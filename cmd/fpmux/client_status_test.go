@@ -39,7 +39,9 @@ func TestClientStatusOneFull(t *testing.T) {
 	   "processes":[
 	    {"pid":11,"state":"Running","busy":true,"requests":4,"method":"GET","uri":"/r.php?token=REDACTED","duration_ms":2068},
 	    {"pid":12,"state":"Reading headers","held":true,"requests":3,"duration_ms":1200},
-	    {"pid":13,"state":"Idle","requests":5,"method":"POST","uri":"/up.php","duration_ms":31,"last_cpu_percent":12.5,"last_memory_bytes":2097152}]}}`)
+	    {"pid":13,"state":"Idle","requests":5,"method":"POST","uri":"/up.php","duration_ms":31,"last_cpu_percent":12.5,"last_memory_bytes":2097152}],
+	   "slowlog_path":"/var/log/php/r2.slow.log","slowlog":[{"time":"02-Dec-2026 00:05:01","pid":11,"script":"/srv/r2/r.php",
+	    "stack":["[0x00007f3a1c013f80] usleep() /srv/r2/r.php:2","[0x00007f3a1c013e90] main() /srv/r2/r.php:5"]}]}}`)
 	code, stdout, stderr := runClientTest("status", []string{"r2", "-admin", srv.admin, "-full"})
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
@@ -53,6 +55,7 @@ func TestClientStatusOneFull(t *testing.T) {
 		"11   busy (Running)          4         2.068s    -       -       GET /r.php?token=REDACTED\n",
 		"12   idle (kept connection)  3         1.2s      -       -       -\n",
 		"13   idle                    5         31ms      12.50%  2.0MiB  POST /up.php\n",
+		"\nslow requests, the last 1 in /var/log/php/r2.slow.log:\n  02-Dec-2026 00:05:01 pid 11 /srv/r2/r.php: [0x00007f3a1c013f80] usleep() /srv/r2/r.php:2\n",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("status r2 -full lacks %q:\n%s", want, stdout)

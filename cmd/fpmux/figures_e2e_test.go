@@ -46,7 +46,9 @@ func psPool(t *testing.T, master int, id string) psWorkers {
 		}
 		w.total++
 		switch wchan := f[2]; {
-		case strings.Contains(wchan, "nanosleep"):
+		// A busy worker past request_slowlog_timeout is stopped a moment
+		// while the master dumps its stack into the slowlog (t).
+		case strings.Contains(wchan, "nanosleep") || strings.HasPrefix(f[1], "t") || strings.HasPrefix(f[1], "T"):
 			w.busy++
 		case strings.Contains(wchan, "unix_stream"):
 			w.held++
@@ -95,7 +97,7 @@ func (f poolFigures) String() string {
 // wait on fpmux's kept connections, a half-busy and a saturated one (more
 // requests than workers), all behind nginx, right after the deploy too.
 func TestPoolFiguresMatchPs(t *testing.T) {
-	s := newStack(t, stackOptions{})
+	s := newStack(t, stackOptions{pool: map[string]string{"slowlog": "{release_root}.slow.log", "request_slowlog_timeout": "1s"}})
 	root := s.newRelease("r1")
 	if err := os.WriteFile(filepath.Join(root, "hold.php"), []byte(holdPHP), 0o644); err != nil {
 		t.Fatal(err)
@@ -210,6 +212,13 @@ func TestPoolFiguresMatchPs(t *testing.T) {
 		t.Errorf("status r1 -full: exit %d, want the 4 busy workers' requests listed with the token redacted:\n%s%s", code, out, stderr)
 	}
 	t.Logf("fpmux status r1 -full, saturated:\n%s", out)
+	// The held requests run past request_slowlog_timeout: the slowlog's
+	// entries come with the processes.
+	s.waitFor("status r1 -full to list slow requests", 30*time.Second, func() bool {
+		_, out, _ = s.cli("status", "r1", "-full")
+		return strings.Contains(out, "slow requests, the last ") && strings.Contains(out, root+"/hold.php: ") && strings.Contains(out, "usleep()")
+	})
+	t.Logf("fpmux status r1 -full, with slow requests:\n%s", out)
 
 	release()
 	wg.Wait()
