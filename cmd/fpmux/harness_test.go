@@ -85,6 +85,7 @@ type stack struct {
 	notes             *notifyLog // nil without NOTIFY_SOCKET
 	connPerRequest    bool
 	nginxServer       string // see stackOptions.nginxServer
+	pprof             bool   // see stackOptions.pprof
 
 	mu     sync.Mutex
 	fpmux  *exec.Cmd
@@ -126,6 +127,9 @@ type stackOptions struct {
 	// active release, as a front serving static files needs) instead of a
 	// directory, and starts no nginx: the test starts its own fronts.
 	docrootLink bool
+	// pprof runs fpmux with -pprof, so that a test can read its goroutines
+	// (goroutineDump) when they do not come back to a baseline.
+	pprof bool
 }
 
 type lockedBuffer struct {
@@ -195,6 +199,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		phpFPM:   phpFPM,
 		nginx:    nginx,
 		cfgPath:  filepath.Join(dir, "fpmux.yaml"),
+		pprof:    o.pprof,
 		pgids:    map[int]bool{},
 		logBuf:   &lockedBuffer{},
 		watchdog: o.watchdog,
@@ -276,7 +281,11 @@ php_fpm:
 // startFpmux runs `fpmux serve -config` and waits until its admin API answers.
 func (s *stack) startFpmux() {
 	s.t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "-config", s.cfgPath)
+	args := []string{"serve", "-config", s.cfgPath}
+	if s.pprof {
+		args = append(args, "-pprof")
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(withoutSystemdEnv(os.Environ()), "FPMUX_TEST_EXEC=1")
 	if s.notes != nil {
 		cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+s.notes.path)
@@ -770,4 +779,20 @@ func (s *stack) waitNotify(what string, from int, bound time.Duration, match fun
 // lineIs matches a notify line exactly.
 func lineIs(want string) func(string) bool {
 	return func(line string) bool { return line == want }
+}
+
+// goroutineDump returns fpmux's goroutines grouped by stack (pprof's
+// debug=1 form), or why it could not; the stack needs stackOptions.pprof.
+func (s *stack) goroutineDump() string {
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + s.metrics + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return "goroutine dump: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "goroutine dump: " + err.Error()
+	}
+	return string(b)
 }

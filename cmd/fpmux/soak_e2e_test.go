@@ -142,7 +142,7 @@ func fdTargets(pid int) []string {
 // processes, and nothing of the retired releases left in state_dir.
 func TestSoakDeploys(t *testing.T) {
 	n := soakDeploys(t)
-	s := newStack(t, stackOptions{})
+	s := newStack(t, stackOptions{pprof: true})
 	began := time.Now()
 	id := func(i int) string { return fmt.Sprintf("s%04d", i) }
 
@@ -156,6 +156,7 @@ func TestSoakDeploys(t *testing.T) {
 	s.quiet(id(1))
 	base := s.settledFigures()
 	baseFDs := fdTargets(s.fpmuxPid())
+	baseGoroutines := s.goroutineDump()
 	baseFPM := len(withoutStatusWorkers(s.phpFPMProcesses()))
 
 	stop = make(chan struct{})
@@ -219,6 +220,7 @@ func TestSoakDeploys(t *testing.T) {
 	if !settled {
 		t.Errorf("fpmux did not come back to its baseline: goroutines %v (baseline %v), open fds %v (baseline %v)\nfds at the baseline: %v\nfds at the end: %v",
 			end.goroutines, base.goroutines, end.fds, base.fds, baseFDs, fdTargets(s.fpmuxPid()))
+		t.Logf("goroutines at the baseline:\n%s\ngoroutines at the end:\n%s", baseGoroutines, s.goroutineDump())
 	}
 	if len(endFPM) != baseFPM {
 		t.Errorf("%d php-fpm processes at the end, %d at the baseline: %v", len(endFPM), baseFPM, endFPM)
