@@ -222,9 +222,12 @@ func (c *conn) reset(s *Server, nc net.Conn) {
 	c.relActive, c.crossing, c.stdinDone, c.started = false, false, false, time.Time{}
 	c.upConn.Store(nil)
 	c.cut.Store(false)
+	// Under mu: InFlight may still be looking at c from its last connection.
+	c.mu.Lock()
 	c.busy, c.begun, c.bodyDone, c.closing, c.closeAt = false, false, false, false, time.Time{}
 	c.cur = current{method: c.cur.method[:0], uri: c.cur.uri[:0]}
 	c.idleDeadline, c.rdeadline = time.Now().Add(s.readTO), time.Time{}
+	c.mu.Unlock()
 }
 
 // waitRelay waits for the relay's goroutine to return, and disposes of a

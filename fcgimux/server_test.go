@@ -721,3 +721,39 @@ func TestKeptRequestsAllocateNothing(t *testing.T) {
 		t.Errorf("%.2f allocations per kept request, want none", allocs)
 	}
 }
+
+// TestInFlightWhileConnectionsChurn: InFlight may look at a conn as it is
+// reused for a new connection (the server keeps conns for the next); run
+// with -race, this catches a reuse that is not under the conn's lock.
+func TestInFlightWhileConnectionsChurn(t *testing.T) {
+	b := startTestBackend(t, echoHandler)
+	router := newTestRouter(b, 2)
+	t.Cleanup(router.pin.Backend.Close)
+	s, addr := startServer(t, router)
+	stop := make(chan struct{})
+	looked := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				looked <- n
+				return
+			default:
+				n += len(s.InFlight("r7")) + 1
+			}
+		}
+	}()
+	for i := range 50 {
+		c := dialRaw(t, addr)
+		c.send(request(1, false, "x", phpParams("/index.php")...))
+		if r := c.read(1); !strings.Contains(r.stdout, "body=x") {
+			t.Fatalf("request %d: %q", i, r.stdout)
+		}
+		c.nc.Close()
+	}
+	close(stop)
+	if n := <-looked; n == 0 {
+		t.Error("InFlight was never called while connections came and went")
+	}
+}
