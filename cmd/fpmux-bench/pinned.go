@@ -89,7 +89,7 @@ func (b *bench) pinned(ctx context.Context) (_ *table, err error) {
 	t := &table{
 		title: fmt.Sprintf("pinned: GET /hello.php, closed loop, %d connections; nginx (1 worker), fpmux and php-fpm on CPU 0, the client on CPU 1", b.o.children),
 		header: []string{"way", "direct req/s", "fpmux req/s", "fpmux/direct", "CPU µs/request direct: nginx, php-fpm",
-			"CPU µs/request via fpmux: nginx, fpmux, php-fpm", "target", "met?"},
+			"CPU µs/request via fpmux: nginx, fpmux, php-fpm", "fpmux/direct the CPU allows", "target", "met?"},
 	}
 	for i, w := range pinnedWays {
 		section := "pinned " + w.name
@@ -108,7 +108,7 @@ func (b *bench) pinned(ctx context.Context) (_ *table, err error) {
 		}
 		t.add(w.name, fmtRate(d.rps), fmtRate(f.rps), fmtRatio(ratio),
 			fmt.Sprintf("%.0f, %.0f", d.cpu["nginx"], d.cpu["php-fpm"]),
-			fmt.Sprintf("%.0f, %.1f, %.0f", f.cpu["nginx"], f.cpu["fpmux"], f.cpu["php-fpm"]), target, met(ok))
+			fmt.Sprintf("%.0f, %.1f, %.0f", f.cpu["nginx"], f.cpu["fpmux"], f.cpu["php-fpm"]), fmtRatio(cpuBound(d, f)), target, met(ok))
 		t.note("%s: per round, direct: %s; fpmux: %s; others' CPU (median) %.0f%% / %.0f%% of the machine.",
 			w.name, rawD, rawF, 100*d.others, 100*f.others)
 		failed := failedOf(res[0]) + failedOf(res[1])
@@ -117,8 +117,15 @@ func (b *bench) pinned(ctx context.Context) (_ *table, err error) {
 		}
 	}
 	t.note("Medians over %d round(s) of %v per mode, direct and fpmux alternating. Without keep-alive nginx opens a connection per request to php-fpm or fpmux (the stock config: no fastcgi_keep_conn, no upstream keepalive); with it, fastcgi_keep_conn on and upstream keepalive %d (to php-fpm too, with keepalive_timeout 2s so that kept connections free the pool's children before the next phase).", b.o.rounds, b.o.duration, b.o.children)
+	t.note("The CPU allows: direct's CPU per request (nginx and php-fpm) over fpmux's (nginx, fpmux and php-fpm), the ratio one saturated core gives; it moves less with other processes than the measured one.")
 	t.note("The TCP ways use a second fpmux listening on 127.0.0.1 with its own pool of r1 (same settings); their direct column is that pool. CPU per request: user+system time in /proc over a phase, divided by its requests.")
 	return t, nil
+}
+
+// cpuBound is the fpmux/direct throughput ratio that one saturated CPU
+// allows, given the CPU each request costs the processes on it.
+func cpuBound(d, f summary) float64 {
+	return (d.cpu["nginx"] + d.cpu["php-fpm"]) / (f.cpu["nginx"] + f.cpu["fpmux"] + f.cpu["php-fpm"])
 }
 
 // tcpStack starts a second fpmux serving the main stack's releases on a

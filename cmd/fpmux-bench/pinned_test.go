@@ -90,3 +90,25 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
+
+func TestCPUBound(t *testing.T) {
+	sum := func(nginx, fpmux, php float64) summary {
+		return summary{cpu: map[string]float64{"nginx": nginx, "fpmux": fpmux, "php-fpm": php}}
+	}
+	tests := []struct {
+		name string
+		d, f summary
+		want float64
+	}{
+		{"hop free", sum(20, 0, 30), sum(20, 0, 30), 1},
+		{"hop doubles the cost", sum(26, 0, 36), sum(26, 62, 36), 0.5},
+		{"fpmux saves php-fpm what it costs", sum(20, 0, 40), sum(20, 10, 30), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := cpuBound(tt.d, tt.f); got != tt.want {
+				t.Errorf("cpuBound = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
