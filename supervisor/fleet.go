@@ -14,7 +14,10 @@ import (
 
 // ActivateKeeping switches new requests to ready release id, as Activate
 // does, and keeps the release it replaces ready with its pool running,
-// not drained, whatever keep_previous says, until Unhold lets it go.
+// not drained, whatever keep_previous says, until Unhold lets it go. When
+// the config has a guard, the switch starts it as a deploy's does: a
+// fleet host judges the release it switched to by its own figures too,
+// and its guard's way back is the release kept anyway.
 func (s *Supervisor) ActivateKeeping(id string) (Release, error) { return s.activate(id, true) }
 
 // holdLocked keeps prev, which the release being activated replaces,
@@ -40,7 +43,8 @@ func (s *Supervisor) Unhold(id string) {
 		return
 	}
 	r.held = false
-	if r != s.active.Load() {
+	// A guard still watching keeps its way back ready until its window ends.
+	if r != s.active.Load() && r.g.heldBy == nil {
 		s.releaseHeldLocked(r)
 	}
 }

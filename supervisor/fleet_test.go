@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,4 +94,60 @@ func TestAddHandler(t *testing.T) {
 	if rec.Code == 200 {
 		t.Errorf("GET /v1/fleet from a browser page: %d, want it refused", rec.Code)
 	}
+}
+
+// TestActivateKeepingStartsTheGuard: a fleet switch starts the config's
+// guard: 5xx answers over its bound switch back to the kept release at
+// once (same master) with the reason on the release rolled back from;
+// and a guard whose window passes leaves the kept release ready until
+// Unhold, since its rollout may still switch back to it.
+func TestActivateKeepingStartsTheGuard(t *testing.T) {
+	t.Run("rolled back", func(t *testing.T) {
+		k := newGuardStack(t, 0, guardConf(time.Hour, 0.05, 5))
+		k.deploy("r1")
+		pid := k.pid("r1")
+		if _, err := k.s.Deploy(t.Context(), DeployRequest{ID: "r2", Root: k.root("r2")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := k.s.ActivateKeeping("r2"); err != nil {
+			t.Fatal(err)
+		}
+		if g := k.get("r2").Guard; g == nil || g.State != guardWatching {
+			t.Fatalf("r2's guard after ActivateKeeping: %+v, want watching", g)
+		}
+		k.answer(repeat(10, 1, 500)...)
+		if k.s.ActiveID() != "r1" || k.pid("r1") != pid {
+			t.Fatalf("after 10 answers of 500: active %s on master %d, want r1 on %d", k.s.ActiveID(), k.pid("r1"), pid)
+		}
+		if r2 := k.get("r2"); !strings.Contains(r2.Error, "guard rolled back to r1") {
+			t.Errorf("r2's error: %q, want the guard's rollback", r2.Error)
+		}
+		k.s.Unhold("r1") // the rollout ends: r1, active, stays
+		if k.s.ActiveID() != "r1" || k.get("r1").State != StateActive {
+			t.Errorf("after Unhold(r1): active %s, r1 %s", k.s.ActiveID(), k.get("r1").State)
+		}
+	})
+	t.Run("passed", func(t *testing.T) {
+		k := newGuardStack(t, 0, guardConf(200*time.Millisecond, 0.05, 5))
+		k.deploy("r1")
+		pid := k.pid("r1")
+		if _, err := k.s.Deploy(t.Context(), DeployRequest{ID: "r2", Root: k.root("r2")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := k.s.ActivateKeeping("r2"); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for k.get("r2").Guard.State == guardWatching {
+			if time.Now().After(deadline) {
+				t.Fatal("the guard still watches 20s after its 200ms window")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if r1 := k.get("r1"); r1.State != StateReady || k.pid("r1") != pid {
+			t.Fatalf("r1 once r2's guard passed: %s, want ready on master %d (kept for the rollout)", r1.State, pid)
+		}
+		k.s.Unhold("r1")
+		k.waitState("r1", StateRetired)
+	})
 }

@@ -307,8 +307,12 @@ func (g *guard) finishLocked(state, reason string) {
 // releaseHeldLocked lets r, kept ready by a guard that ended, go the way
 // of a release that stopped being active: it drains, and once drained is
 // kept or stopped as keep_previous and keep_for say (keep_for counting
-// from now).
+// from now). One a fleet switch keeps (ActivateKeeping) stays ready
+// until Unhold: its rollout may still switch back to it.
 func (s *Supervisor) releaseHeldLocked(r *release) {
+	if r.held {
+		return
+	}
 	if r.state == StateReady && r.pool != nil {
 		s.drainLocked(r)
 	}

@@ -537,8 +537,11 @@ func (s *Supervisor) activateLocked(r *release, restoring bool) error {
 	s.active.Store(r)
 	s.step(r, "active", r.createdAt)
 	s.history = history
-	if prev != nil && !s.startGuardLocked(r, prev) && !s.holdLocked(prev) {
-		s.drainLocked(prev)
+	if prev != nil {
+		guarded := s.startGuardLocked(r, prev)
+		if !s.holdLocked(prev) && !guarded {
+			s.drainLocked(prev)
+		}
 	}
 	return nil
 }
@@ -624,8 +627,12 @@ func (s *Supervisor) activate(id string, hold bool) (Release, error) {
 		return r.snapshot(), nil
 	case StateReady:
 		s.holdNext = hold
+		if hold {
+			r.g.pending = s.guardFor(nil)
+		}
 		err := s.activateLocked(r, false)
 		s.holdNext = false
+		r.g.pending = nil
 		return r.snapshot(), err
 	}
 	return r.snapshot(), errorf(409, "release %s is %s, only a ready release can be activated; deploy it again", id, r.state)
