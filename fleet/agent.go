@@ -38,6 +38,9 @@ type Releases interface {
 	Active() string
 	// Figures are the live releases' states and counts.
 	Figures() []ReleaseFigures
+	// Why says why release id stopped serving here (its guard rolled it
+	// back, with the figures), or "".
+	Why(id string) string
 }
 
 // Options configures an Agent.
@@ -267,6 +270,8 @@ func (a *Agent) reconcile(ctx context.Context, prepWG *sync.WaitGroup) {
 			if b, ok := v.batchOf(a.o.Host); ok && cur != ro.ID && a.prepReady(ro.Key) && !a.done["switch:"+ro.Key] {
 				a.done["switch:"+ro.Key] = true
 				a.activate(ro.ID, true, ro.Key, b.N)
+			} else if ok && cur != ro.ID && a.prepReady(ro.Key) {
+				a.switchedBack(ro)
 			}
 			return
 		case StateRollingBack, StateRolledBack:
@@ -439,6 +444,22 @@ func (a *Agent) activate(id string, keep bool, rollout string, batch int) {
 	}
 	a.mu.Unlock()
 	a.log.Info("fleet: switched", "rollout", rollout, "batch", batch, "release", id, "previous", prev, "kept", keep && prev != "")
+	a.publishNow()
+}
+
+// switchedBack reports, as a failure of the host's part in rollout ro,
+// that the host left ro's release after its batch switched it: its own
+// guard rolled the release back. The coordinator then rolls every switched
+// host back.
+func (a *Agent) switchedBack(ro *Rollout) {
+	why := a.o.Releases.Why(ro.ID)
+	if why == "" {
+		why = "the host serves " + a.o.Releases.Active() + " again"
+	}
+	a.mu.Lock()
+	a.prep.state, a.prep.reason = PrepFailed, "switched back: "+why
+	a.mu.Unlock()
+	a.log.Error("fleet: switched back from the rollout's release", "rollout", ro.Key, "release", ro.ID, "why", why)
 	a.publishNow()
 }
 

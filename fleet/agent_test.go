@@ -59,6 +59,7 @@ func (nopReleases) Unhold(id string)                                   {}
 func (nopReleases) Retire(id string) error                             { return nil }
 func (nopReleases) Active() string                                     { return "" }
 func (nopReleases) Figures() []ReleaseFigures                          { return nil }
+func (nopReleases) Why(id string) string                               { return "" }
 
 // unholdReleases records Unhold calls.
 type unholdReleases struct {

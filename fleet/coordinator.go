@@ -313,6 +313,9 @@ func (r *rollout) waitSwitched(ctx context.Context, n int) error {
 	hosts := ro.Plan[n-1]
 	gone := map[string]bool{}
 	return r.poll(ctx, r.o.Timeout, func(v view) (bool, error) {
+		if err := r.failedHost(v, n); err != nil {
+			return false, err
+		}
 		for _, h := range hosts {
 			rec, ok := v.hosts[h]
 			switch {
@@ -322,8 +325,6 @@ func (r *rollout) waitSwitched(ctx context.Context, n int) error {
 					r.co.printf("host %s is gone (its key expired): it converges to the fleet's release when it comes back", h)
 				}
 			case rec.Active == ro.ID:
-			case rec.Rollout == ro.Key && rec.Prepare == PrepFailed:
-				return false, fmt.Errorf("host %s could not switch to %s: %s", h, ro.ID, rec.Reason)
 			default:
 				return false, nil
 			}
@@ -339,6 +340,20 @@ func (r *rollout) waitSwitched(ctx context.Context, n int) error {
 		}
 		return fmt.Errorf("batch %d: not switched to %s within %s: %s", n, ro.ID, r.o.Timeout, strings.Join(late, ", "))
 	})
+}
+
+// failedHost returns the failure a host of batches 1 to n reported for
+// the rollout: its switch failed, or its own guard switched it back
+// afterwards (the reason says which).
+func (r *rollout) failedHost(v view, n int) error {
+	for _, hosts := range r.ro.Plan[:n] {
+		for _, h := range hosts {
+			if rec, ok := v.hosts[h]; ok && rec.Rollout == r.ro.Key && rec.Prepare == PrepFailed {
+				return fmt.Errorf("host %s failed on %s: %s", h, r.ro.ID, rec.Reason)
+			}
+		}
+	}
+	return nil
 }
 
 // Spread returns the first and last activation of batch n of a rollout,
@@ -394,6 +409,9 @@ func (r *rollout) judgeCanary(ctx context.Context) error {
 	}
 	var sum ReleaseFigures
 	judge := func(v view) error {
+		if err := r.failedHost(v, 1); err != nil {
+			return fmt.Errorf("canary: %w", err)
+		}
 		sum = ReleaseFigures{}
 		for _, h := range hosts {
 			rec, ok := v.hosts[h]

@@ -153,6 +153,14 @@ func (r supReleases) Retire(id string) error {
 
 func (r supReleases) Active() string { return r.s.ActiveID() }
 
+func (r supReleases) Why(id string) string {
+	rel, err := r.s.Get(context.Background(), id)
+	if err != nil {
+		return ""
+	}
+	return rel.Error
+}
+
 func (r supReleases) Figures() []fleet.ReleaseFigures {
 	figs := r.s.Figures()
 	out := make([]fleet.ReleaseFigures, len(figs))

@@ -1,0 +1,68 @@
+// End-to-end tests of a host's own guard in fleet mode, and of the
+// coordinator's judging of the batches after the canary: real etcd, real
+// fpmux hosts with php-fpm and nginx, load through every host.
+
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fpmux/fpmux/fleet"
+)
+
+// brokenRelease writes release id whose pages answer 500.
+func (f *fleetStack) brokenRelease(id string) string {
+	f.t.Helper()
+	root := f.release(id)
+	broken := "<?php http_response_code(500); echo 'param=" + id + " files=broken@" + id + "', \"\\n\";"
+	if err := os.WriteFile(filepath.Join(root, "index.php"), []byte(broken), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	return root
+}
+
+// onlyServed fails when a host other than those in hosts (by index)
+// answered with release id.
+func (f *fleetStack) onlyServed(results [][]loadResult, id string, hosts ...int) {
+	f.t.Helper()
+	for i, rs := range results {
+		allowed := false
+		for _, h := range hosts {
+			allowed = allowed || h == i
+		}
+		for _, r := range rs {
+			if strings.Contains(r.body, id) && !allowed {
+				f.t.Errorf("host %s served %s: %q", f.names[i], id, r.body)
+				break
+			}
+		}
+	}
+}
+
+// TestFleetHostGuardRollsBack: the canary host's own guard: key judges
+// the release its fleet switch made active (the coordinator's canary
+// bounds are opened wide here, so only the host's guard can act), rolls
+// it back on the host, reports that under the host's key, and the
+// coordinator rolls the rollout back and exits non-zero naming the guard.
+func TestFleetHostGuardRollsBack(t *testing.T) {
+	f := newFleet(t, 3, func(i int, o *stackOptions) {
+		if i == 0 {
+			o.yaml += "guard:\n  window: 60s\n  max_error_ratio: 0.05\n  min_requests: 5\n"
+		}
+	})
+	f.deploy("r1")
+	results := f.deployFails("r2", f.brokenRelease("r2"), []string{"host h1 failed on r2", "guard rolled back to r1", "rolled back to r1"},
+		"-canary", "1", "-canary-wait", "20s", "-max-error-ratio", "1", "-max-fatal", "1000000")
+	f.wantServing("r1")
+	st := f.status()
+	if st.Rollout.State != fleet.StateRolledBack || st.Active != "r1" || len(st.Batches) != 1 {
+		t.Errorf("after the host's guard: rollout %s, active %q, %d batches", st.Rollout.State, st.Active, len(st.Batches))
+	}
+	if h := hostMap(st)["h1"]; !strings.Contains(h.Reason, "guard rolled back") {
+		t.Errorf("h1's record: prepare %q reason %q, want the guard's rollback", h.Prepare, h.Reason)
+	}
+	f.onlyServed(results, "r2", 0)
+}
