@@ -59,8 +59,12 @@ type DeployOptions struct {
 	Batch      int           // hosts per batch after the canary; 0: all at once
 	Canary     int           // hosts in the canary batch; 0: none
 	CanaryWait time.Duration // how long the canary is judged
-	Timeout    time.Duration // bounds the prepare, and each batch's switch; default 5m
-	Resume     bool          // take over the unfinished rollout
+	// BatchWait is the interval after each later batch but the last,
+	// during which every switched host is judged as the canary is; 0:
+	// the next batch is written as soon as one has switched.
+	BatchWait time.Duration
+	Timeout   time.Duration // bounds the prepare, and each batch's switch; default 5m
+	Resume    bool          // take over the unfinished rollout
 	// The canary's bounds, as the guard's: a share of 5xx answers over
 	// MaxErrorRatio once MinRequests were answered, or more than MaxFatal
 	// PHP fatal errors, fails it.
@@ -227,7 +231,11 @@ func (r *rollout) run(ctx context.Context) error {
 			return r.rollBack(ctx, err.Error())
 		}
 		if n == 1 && ro.Canary > 0 {
-			if err := r.judgeCanary(ctx); err != nil {
+			if err := r.judge(ctx, 1, r.o.CanaryWait, "canary"); err != nil {
+				return r.rollBack(ctx, err.Error())
+			}
+		} else if n < len(ro.Plan) && r.o.BatchWait > 0 {
+			if err := r.judge(ctx, n, r.o.BatchWait, fmt.Sprintf("batch %d", n)); err != nil {
 				return r.rollBack(ctx, err.Error())
 			}
 		}
@@ -394,11 +402,16 @@ func spreadNote(v view, key string, n int) string {
 	return fmt.Sprintf(" (%d hosts within %s)", count, last.Sub(first).Round(time.Microsecond))
 }
 
-// judgeCanary watches the canary hosts' figures of the release for
-// CanaryWait and fails when they pass the bounds or a host left it.
-func (r *rollout) judgeCanary(ctx context.Context) error {
+// judge watches the figures of the release on the hosts of batches 1 to
+// n (the canary's, or every host switched so far) for wait, and fails,
+// its message starting with what, when they pass the canary's bounds or
+// a host left the release.
+func (r *rollout) judge(ctx context.Context, n int, wait time.Duration, what string) error {
 	ro := r.ro
-	hosts := ro.Plan[0]
+	var hosts []string
+	for _, b := range ro.Plan[:n] {
+		hosts = append(hosts, b...)
+	}
 	base := map[string]ReleaseFigures{}
 	if v, err := r.co.read(ctx); err == nil {
 		for _, h := range hosts {
@@ -409,8 +422,8 @@ func (r *rollout) judgeCanary(ctx context.Context) error {
 	}
 	var sum ReleaseFigures
 	judge := func(v view) error {
-		if err := r.failedHost(v, 1); err != nil {
-			return fmt.Errorf("canary: %w", err)
+		if err := r.failedHost(v, n); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		sum = ReleaseFigures{}
 		for _, h := range hosts {
@@ -419,7 +432,7 @@ func (r *rollout) judgeCanary(ctx context.Context) error {
 				continue
 			}
 			if rec.Active != ro.ID {
-				return fmt.Errorf("canary: host %s no longer serves %s (it serves %q)", h, ro.ID, rec.Active)
+				return fmt.Errorf("%s: host %s no longer serves %s (it serves %q)", what, h, ro.ID, rec.Active)
 			}
 			f, _ := rec.figures(ro.ID)
 			b := base[h]
@@ -428,19 +441,19 @@ func (r *rollout) judgeCanary(ctx context.Context) error {
 			sum.Fatals += f.Fatals - b.Fatals
 		}
 		if sum.Fatals > int64(r.o.MaxFatal) {
-			return fmt.Errorf("canary: %d PHP fatal errors on %s (max-fatal %d)", sum.Fatals, strings.Join(hosts, ", "), r.o.MaxFatal)
+			return fmt.Errorf("%s: %d PHP fatal errors on %s (max-fatal %d)", what, sum.Fatals, strings.Join(hosts, ", "), r.o.MaxFatal)
 		}
 		if sum.Answered >= int64(max(r.o.MinRequests, 1)) && float64(sum.Errors)/float64(sum.Answered) > r.o.MaxErrorRatio {
-			return fmt.Errorf("canary: %d of %d answers on %s were 5xx, over max-error-ratio %.4g%%",
-				sum.Errors, sum.Answered, strings.Join(hosts, ", "), 100*r.o.MaxErrorRatio)
+			return fmt.Errorf("%s: %d of %d answers on %s were 5xx, over max-error-ratio %.4g%%",
+				what, sum.Errors, sum.Answered, strings.Join(hosts, ", "), 100*r.o.MaxErrorRatio)
 		}
 		return nil
 	}
-	end := time.Now().Add(r.o.CanaryWait)
+	end := time.Now().Add(wait)
 	for {
 		v, err := r.co.read(ctx)
 		if err != nil {
-			return fmt.Errorf("canary: %w", err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		if err := judge(v); err != nil {
 			return err
@@ -450,11 +463,11 @@ func (r *rollout) judgeCanary(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("canary: %w", ctx.Err())
+			return fmt.Errorf("%s: %w", what, ctx.Err())
 		case <-time.After(min(250*time.Millisecond, time.Until(end)+time.Millisecond)):
 		}
 	}
-	r.co.printf("canary passed: %d answers, %d 5xx, %d PHP fatal errors on %s in %s", sum.Answered, sum.Errors, sum.Fatals, strings.Join(hosts, ", "), r.o.CanaryWait)
+	r.co.printf("%s passed: %d answers, %d 5xx, %d PHP fatal errors on %s in %s", what, sum.Answered, sum.Errors, sum.Fatals, strings.Join(hosts, ", "), wait)
 	return nil
 }
 

@@ -100,6 +100,7 @@ func runFleet(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&o.Batch, "batch", 0, "hosts switched per batch after the canary (default: all at once)")
 		fs.IntVar(&o.Canary, "canary", 0, "hosts in the canary batch, judged for -canary-wait first")
 		fs.DurationVar(&o.CanaryWait, "canary-wait", 30*time.Second, "how long the canary is judged")
+		fs.DurationVar(&o.BatchWait, "batch-wait", 0, "interval after each later batch but the last, every switched host judged as the canary (default: none)")
 		fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "bound of the prepare, and of each batch's switch")
 		fs.BoolVar(&o.Resume, "resume", false, "take over the unfinished rollout a coordinator left")
 		fs.Float64Var(&o.MaxErrorRatio, "max-error-ratio", g.MaxErrorRatio, "canary: share of 5xx answers that fails it")

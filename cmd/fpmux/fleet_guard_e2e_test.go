@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fpmux/fpmux/fleet"
 )
@@ -63,6 +64,34 @@ func TestFleetHostGuardRollsBack(t *testing.T) {
 	}
 	if h := hostMap(st)["h1"]; !strings.Contains(h.Reason, "guard rolled back") {
 		t.Errorf("h1's record: prepare %q reason %q, want the guard's rollback", h.Prepare, h.Reason)
+	}
+	f.onlyServed(results, "r2", 0)
+}
+
+// TestFleetBatchWait: -batch-wait puts an interval between batches (each
+// batch record at least that long after the one before), during which
+// every switched host is judged as the canary is: a release whose pages
+// answer 500 is rolled back after its first batch, and the hosts of the
+// later batches never serve it.
+func TestFleetBatchWait(t *testing.T) {
+	f := newFleet(t, 3, nil)
+	f.deploy("r1", "-batch", "1", "-batch-wait", "1s")
+	f.wantServing("r1")
+	st := f.status()
+	if len(st.Batches) != 3 {
+		t.Fatalf("%d batches of r1 written, want 3", len(st.Batches))
+	}
+	for i := 1; i < len(st.Batches); i++ {
+		if gap := st.Batches[i].At.Sub(st.Batches[i-1].At); gap < time.Second {
+			t.Errorf("batch %d written %v after batch %d, want at least -batch-wait 1s", i+1, gap, i)
+		}
+	}
+	results := f.deployFails("r2", f.brokenRelease("r2"), []string{"batch 1: ", "5xx", "rolled back to r1"},
+		"-batch", "1", "-batch-wait", "20s", "-min-requests", "10")
+	f.wantServing("r1")
+	st = f.status()
+	if st.Rollout.State != fleet.StateRolledBack || st.Active != "r1" || len(st.Batches) != 1 {
+		t.Errorf("after batch 1 of r2 was judged: rollout %s, active %q, %d batches", st.Rollout.State, st.Active, len(st.Batches))
 	}
 	f.onlyServed(results, "r2", 0)
 }
