@@ -6,6 +6,7 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -28,6 +29,11 @@ type Server struct {
 	client  string // http://127.0.0.1:port
 	peer    string
 	logPath string
+	// Set by StartSecure: etcd's extra flags (TLS), the clients' TLS, and
+	// the root user once auth is on.
+	extra          []string
+	tls            *tls.Config
+	user, password string
 
 	mu     sync.Mutex
 	stop   context.CancelFunc // SIGTERM to etcd; SIGKILL 10s later (WaitDelay)
@@ -91,12 +97,12 @@ func (s *Server) Restart() {
 	}
 	defer logf.Close()
 	ctx, stop := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, s.bin,
-		"--name", "fleet-test", "--data-dir", s.dataDir,
+	args := append([]string{"--name", "fleet-test", "--data-dir", s.dataDir,
 		"--listen-client-urls", s.client, "--advertise-client-urls", s.client,
 		"--listen-peer-urls", s.peer, "--initial-advertise-peer-urls", s.peer,
-		"--initial-cluster", "fleet-test="+s.peer, "--initial-cluster-state", "new",
-		"--log-level", "warn", "--logger", "zap")
+		"--initial-cluster", "fleet-test=" + s.peer, "--initial-cluster-state", "new",
+		"--log-level", "warn", "--logger", "zap"}, s.extra...)
+	cmd := exec.CommandContext(ctx, s.bin, args...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "ETCD_UNSUPPORTED_ARCH=" + os.Getenv("ETCD_UNSUPPORTED_ARCH")}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -131,7 +137,9 @@ func (s *Server) Restart() {
 
 // answers tells whether etcd serves a read.
 func (s *Server) answers() bool {
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.client}, DialTimeout: time.Second, Logger: nopLogger()})
+	cfg := s.clientConfig()
+	cfg.DialTimeout = time.Second
+	c, err := clientv3.New(cfg)
 	if err != nil {
 		return false
 	}
@@ -158,7 +166,7 @@ func (s *Server) Stop() {
 // Client returns a client of the server, closed at cleanup.
 func (s *Server) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.client}, DialTimeout: 5 * time.Second, Logger: nopLogger()})
+	c, err := clientv3.New(s.clientConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
@@ -118,5 +119,45 @@ func TestStopRestart(t *testing.T) {
 	r, err := c.Get(ctx, "/k")
 	if err != nil || r.Count != 1 || string(r.Kvs[0].Value) != "v" {
 		t.Fatalf("after restart: %v %+v", err, r)
+	}
+}
+
+// TestStartSecure: the secure etcd refuses a client without a
+// certificate, lets the user in with its password under its prefix only,
+// and refuses it without one.
+func TestStartSecure(t *testing.T) {
+	s, sec := StartSecure(t, "/fpmux/")
+	tc, err := transport.TLSInfo{TrustedCAFile: sec.CA, CertFile: sec.Cert, KeyFile: sec.Key}.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	noCert, err := transport.TLSInfo{TrustedCAFile: sec.CA}.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name      string
+		cfg       clientv3.Config
+		key       string
+		wantError bool
+	}{
+		{"user under its prefix", clientv3.Config{TLS: tc, Username: sec.User, Password: sec.Password}, "/fpmux/shop/x", false},
+		{"user outside its prefix", clientv3.Config{TLS: tc, Username: sec.User, Password: sec.Password}, "/other", true},
+		{"no password", clientv3.Config{TLS: tc}, "/fpmux/shop/x", true},
+		{"no client certificate", clientv3.Config{TLS: noCert, Username: sec.User, Password: sec.Password}, "/fpmux/shop/x", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.cfg.Endpoints, c.cfg.DialTimeout, c.cfg.Logger = []string{s.Endpoint()}, 3*time.Second, nopLogger()
+			cl, err := clientv3.New(c.cfg)
+			if err == nil {
+				defer cl.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				_, err = cl.Put(ctx, c.key, "v")
+			}
+			if (err != nil) != c.wantError {
+				t.Errorf("put %s: %v, want error %v", c.key, err, c.wantError)
+			}
+		})
 	}
 }
