@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path"
 	"slices"
 	"strings"
 	"syscall"
@@ -72,7 +73,9 @@ func (f *fleetFlags) client(ctx context.Context) (*clientv3.Client, error) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := c.Get(pctx, "health-probe"); err != nil {
+	// The probe reads the app's own keys: an etcd user may be granted
+	// those only.
+	if _, err := c.Get(pctx, path.Join(fc.Prefix, f.app)+"/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("etcd unreachable at %s: %w", strings.Join(fc.Etcd, ","), err)
 	}

@@ -31,6 +31,10 @@ type fleetStack struct {
 	hosts    []*stack
 	names    []string
 	releases string
+	// auth are the fleet commands' flags for a secure etcd (-ca ...), and
+	// fleetYAML the lines the hosts' fleet key gets for it.
+	auth      []string
+	fleetYAML string
 }
 
 // newFleet starts etcd and n hosts h1..hn; opts, when set, adds to host
@@ -38,7 +42,12 @@ type fleetStack struct {
 func newFleet(t *testing.T, n int, opts func(i int, o *stackOptions)) *fleetStack {
 	t.Helper()
 	needTools(t)
-	f := &fleetStack{t: t, etcd: etcdtest.Start(t), releases: filepath.Join(tempDir(t), "releases")}
+	return startHosts(t, &fleetStack{t: t, etcd: etcdtest.Start(t), releases: filepath.Join(tempDir(t), "releases")}, n, opts)
+}
+
+// startHosts starts f's n hosts, as newFleet says.
+func startHosts(t *testing.T, f *fleetStack, n int, opts func(i int, o *stackOptions)) *fleetStack {
+	t.Helper()
 	var wg sync.WaitGroup
 	f.hosts = make([]*stack, n)
 	for i := range n {
@@ -66,13 +75,13 @@ func newFleet(t *testing.T, n int, opts func(i int, o *stackOptions)) *fleetStac
 // hostOptions are the options of fleet host name.
 func (f *fleetStack) hostOptions(name string) stackOptions {
 	return stackOptions{releases: f.releases,
-		yaml: fmt.Sprintf("fleet:\n  etcd: [%s]\n  app: shop\n  host: %s\n", f.etcd.Endpoint(), name)}
+		yaml: fmt.Sprintf("fleet:\n  etcd: [%s]\n  app: shop\n  host: %s\n", f.etcd.Endpoint(), name) + f.fleetYAML}
 }
 
 // cli runs `fpmux fleet CMD -etcd ... -app shop ARGS...` in-process.
 func (f *fleetStack) cli(cmd string, args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	code = run(append([]string{"fleet", cmd, "-etcd", f.etcd.Endpoint(), "-app", "shop"}, args...), &out, &errb)
+	code = run(append(append([]string{"fleet", cmd, "-etcd", f.etcd.Endpoint(), "-app", "shop"}, f.auth...), args...), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
