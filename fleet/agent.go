@@ -38,8 +38,8 @@ type Releases interface {
 	Active() string
 	// Figures are the live releases' states and counts.
 	Figures() []ReleaseFigures
-	// Why says why release id stopped serving here (its guard rolled it
-	// back, with the figures), or "".
+	// Why says why this host's guard rolled release id back (with the
+	// figures), or "" when it did not.
 	Why(id string) string
 }
 
@@ -309,6 +309,10 @@ func (a *Agent) reconcile(ctx context.Context, prepWG *sync.WaitGroup) {
 		return
 	}
 	key := "converge:" + v.active.Rollout
+	if why := a.o.Releases.Why(v.active.Release); why != "" {
+		a.keepGuardsWord(key, v.active.Release, why)
+		return
+	}
 	a.ensurePrepared(ctx, prepWG, key, v.active.Ref)
 	if a.prepReady(key) {
 		a.activate(v.active.Release, false, v.active.Rollout, 0)
@@ -461,6 +465,24 @@ func (a *Agent) switchedBack(ro *Rollout) {
 	a.mu.Unlock()
 	a.log.Error("fleet: switched back from the rollout's release", "rollout", ro.Key, "release", ro.ID, "why", why)
 	a.publishNow()
+}
+
+// keepGuardsWord leaves the host on the release its guard switched back
+// to, when the guard rolled back the fleet's active release after its
+// rollout was done: converging would deploy the release again, unguarded.
+// The host says so under its key (failed, with the guard's reason) until
+// the fleet's active release changes or fpmux restarts.
+func (a *Agent) keepGuardsWord(key, release, why string) {
+	a.markSynced()
+	a.mu.Lock()
+	same := a.prep.key == key && a.prep.state == PrepFailed
+	a.mu.Unlock()
+	if same {
+		return
+	}
+	a.log.Error("fleet: not converging to the fleet's release: this host's guard rolled it back",
+		"rollout", key, "release", release, "serving", a.o.Releases.Active(), "why", why)
+	a.setPrep(prepState{key: key, release: release, state: PrepFailed, reason: "guard: " + why})
 }
 
 // retire retires release id, when it is ready here, after its rollout was

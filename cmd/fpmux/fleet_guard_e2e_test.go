@@ -95,3 +95,46 @@ func TestFleetBatchWait(t *testing.T) {
 	}
 	f.onlyServed(results, "r2", 0)
 }
+
+// TestFleetHostGuardAfterTheRollout: a host's guard that rolls the
+// release back after its rollout was done (its window outlasts the last
+// batch) has the last word on that host: it stays on the release before,
+// says so under its key, and does not deploy the fleet's release again.
+func TestFleetHostGuardAfterTheRollout(t *testing.T) {
+	f := newFleet(t, 2, func(i int, o *stackOptions) {
+		if i == 0 {
+			o.yaml += "guard:\n  window: 60s\n  max_error_ratio: 0.05\n  min_requests: 5\n"
+		}
+	})
+	f.deploy("r1")
+	root := f.release("r2")
+	if err := os.WriteFile(filepath.Join(root, "bad.php"), []byte("<?php http_response_code(500);"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := f.cli("deploy", "-id", "r2", "-root", root); code != 0 {
+		t.Fatalf("fleet deploy r2: exit %d: %s%s", code, out, errs)
+	}
+	f.wantServing("r2")
+	h1 := f.hosts[0]
+	c := newHTTPClient()
+	// 500s until the guard rolls r2 back after min_requests (5), then
+	// 404s from r1, which has no bad.php.
+	for range 10 {
+		if code, body, err := h1.get(c, "/bad.php"); err != nil || (code != 500 && code != 404) {
+			t.Fatalf("GET /bad.php on h1: %d %q %v, want 500 (r2) or 404 (r1)", code, body, err)
+		}
+	}
+	st := f.waitFor("h1 reports its guard's rollback", 30*time.Second, func(st fleet.Status) bool {
+		h := hostMap(st)["h1"]
+		return h.Active == "r1" && h.Prepare == fleet.PrepFailed && strings.Contains(h.Reason, "guard rolled back to r1")
+	})
+	// Two more publications of h1's record, each after a reconcile of its
+	// agent: it still serves r1.
+	since := hostMap(st)["h1"].At
+	f.waitFor("two more records of h1", 30*time.Second, func(st fleet.Status) bool {
+		return hostMap(st)["h1"].At.After(since.Add(1500 * time.Millisecond))
+	})
+	if got := f.serving(); got[0] != "r1" || got[1] != "r2" || st.Active != "r2" {
+		t.Errorf("hosts serve %v, fleet active %q; want h1 on r1 (its guard's word), h2 on r2", got, st.Active)
+	}
+}

@@ -155,7 +155,7 @@ func (r supReleases) Active() string { return r.s.ActiveID() }
 
 func (r supReleases) Why(id string) string {
 	rel, err := r.s.Get(context.Background(), id)
-	if err != nil {
+	if err != nil || rel.Guard == nil || rel.Guard.State != "rolled_back" {
 		return ""
 	}
 	return rel.Error
