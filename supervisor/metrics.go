@@ -1,4 +1,6 @@
-// This file owns fpmux's Prometheus metrics. Per-request figures are
+// This file owns the supervisor's Prometheus metrics: every metric it
+// defines is defined here (cmd/fpmux/metrics.go defines the web server
+// front's, which the supervisor cannot see). Per-request figures are
 // counted as requests end; per-release gauges are read at scrape time by a
 // collector, so a release that leaves the registry leaves the metrics too.
 
@@ -50,7 +52,7 @@ type metrics struct {
 
 func newMetrics(s *Supervisor) *metrics {
 	rel := []string{"release"}
-	return &metrics{
+	m := &metrics{
 		s: s,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fpmux_requests_total", Help: "Requests relayed, by release and HTTP status.",
@@ -78,7 +80,12 @@ func newMetrics(s *Supervisor) *metrics {
 		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fpmux_deploys_total", Help: "Deploys by outcome: ok, refused (bad id or root), failed (pool did not start, release failed a health check, its workers' access check or its warm-up, or its activation could not be recorded in state_dir).",
 		}, []string{"outcome"}),
-		preview: newPreviewCounter(),
+		preview: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fpmux_preview_requests_total",
+			Help: "Requests that named a release in X-Fpmux-Release, by outcome: routed (to that ready release), active (it was the active release), " +
+				"bad_token (no or a wrong X-Fpmux-Preview-Token: served by the active release), not_ready (unknown or not ready: 503), " +
+				"conflict (a header repeated with another value: 503), off (preview_token is empty: served by the active release).",
+		}, []string{"outcome"}),
 		unrouted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fpmux_requests_unrouted_total", Help: "Requests answered 503 by fpmux itself because no release was active.",
 		}),
@@ -106,6 +113,10 @@ func newMetrics(s *Supervisor) *metrics {
 		memory:      prometheus.NewDesc("fpmux_pool_memory_bytes", "Memory of a live pool's master and workers: rss counts shared pages in every process, pss shares them out, so pss adds up across pools.", []string{"release", "kind"}, nil),
 		conns:       prometheus.NewDesc("fpmux_pool_connections", "fpmux's connections to a live pool: open (busy or idle) and idle.", []string{"release", "state"}, nil),
 	}
+	for _, o := range []string{previewRouted, previewActive, previewBadToken, previewNotReady, previewConflict, previewOff} {
+		m.preview.WithLabelValues(o) // each outcome at 0 from the start
+	}
+	return m
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {

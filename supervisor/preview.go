@@ -14,13 +14,12 @@ import (
 
 	"github.com/fpmux/fpmux/fcgimux"
 	"github.com/fpmux/fpmux/pool"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 var _ fcgimux.HintRouter = (*Supervisor)(nil)
 
 // The outcomes of a request that names a release, as counted in
-// fpmux_preview_requests_total.
+// fpmux_preview_requests_total (defined in metrics.go).
 const (
 	previewRouted   = "routed"    // pinned to the ready release it named
 	previewActive   = "active"    // it named the active release: an ordinary request
@@ -29,19 +28,6 @@ const (
 	previewConflict = "conflict"  // a header came twice with different values: 503
 	previewOff      = "off"       // preview_token is empty: hint ignored
 )
-
-func newPreviewCounter() *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fpmux_preview_requests_total",
-		Help: "Requests that named a release in X-Fpmux-Release, by outcome: routed (to that ready release), active (it was the active release), " +
-			"bad_token (no or a wrong X-Fpmux-Preview-Token: served by the active release), not_ready (unknown or not ready: 503), " +
-			"conflict (a header repeated with another value: 503), off (preview_token is empty: served by the active release).",
-	}, []string{"outcome"})
-	for _, o := range []string{previewRouted, previewActive, previewBadToken, previewNotReady, previewConflict, previewOff} {
-		c.WithLabelValues(o)
-	}
-	return c
-}
 
 // PinHint implements fcgimux.HintRouter for a request that names a release.
 // With preview_token unset, or without the right token, the hint is
