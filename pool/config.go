@@ -10,12 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"os/user"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -170,7 +171,7 @@ func (o *Options) validate() error {
 		d      map[string]string
 		global bool
 	}{{"Directives", o.Directives, false}, {"Global", o.Global, true}} {
-		for _, k := range sortedKeys(m.d) {
+		for _, k := range slices.Sorted(maps.Keys(m.d)) {
 			for _, v := range values(k, m.d[k]) {
 				if err := CheckDirective(k, v, m.global); err != nil {
 					errs = append(errs, fmt.Errorf("%s[%q] = %q: %w", m.field, k, v, err))
@@ -184,7 +185,7 @@ func (o *Options) validate() error {
 			errs = append(errs, fmt.Errorf("Directives[\"pm.max_children\"] = %q: want a positive integer", v))
 		}
 	}
-	for _, k := range sortedKeys(o.Ini) {
+	for _, k := range slices.Sorted(maps.Keys(o.Ini)) {
 		if err := CheckIni(k, o.Ini[k]); err != nil {
 			errs = append(errs, fmt.Errorf("Ini[%q] = %q: %w", k, o.Ini[k], err))
 		}
@@ -353,7 +354,7 @@ func renderConfig(c confParams) []byte {
 	var b strings.Builder
 	line := func(k, v string) { fmt.Fprintf(&b, "%s = %s\n", k, quote(v)) }
 	theirs := func(m map[string]string, global bool) {
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			if _, ok := ownership(k, global); ok {
 				continue // set to what fpmux writes anyway
 			}
@@ -405,7 +406,7 @@ func renderConfig(c confParams) []byte {
 		}
 	}
 	theirs(directives, false)
-	for _, k := range sortedKeys(c.Ini) {
+	for _, k := range slices.Sorted(maps.Keys(c.Ini)) {
 		if startupOnlyIni[k] {
 			continue
 		}
@@ -482,20 +483,11 @@ func ReadPagePaths(dir string) (ping, status string, err error) {
 // commandArgs returns php-fpm's arguments (without argv[0]).
 func commandArgs(conf string, ini map[string]string) []string {
 	args := []string{"--nodaemonize", "--force-stderr", "--fpm-config", conf}
-	for _, k := range sortedKeys(ini) {
+	for _, k := range slices.Sorted(maps.Keys(ini)) {
 		// Quoted, so the INI scanner takes the value literally.
 		args = append(args, "-d", k+"="+quote(ini[k]))
 	}
 	return args
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // checkRoot checks Root on the file system: an existing directory whose path
