@@ -449,3 +449,25 @@ func TestKeepReloadApplies(t *testing.T) {
 	k.waitState("r2", StateRetired)
 	k.waitState("r1", StateRetired)
 }
+
+// TestCloseStopsKeepTimers: a kept release's window timer is owned by the
+// Supervisor, so Close stops it rather than leaving it to fire on a
+// Supervisor that is gone.
+func TestCloseStopsKeepTimers(t *testing.T) {
+	k := newKeepStack(t, 1, time.Hour)
+	k.deploy("r1")
+	k.deploy("r2")
+	k.waitState("r1", StateReady)
+	k.s.mu.Lock()
+	timer := k.s.releases["r1"].keep.timer
+	k.s.mu.Unlock()
+	if timer == nil {
+		t.Fatal("kept r1 has no window timer")
+	}
+	if err := k.s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if timer.Stop() {
+		t.Error("r1's keep_for timer still ran after Close")
+	}
+}

@@ -846,6 +846,9 @@ func (s *Supervisor) Close(ctx context.Context) error {
 	s.active.Store(nil)
 	var live []*release
 	for _, r := range append(s.replacedLocked(), slices.Collect(maps.Values(s.releases))...) {
+		if r.keep.timer != nil { // a kept window ends with the Supervisor
+			r.keep.timer.Stop()
+		}
 		if r.pool != nil && r.state.live() {
 			r.pool.Drain()
 			r.backend.Close()
