@@ -183,15 +183,16 @@ func retiredReason(r *release) []any {
 	return []any{"reason", r.keep.reason}
 }
 
-// rollbackTargetLocked returns the id Rollback would activate, or "".
-func (s *Supervisor) rollbackTargetLocked() string {
+// rollbackTargetLocked returns the release Rollback activates: the newest
+// in the history that is not the active one; zero when there is none.
+func (s *Supervisor) rollbackTargetLocked() histEntry {
 	cur := s.active.Load()
 	for i := len(s.history) - 1; i >= 0; i-- {
 		if cur == nil || s.history[i].ID != cur.id {
-			return s.history[i].ID
+			return s.history[i]
 		}
 	}
-	return ""
+	return histEntry{}
 }
 
 // addRollbackLocked says in snap how release r can be rolled back to:

@@ -679,17 +679,9 @@ func (s *Supervisor) askRetireLocked(r *release) {
 // later word.
 func (s *Supervisor) Rollback(ctx context.Context) (Release, error) {
 	s.mu.Lock()
-	cur := s.active.Load()
-	var prev histEntry
-	found := false
-	for i := len(s.history) - 1; i >= 0; i-- {
-		if cur == nil || s.history[i].ID != cur.id {
-			prev, found = s.history[i], true
-			break
-		}
-	}
+	prev := s.rollbackTargetLocked()
 	s.mu.Unlock()
-	if !found {
+	if prev.ID == "" {
 		return Release{}, errorf(409, "there is no previous release to roll back to")
 	}
 	for {
@@ -757,7 +749,7 @@ func (s *Supervisor) get(ctx context.Context, id string, full bool) (Release, er
 	var snap Release
 	if ok {
 		snap = r.snapshot()
-		s.addRollbackLocked(&snap, r, s.rollbackTargetLocked())
+		s.addRollbackLocked(&snap, r, s.rollbackTargetLocked().ID)
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -780,7 +772,7 @@ func (s *Supervisor) List(ctx context.Context) []Release {
 	}
 	slices.SortFunc(rs, func(a, b *release) int { return a.createdAt.Compare(b.createdAt) })
 	snaps := make([]Release, len(rs))
-	target := s.rollbackTargetLocked()
+	target := s.rollbackTargetLocked().ID
 	for i, r := range rs {
 		snaps[i] = r.snapshot()
 		s.addRollbackLocked(&snaps[i], r, target)
