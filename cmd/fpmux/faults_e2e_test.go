@@ -198,16 +198,10 @@ func (s *stack) fpmuxPid() int {
 // procParent returns a live process's parent pid, or 0 when it is gone or a
 // zombie.
 func procParent(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
+	if p, ok := readProc(pid); ok && p.live() {
+		return p.ppid
 	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) < 2 || f[0] == "Z" || f[0] == "X" {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
+	return 0
 }
 
 // liveChildren returns the live children of pid, but for those of
@@ -215,13 +209,9 @@ func procParent(pid int) int {
 // demand for fpmux's status requests: see pool/status.go).
 func liveChildren(pid int) []int {
 	var kids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if k, err := strconv.Atoi(e.Name()); err == nil && procParent(k) == pid {
-			if title, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); strings.HasSuffix(strings.TrimRight(string(title), "\x00 "), "_status") {
-				continue
-			}
-			kids = append(kids, k)
+	for _, p := range liveProcs() {
+		if p.ppid == pid && !strings.HasSuffix(strings.TrimRight(p.cmdline, "\x00 "), "_status") {
+			kids = append(kids, p.pid)
 		}
 	}
 	return kids

@@ -22,22 +22,10 @@ import (
 // workers (titled "php-fpm: pool <id>").
 func (s *stack) poolProcesses(id string) []string {
 	var found []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		cl := strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))
-		stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
-			continue // a zombie holds nothing
-		}
+	for _, p := range liveProcs() {
+		cl := strings.TrimSpace(strings.ReplaceAll(p.cmdline, "\x00", " "))
 		if strings.Contains(cl, filepath.Join(s.stateDir, "pools", id)+"/") || cl == "php-fpm: pool "+id {
-			found = append(found, e.Name()+" "+cl)
+			found = append(found, strconv.Itoa(p.pid)+" "+cl)
 		}
 	}
 	return found
