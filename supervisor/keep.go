@@ -9,8 +9,6 @@ package supervisor
 import (
 	"slices"
 	"time"
-
-	"github.com/fpmux/fpmux/fcgimux"
 )
 
 // Reasons a kept release is retired, in its "release retired" log line.
@@ -97,8 +95,7 @@ func (s *Supervisor) undrainLocked(r *release, maxInFlight int) bool {
 	// Pin reads the Backend of a release whose pool it entered without
 	// Supervisor.mu: set it before the pool takes requests again.
 	old := r.backend
-	r.backend = fcgimux.NewBackend("unix", r.pool.Socket(), r.pool.MaxChildren(), r.pool.MaxChildren()-1)
-	r.backend.SetMaxInFlight(maxInFlight)
+	r.backend = poolBackend(r.pool, maxInFlight)
 	if !r.pool.Undrain() {
 		r.backend.Close()
 		r.backend = old

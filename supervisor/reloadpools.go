@@ -200,8 +200,7 @@ func (s *Supervisor) startFresh(ctx context.Context, nr *release) (*pool.Pool, *
 		s.stopRefused(nr, p)
 		return nil, nil, nil, nil, err
 	}
-	backend := fcgimux.NewBackend("unix", p.Socket(), p.MaxChildren(), p.MaxChildren()-1)
-	backend.SetMaxInFlight(conf.Limits.MaxInFlight)
+	backend := poolBackend(p, conf.Limits.MaxInFlight)
 	warmStart := time.Now()
 	if s.warm(ctx, nr.id, p, backend) {
 		s.step(nr, "warmed", warmStart)

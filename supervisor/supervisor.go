@@ -128,6 +128,16 @@ type histEntry struct {
 	Root string `json:"root"`
 }
 
+// poolBackend returns the Backend through which requests reach pool p, as
+// every release's pool gets it (started, kept again, reloaded or adopted):
+// at most max_children connections and, when idle, one child left free of
+// kept connections for the status page; maxInFlight is limits.max_in_flight.
+func poolBackend(p *pool.Pool, maxInFlight int) *fcgimux.Backend {
+	b := fcgimux.NewBackend("unix", p.Socket(), p.MaxChildren(), p.MaxChildren()-1)
+	b.SetMaxInFlight(maxInFlight)
+	return b
+}
+
 // release is one deployed release. Fields after mu-guarded note are written
 // only under Supervisor.mu.
 type release struct {
@@ -363,10 +373,7 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 		}
 	}
 	if err == nil {
-		// At most max_children connections; when idle, one child stays
-		// free of kept connections for the status page.
-		backend = fcgimux.NewBackend("unix", p.Socket(), p.MaxChildren(), p.MaxChildren()-1)
-		backend.SetMaxInFlight(s.conf().Limits.MaxInFlight)
+		backend = poolBackend(p, s.conf().Limits.MaxInFlight)
 		warmStart := time.Now()
 		if s.warm(ctx, r.id, p, backend) {
 			s.step(r, "warmed", warmStart)

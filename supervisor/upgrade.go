@@ -14,7 +14,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/fpmux/fpmux/fcgimux"
 	"github.com/fpmux/fpmux/pool"
 )
 
@@ -118,8 +117,7 @@ func (s *Supervisor) RestoreAdopting(ctx context.Context, id string, output *os.
 		s.mu.Unlock()
 		return err
 	}
-	backend := fcgimux.NewBackend("unix", p.Socket(), p.MaxChildren(), p.MaxChildren()-1)
-	backend.SetMaxInFlight(s.conf().Limits.MaxInFlight)
+	backend := poolBackend(p, s.conf().Limits.MaxInFlight)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.pool, r.backend = p, backend
