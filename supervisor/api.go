@@ -200,6 +200,35 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
+// errorf returns an error the admin API answers with status: its own
+// refusals of a request (auth, origin, body), which are HTTP's concern and
+// no domain kind.
+func errorf(status int, format string, args ...any) error {
+	return &Error{Status: status, Msg: fmt.Sprintf(format, args...)}
+}
+
+// statusOf is the HTTP status the admin API answers a domain error of kind
+// with (see errors.go).
+func statusOf(kind error) int {
+	switch kind {
+	case ErrInvalid:
+		return http.StatusBadRequest
+	case ErrNotFound:
+		return http.StatusNotFound
+	case ErrConflict:
+		return http.StatusConflict
+	case ErrUnusable:
+		return http.StatusUnprocessableEntity
+	case ErrPoolFailed:
+		return http.StatusBadGateway
+	case ErrUnavailable:
+		return http.StatusServiceUnavailable
+	case ErrTimeout:
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError // ErrNotRecorded, and any other
+}
+
 func writeError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	var e *Error

@@ -197,17 +197,17 @@ func (s *Supervisor) checkAccess(r *release, checks []config.HealthCheck, warmup
 func accessError(what, path string, w pool.Worker, err error) error {
 	var ae *pool.AccessError
 	if !errors.As(err, &ae) {
-		return errorf(422, "%s: %v", what, err)
+		return newError(ErrUnusable, "%s: %v", what, err)
 	}
 	need := "read (r)"
 	if ae.Dir {
 		need = "search (x)"
 	}
 	if filepath.Clean(ae.Path) == filepath.Clean(path) {
-		return errorf(422, "%s (mode %04o, owner %s) is not readable by the pool's user %s: it needs %s permission",
+		return newError(ErrUnusable, "%s (mode %04o, owner %s) is not readable by the pool's user %s: it needs %s permission",
 			what, ae.Mode.Perm(), ae.Owner, w.Name, need)
 	}
-	return errorf(422, "%s is not readable by the pool's user %s: directory %s (mode %04o, owner %s) does not give it %s permission",
+	return newError(ErrUnusable, "%s is not readable by the pool's user %s: directory %s (mode %04o, owner %s) does not give it %s permission",
 		what, w.Name, ae.Path, ae.Mode.Perm(), ae.Owner, need)
 }
 
@@ -238,7 +238,7 @@ func healthList(list []healthBody) ([]config.HealthCheck, error) {
 		return nil, nil
 	}
 	if len(list) > config.MaxHealth {
-		return nil, errorf(400, "request body: health lists %d checks: at most %d", len(list), config.MaxHealth)
+		return nil, newError(ErrInvalid, "request body: health lists %d checks: at most %d", len(list), config.MaxHealth)
 	}
 	checks := make([]config.HealthCheck, len(list))
 	for i, b := range list {
@@ -246,16 +246,16 @@ func healthList(list []healthBody) ([]config.HealthCheck, error) {
 		if b.Timeout != "" {
 			d, err := time.ParseDuration(b.Timeout)
 			if err != nil {
-				return nil, errorf(400, "request body: health[%d].timeout: %q is not a duration like 5s", i, b.Timeout)
+				return nil, newError(ErrInvalid, "request body: health[%d].timeout: %q is not a duration like 5s", i, b.Timeout)
 			}
 			if d <= 0 {
-				return nil, errorf(400, "request body: health[%d].timeout: must be positive, like 5s (got %s)", i, b.Timeout)
+				return nil, newError(ErrInvalid, "request body: health[%d].timeout: must be positive, like 5s (got %s)", i, b.Timeout)
 			}
 			h.Timeout = config.Duration(d)
 		}
 		h = h.WithDefaults()
 		if err := h.Validate(); err != nil {
-			return nil, errorf(400, "request body: health[%d].%v", i, strings.ReplaceAll(err.Error(), "\n", fmt.Sprintf("; health[%d].", i)))
+			return nil, newError(ErrInvalid, "request body: health[%d].%v", i, strings.ReplaceAll(err.Error(), "\n", fmt.Sprintf("; health[%d].", i)))
 		}
 		checks[i] = h
 	}

@@ -82,10 +82,10 @@ func (s *Supervisor) replacedLocked() []*release {
 // pool only).
 func (s *Supervisor) reloadBusyLocked() error {
 	if s.reloading {
-		return errorf(409, "a pool reload is under way; upgrade once it is over")
+		return newError(ErrConflict, "a pool reload is under way; upgrade once it is over")
 	}
 	if rs := s.replacedLocked(); len(rs) > 0 {
-		return errorf(409, "the pool release %s had before its reload is still draining; upgrade once it stopped", rs[0].id)
+		return newError(ErrConflict, "the pool release %s had before its reload is still draining; upgrade once it stopped", rs[0].id)
 	}
 	return nil
 }
@@ -105,15 +105,15 @@ func (s *Supervisor) ReloadPools(ctx context.Context) (Release, error) {
 	var err error
 	switch {
 	case s.stopping:
-		err = errorf(503, "fpmux is shutting down")
+		err = newError(ErrUnavailable, "fpmux is shutting down")
 	case s.frozen.Load():
 		err = errUpgrading
 	case a == nil:
-		err = errorf(409, "no release is active: there is no pool to reload")
+		err = newError(ErrConflict, "no release is active: there is no pool to reload")
 	case s.reloading:
-		err = errorf(409, "a pool reload is under way")
+		err = newError(ErrConflict, "a pool reload is under way")
 	case s.watching != nil:
-		err = errorf(409, "the guard watches release %s until its window ends; reload the pools after its verdict", s.watching.rel.id)
+		err = newError(ErrConflict, "the guard watches release %s until its window ends; reload the pools after its verdict", s.watching.rel.id)
 	}
 	if err != nil {
 		s.mu.Unlock()
@@ -136,16 +136,16 @@ func (s *Supervisor) ReloadPools(ctx context.Context) (Release, error) {
 		s.log.Error("pool reload failed; the pool before serves on", "release", a.id, "generation", gen, "err", err)
 		var e *Error
 		if errors.As(err, &e) {
-			return Release{}, errorf(e.Status, "reload the pool of release %s: %v", a.id, err)
+			return Release{}, rewrap(err, nil, "reload the pool of release %s: %v", a.id, err)
 		}
-		return Release{}, errorf(502, "reload the pool of release %s: %v; the pool before serves on", a.id, err)
+		return Release{}, newError(ErrPoolFailed, "reload the pool of release %s: %v; the pool before serves on", a.id, err)
 	}
 	s.mu.Lock()
 	if s.stopping || s.frozen.Load() || s.active.Load() != a {
 		s.mu.Unlock()
 		backend.Close()
 		p.Stop(true)
-		return Release{}, errorf(409, "reload the pool of release %s: the active release changed while the fresh pool started; it was stopped", a.id)
+		return Release{}, newError(ErrConflict, "reload the pool of release %s: the active release changed while the fresh pool started; it was stopped", a.id)
 	}
 	defer s.mu.Unlock()
 	nr.pool, nr.backend, nr.health, nr.warmup = p, backend, checked, warmed

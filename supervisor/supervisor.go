@@ -48,18 +48,6 @@ func (s State) live() bool {
 // keepGone is how many retired or failed releases stay listed in status.
 const keepGone = 20
 
-// Error is a failure with the HTTP status the admin API answers it with.
-type Error struct {
-	Status int
-	Msg    string
-}
-
-func (e *Error) Error() string { return e.Msg }
-
-func errorf(status int, format string, args ...any) error {
-	return &Error{Status: status, Msg: fmt.Sprintf(format, args...)}
-}
-
 // Options configures a Supervisor.
 type Options struct {
 	// Config is fpmux's validated configuration. Required.
@@ -304,7 +292,7 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, er
 func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bool) (Release, error) {
 	if err := pool.ValidateID(req.ID); err != nil {
 		s.m.deploys.WithLabelValues("refused").Inc()
-		return Release{}, errorf(400, "release id %q: %v", req.ID, err)
+		return Release{}, newError(ErrInvalid, "release id %q: %v", req.ID, err)
 	}
 	root, err := s.checkRoot(req.Root)
 	if err != nil {
@@ -314,7 +302,7 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
-		return Release{}, errorf(503, "fpmux is shutting down")
+		return Release{}, newError(ErrUnavailable, "fpmux is shutting down")
 	}
 	if s.frozen.Load() {
 		s.mu.Unlock()
@@ -326,7 +314,7 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 		if old.state == StateReady {
 			hint = "it is ready: fpmux activate " + req.ID + " switches to it, or retire it first"
 		}
-		return Release{}, errorf(409, "release %s is already known (%s); %s", req.ID, old.state, hint)
+		return Release{}, newError(ErrConflict, "release %s is already known (%s); %s", req.ID, old.state, hint)
 	}
 	r := &release{id: req.ID, root: root, createdAt: time.Now(), state: StateStarting,
 		gone: make(chan struct{}), ready: make(chan struct{}), retireAsked: make(chan struct{}), metrics: s.m.forRelease(req.ID)}
@@ -395,11 +383,7 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 		close(r.gone)
 		s.m.deploys.WithLabelValues("failed").Inc()
 		s.log.Error("release failed", "release", r.id, "err", err)
-		var e *Error
-		if errors.As(err, &e) {
-			return r.snapshot(), errorf(e.Status, "release %s: %v", r.id, err)
-		}
-		return r.snapshot(), errorf(502, "release %s: %v", r.id, err)
+		return r.snapshot(), rewrap(err, ErrPoolFailed, "release %s: %v", r.id, err)
 	}
 	r.pool = p
 	r.backend = backend
@@ -472,24 +456,24 @@ func (s *Supervisor) poolsDir() string { return filepath.Join(s.conf().StateDir,
 // a directory under one of allowed_roots (after symlinks, on both sides).
 func (s *Supervisor) checkRoot(root string) (string, error) {
 	if !filepath.IsAbs(root) {
-		return "", errorf(400, "release root %q must be an absolute path", root)
+		return "", newError(ErrInvalid, "release root %q must be an absolute path", root)
 	}
 	real, err := filepath.EvalSymlinks(root)
 	if err != nil {
-		return "", errorf(422, "release root %s: %v", root, errors.Unwrap(err))
+		return "", newError(ErrUnusable, "release root %s: %v", root, errors.Unwrap(err))
 	}
 	fi, err := os.Stat(real)
 	if err != nil {
-		return "", errorf(422, "release root %s: %v", root, err)
+		return "", newError(ErrUnusable, "release root %s: %v", root, err)
 	}
 	if !fi.IsDir() {
-		return "", errorf(422, "release root %s is not a directory", root)
+		return "", newError(ErrUnusable, "release root %s is not a directory", root)
 	}
 	// The real path is written into the pool's php-fpm config (chdir,
 	// and {release_root} in php_fpm values), by the pool package's rules;
 	// checked here so a bad one is refused before a release is registered.
 	if err := pool.CheckPath(real); err != nil {
-		return "", errorf(422, "release root %s: %v", root, err)
+		return "", newError(ErrUnusable, "release root %s: %v", root, err)
 	}
 	for _, allowed := range s.conf().AllowedRoots {
 		a, err := filepath.EvalSymlinks(allowed)
@@ -500,7 +484,7 @@ func (s *Supervisor) checkRoot(root string) (string, error) {
 			return real, nil
 		}
 	}
-	return "", errorf(422, "release root %s (real path %s) is not under allowed_roots %v", root, real, s.conf().AllowedRoots)
+	return "", newError(ErrUnusable, "release root %s (real path %s) is not under allowed_roots %v", root, real, s.conf().AllowedRoots)
 }
 
 // activateLocked makes r the release new requests go to and drains the one
@@ -532,7 +516,7 @@ func (s *Supervisor) activateLocked(r *release, restoring bool) error {
 			if prev != nil {
 				serving = "release " + prev.id + " keeps serving"
 			}
-			return errorf(500, "release %s not activated: the switch could not be recorded in state_dir, and a restart would undo it: %v; %s", r.id, err, serving)
+			return newError(ErrNotRecorded, "release %s not activated: the switch could not be recorded in state_dir, and a restart would undo it: %v; %s", r.id, err, serving)
 		}
 		s.log.Warn("the restored release could not be recorded again; state.json still names it", "release", r.id, "err", err)
 	}
@@ -627,7 +611,7 @@ func (s *Supervisor) activate(id string, hold bool) (Release, error) {
 	defer s.mu.Unlock()
 	r, ok := s.releases[id]
 	if !ok {
-		return Release{}, errorf(404, "release %s is not known", id)
+		return Release{}, newError(ErrNotFound, "release %s is not known", id)
 	}
 	switch r.state {
 	case StateActive:
@@ -642,7 +626,7 @@ func (s *Supervisor) activate(id string, hold bool) (Release, error) {
 		r.g.pending = nil
 		return r.snapshot(), err
 	}
-	return r.snapshot(), errorf(409, "release %s is %s, only a ready release can be activated; deploy it again", id, r.state)
+	return r.snapshot(), newError(ErrConflict, "release %s is %s, only a ready release can be activated; deploy it again", id, r.state)
 }
 
 // Retire drains and stops a release that is not active.
@@ -651,7 +635,7 @@ func (s *Supervisor) Retire(id string) (Release, error) {
 	defer s.mu.Unlock()
 	r, ok := s.releases[id]
 	if !ok {
-		return Release{}, errorf(404, "release %s is not known", id)
+		return Release{}, newError(ErrNotFound, "release %s is not known", id)
 	}
 	switch r.state {
 	case StateReady:
@@ -665,9 +649,9 @@ func (s *Supervisor) Retire(id string) (Release, error) {
 		s.askRetireLocked(r)
 		return r.snapshot(), nil
 	case StateActive:
-		return r.snapshot(), errorf(409, "release %s is active; activate or deploy another release first", id)
+		return r.snapshot(), newError(ErrConflict, "release %s is active; activate or deploy another release first", id)
 	}
-	return r.snapshot(), errorf(409, "release %s is %s", id, r.state)
+	return r.snapshot(), newError(ErrConflict, "release %s is %s", id, r.state)
 }
 
 // askRetireLocked tells a rollback waiting for r that r was retired.
@@ -689,7 +673,7 @@ func (s *Supervisor) Rollback(ctx context.Context) (Release, error) {
 	prev := s.rollbackTargetLocked()
 	s.mu.Unlock()
 	if prev.ID == "" {
-		return Release{}, errorf(409, "there is no previous release to roll back to")
+		return Release{}, newError(ErrConflict, "there is no previous release to roll back to")
 	}
 	for {
 		s.mu.Lock()
@@ -724,9 +708,9 @@ func (s *Supervisor) Rollback(ctx context.Context) (Release, error) {
 			continue
 		case <-gone:
 		case <-retired:
-			return Release{}, errorf(409, "release %s was retired while the rollback waited for it; roll back again to start it from its root", prev.ID)
+			return Release{}, newError(ErrConflict, "release %s was retired while the rollback waited for it; roll back again to start it from its root", prev.ID)
 		case <-ctx.Done():
-			return Release{}, errorf(504, "release %s is still %s: %v", prev.ID, state, ctx.Err())
+			return Release{}, newError(ErrTimeout, "release %s is still %s: %v", prev.ID, state, ctx.Err())
 		}
 		break
 	}
@@ -760,7 +744,7 @@ func (s *Supervisor) get(ctx context.Context, id string, full bool) (Release, er
 	}
 	s.mu.Unlock()
 	if !ok {
-		return Release{}, errorf(404, "release %s is not known", id)
+		return Release{}, newError(ErrNotFound, "release %s is not known", id)
 	}
 	if st := s.addPoolFigures(ctx, &snap, r); st != nil && full {
 		snap.Pool.Processes = poolProcesses(st.Processes)

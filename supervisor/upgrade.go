@@ -19,7 +19,7 @@ import (
 
 // errUpgrading answers a change asked for while an upgrade hands the
 // releases over: the next fpmux takes it a moment later.
-var errUpgrading = errorf(503, "fpmux is upgrading: no release changes until the next fpmux serves; retry in a moment")
+var errUpgrading = newError(ErrUnavailable, "fpmux is upgrading: no release changes until the next fpmux serves; retry in a moment")
 
 // Handed is what the fpmux before an upgrade hands to the next: the active
 // release and the read end of its master's output pipe (nil when none).
@@ -36,11 +36,11 @@ func (s *Supervisor) Freeze() (Handed, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopping {
-		return Handed{}, errorf(503, "fpmux is shutting down")
+		return Handed{}, newError(ErrUnavailable, "fpmux is shutting down")
 	}
 	for _, r := range s.releases {
 		if r.state == StateStarting {
-			return Handed{}, errorf(409, "release %s is starting; upgrade once its deploy is over", r.id)
+			return Handed{}, newError(ErrConflict, "release %s is starting; upgrade once its deploy is over", r.id)
 		}
 	}
 	if err := s.reloadBusyLocked(); err != nil {

@@ -56,11 +56,11 @@ type WarmupResult struct {
 // warmup key is checked.
 func checkWarmupList(paths []string) error {
 	if len(paths) > config.MaxWarmup {
-		return errorf(400, "request body: warmup lists %d paths: at most %d", len(paths), config.MaxWarmup)
+		return newError(ErrInvalid, "request body: warmup lists %d paths: at most %d", len(paths), config.MaxWarmup)
 	}
 	for i, p := range paths {
 		if err := config.CheckWarmupPath(p); err != nil {
-			return errorf(400, "request body: warmup[%d]: %v", i, err)
+			return newError(ErrInvalid, "request body: warmup[%d]: %v", i, err)
 		}
 	}
 	return nil

@@ -144,8 +144,7 @@ func (r supReleases) Unhold(id string) { r.s.Unhold(id) }
 
 func (r supReleases) Retire(id string) error {
 	_, err := r.s.Retire(id)
-	var se *supervisor.Error
-	if errors.As(err, &se) && se.Status == 404 {
+	if errors.Is(err, supervisor.ErrNotFound) {
 		return nil
 	}
 	return err
