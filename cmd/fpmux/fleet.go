@@ -22,6 +22,7 @@ import (
 
 	"github.com/fpmux/fpmux/config"
 	"github.com/fpmux/fpmux/fleet"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -77,9 +78,23 @@ func (f *fleetFlags) client(ctx context.Context) (*clientv3.Client, error) {
 	// those only.
 	if _, err := c.Get(pctx, path.Join(fc.Prefix, f.app)+"/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("etcd unreachable at %s: %w", strings.Join(fc.Etcd, ","), err)
+		return nil, probeError(fc.Etcd, path.Join(fc.Prefix, f.app)+"/", err)
 	}
 	return c, nil
+}
+
+// probeError says why the first read of the app's keys (under prefix)
+// failed: an etcd that answered with a refusal of the user is reachable,
+// and the fix is in the credentials or the user's role, not the network.
+func probeError(endpoints []string, prefix string, err error) error {
+	at := strings.Join(endpoints, ",")
+	switch {
+	case errors.Is(err, rpctypes.ErrPermissionDenied):
+		return fmt.Errorf("etcd at %s refused to let fpmux read %s: %w (give -username and -password-file, or grant the user a role on that prefix)", at, prefix, err)
+	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrInvalidAuthToken), errors.Is(err, rpctypes.ErrUserEmpty):
+		return fmt.Errorf("etcd at %s refused fpmux's credentials: %w (check -username and -password-file)", at, err)
+	}
+	return fmt.Errorf("etcd unreachable at %s: %w", at, err)
 }
 
 func runFleet(args []string, stdout, stderr io.Writer) int {

@@ -46,8 +46,14 @@ func TestFleetSecureEtcd(t *testing.T) {
 		}
 		g := *f
 		g.auth = args
-		if code, out, errs := g.cli("status"); code == 0 || !strings.Contains(errs, "etcd") {
+		code, out, errs := g.cli("status")
+		t.Logf("%s: fleet status exit %d: %s%s", c.name, code, out, errs)
+		if code == 0 || !strings.Contains(errs, "etcd") {
 			t.Errorf("%s: fleet status exit %d: %s%s; want it refused with etcd's error", c.name, code, out, errs)
+		}
+		// etcd answered: it is not unreachable, it refused the user.
+		if c.drop == "-password-file" && (strings.Contains(errs, "unreachable") || !strings.Contains(errs, "refused")) {
+			t.Errorf("%s: %q; want etcd's refusal named as such, not as etcd being unreachable", c.name, errs)
 		}
 	}
 }
