@@ -1,13 +1,14 @@
 // Command fpmux-bench measures what fpmux's extra hop costs. It starts a
-// php-fpm pool through fpmux and an nginx with two servers in front of that
-// same pool, one straight to its socket and one through fpmux, then loads
-// both alike with its own Go client and prints Markdown tables for
-// README.md: throughput and latency direct against via fpmux, latency
-// around deploys, the CPU and memory of the pools over a deploy, the cost
-// of idle connections, and whether many deploys leave anything behind. The compare section, run only when -only names
-// it, deploys the same app under the same load four ways (a symlink swap,
-// the swap plus a php-fpm reload, nginx's $realpath_root, and fpmux) and
-// counts what each way's requests saw.
+// php-fpm pool through fpmux and an nginx with three servers in front of
+// that same pool (straight to its socket, by $realpath_root, and through
+// fpmux), loads them alike with its own Go client and prints Markdown
+// tables for README.md: throughput and latency direct against via fpmux, a
+// light APCu page against $realpath_root, latency around deploys, the CPU
+// and memory of the pools over a deploy, the cost of idle connections, and
+// whether many deploys leave anything behind. The compare section, run
+// only when -only names it, deploys the same app under the same load four
+// ways (a symlink swap, the swap plus a php-fpm reload, nginx's
+// $realpath_root, and fpmux) and counts what each way's requests saw.
 //
 // Usage (as root or as any user with php-fpm and nginx installed):
 //
@@ -263,7 +264,7 @@ func header(o options, s *stack, args []string) string {
 		strings.Join(only, ", "), o.rounds, o.duration, o.warmup, o.pause)
 	fmt.Fprintf(&b, "- closed loop: %d keep-alive connections; open loop: %s; switch: %d deploys %v apart, with a control at %.0f req/s; scale: %d idle connections; deploys: %d\n",
 		o.conns, rate, o.switches, o.switchEvery, o.controlRate, o.idleConns, o.deploys)
-	fmt.Fprintf(&b, "- php-fpm: pm static, pm.max_children %d, opcache on, validate_timestamps 0 (fpmux's defaults); nginx: worker_processes %s, direct: fastcgi_pass to the pool's socket, one connection per request; via fpmux: upstream keepalive %d, fastcgi_keep_conn on, over unix sockets\n",
+	fmt.Fprintf(&b, "- php-fpm: pm static, pm.max_children %d, opcache on, validate_timestamps 0 (fpmux's defaults); nginx: worker_processes %s, direct and realpath_root: fastcgi_pass to the pool's socket, one connection per request; via fpmux: upstream keepalive %d, fastcgi_keep_conn on, over unix sockets\n",
 		o.children, o.nginxWorkers, o.keepalive)
 	b.WriteString("- client: Go, raw HTTP/1.1 on keep-alive TCP connections to nginx, responses parsed by net/http's ReadResponse; percentiles are nearest-rank over every recorded latency\n\n")
 	return b.String()

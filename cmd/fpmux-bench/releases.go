@@ -1,7 +1,8 @@
 // This file owns the PHP the bench serves, written at run time into the
-// temp dir: the hello page every release has, and a framework-like app of
-// about 300 files (an autoloader, a chain of bootstrap files, interfaces,
-// traits and classes) whose index loads them all.
+// temp dir: the hello page every release has, the light APCu page, and a
+// framework-like app of about 300 files (an autoloader, a chain of
+// bootstrap files, interfaces, traits and classes) whose index loads them
+// all.
 
 package main
 
@@ -13,6 +14,28 @@ import (
 )
 
 const helloPHP = "<?php echo \"hello\\n\";\n"
+
+// The APCu page answers apcuLine apcuRepeat times (1015 bytes), read from
+// APCu, which the pool's first request fills: a light page as an app that
+// caches its rendered fragments serves them. Without APCu it answers 500,
+// so the bench's page check fails rather than measuring something else.
+const (
+	apcuLine   = "fpmux-bench light page, from APCu.\n"
+	apcuRepeat = 29
+)
+
+var apcuPHP = fmt.Sprintf(`<?php
+if (!function_exists('apcu_enabled') || !apcu_enabled()) {
+    http_response_code(500);
+    exit("APCu is not enabled in this pool\n");
+}
+$page = apcu_fetch('fpmux-bench-light', $hit);
+if (!$hit) {
+    $page = str_repeat(%q, %d);
+    apcu_store('fpmux-bench-light', $page);
+}
+echo $page;
+`, apcuLine, apcuRepeat)
 
 // Sizes of the framework app: 2 + chainFiles + contracts + concerns + models
 // files in all.

@@ -51,6 +51,7 @@ type stack struct {
 	current     string // fpmux's docroot, a symlink to releases/r1
 	direct      string // nginx host:port straight to r1's pool
 	via         string // nginx host:port through fpmux
+	realpath    string // nginx host:port to r1's pool by $realpath_root
 	fpmuxLog    string
 
 	fpmux, nginx *proc
@@ -184,8 +185,8 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// start writes release r1 (the hello page and the framework app), starts
-// fpmux, deploys r1 and starts nginx.
+// start writes release r1 (the hello page, the APCu page and the framework
+// app), starts fpmux, deploys r1 and starts nginx.
 func (s *stack) start(ctx context.Context) error {
 	for _, d := range []string{filepath.Dir(s.releases), s.releases} {
 		if err := mkdir(d); err != nil {
@@ -194,6 +195,9 @@ func (s *stack) start(ctx context.Context) error {
 	}
 	r1 := filepath.Join(s.releases, "r1")
 	if err := writeHelloRelease(r1); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(r1, "apcu.php"), apcuPHP); err != nil {
 		return err
 	}
 	if _, err := writeFramework(filepath.Join(r1, "fw")); err != nil {
@@ -278,8 +282,8 @@ http {
     scgi_temp_path {{dir}}/tmp/scgi;
 `
 
-// nginxConf is the whole nginx config: two servers that differ only in their
-// root and the way to php-fpm.
+// nginxConf is the whole nginx config: three servers that differ only in
+// their root and the way to php-fpm.
 const nginxConf = nginxHead + `
     # As config/examples/nginx.conf recommends.
     upstream fpmux {
@@ -295,6 +299,23 @@ const nginxConf = nginxHead + `
         location ~ \.php$ {
             include {{params}};
             fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+            fastcgi_param HTTP_PROXY "";
+            fastcgi_pass unix:{{poolsock}};
+            fastcgi_connect_timeout 5s;
+            fastcgi_read_timeout 60s;
+        }
+    }
+
+    # realpath_root: nginx resolves the current symlink per request, the
+    # usual way to deploy atomically without fpmux, to the same pool as
+    # direct, one connection per request.
+    server {
+        listen {{realpath}};
+        root {{current}};
+        location ~ \.php$ {
+            include {{params}};
+            fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;
+            fastcgi_param DOCUMENT_ROOT $realpath_root;
             fastcgi_param HTTP_PROXY "";
             fastcgi_pass unix:{{poolsock}};
             fastcgi_connect_timeout 5s;
@@ -320,29 +341,35 @@ const nginxConf = nginxHead + `
 `
 
 func (s *stack) startNginx(ctx context.Context) error {
-	p1, err := freePort()
-	if err != nil {
+	addrs := make([]string, 3)
+	for i := range addrs {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	s.direct, s.via, s.realpath = addrs[0], addrs[1], addrs[2]
+	if err := s.launchNginx(ctx, s.nginxConfig(), addrs...); err != nil {
 		return err
 	}
-	p2, err := freePort()
-	if err != nil {
-		return err
-	}
-	s.direct, s.via = fmt.Sprintf("127.0.0.1:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)
-	conf := strings.NewReplacer(
+	logf("nginx started (pid %d): direct http://%s, via fpmux http://%s, realpath_root http://%s", s.nginx.pid(), s.direct, s.via, s.realpath)
+	return nil
+}
+
+// nginxConfig is nginxConf for the stack's paths and addresses, nginxHead's
+// placeholders still in.
+func (s *stack) nginxConfig() string {
+	return strings.NewReplacer(
 		"{{keepalive}}", strconv.Itoa(s.o.keepalive),
 		"{{sock}}", s.sock,
 		"{{direct}}", s.direct,
 		"{{via}}", s.via,
+		"{{realpath}}", s.realpath,
 		"{{releases}}", s.releases,
 		"{{current}}", s.current,
 		"{{poolsock}}", filepath.Join(s.stateDir, "pools", "r1", "fpm.sock"),
 	).Replace(nginxConf)
-	if err := s.launchNginx(ctx, conf, s.direct, s.via); err != nil {
-		return err
-	}
-	logf("nginx started (pid %d): direct http://%s, via fpmux http://%s", s.nginx.pid(), s.direct, s.via)
-	return nil
 }
 
 // launchNginx fills in nginxHead's placeholders in conf, writes it under

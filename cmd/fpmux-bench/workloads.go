@@ -32,10 +32,10 @@ type bench struct {
 	cpu func() cpuSnap // what ab measures a phase's CPU by; nil: the main stack's
 }
 
-// sections in the order they run: the first four compare both modes on
+// sections in the order they run: the first five compare two modes on
 // release r1; switch and deploys replace r1, so they come after. compare
 // brings up stacks of its own, one per way, and runs only when named.
-var sectionNames = []string{"hello", "rate", "framework", "pinned", "switch", "switchcost", "scale", "deploys", "warmup", "compare"}
+var sectionNames = []string{"hello", "rate", "framework", "apcu", "pinned", "switch", "switchcost", "scale", "deploys", "warmup", "compare"}
 
 // defaultSections run when -only is not given.
 var defaultSections = sectionNames[:len(sectionNames)-1]
@@ -66,11 +66,15 @@ func (b *bench) run(ctx context.Context) error {
 		var err error
 		switch name {
 		case "hello":
-			t, err = b.closedSection(ctx, "hello", "/hello.php", 0.95)
+			t, err = b.closedSection(ctx, "hello", "/hello.php", b.o.conns, b.s.direct, 0.95)
 		case "rate":
 			t, err = b.rate(ctx)
 		case "framework":
-			t, err = b.closedSection(ctx, "framework", "/fw/index.php", 0.98)
+			t, err = b.closedSection(ctx, "framework", "/fw/index.php", b.o.conns, b.s.direct, 0.98)
+		case "apcu":
+			// Issue 16's light page at saturation: 16 clients, against
+			// the other way to deploy atomically on the same pool.
+			t, err = b.closedSection(ctx, "apcu", "/apcu.php", 16, b.s.realpath, 0.95)
 		case "pinned":
 			t, err = b.pinned(ctx)
 		case "switch":
@@ -99,9 +103,9 @@ func (b *bench) run(ctx context.Context) error {
 // checkPages makes sure both servers answer each page alike before
 // anything is measured.
 func (b *bench) checkPages() error {
-	for _, path := range []string{"/hello.php", "/fw/index.php"} {
-		var bodies [2][]byte
-		for i, addr := range []string{b.s.direct, b.s.via} {
+	for _, path := range []string{"/hello.php", "/apcu.php", "/fw/index.php"} {
+		var bodies [3][]byte
+		for i, addr := range []string{b.s.direct, b.s.via, b.s.realpath} {
 			code, body, err := fetch(newTarget(addr, path))
 			if err != nil {
 				return fmt.Errorf("check %s: %w", path, err)
@@ -111,8 +115,8 @@ func (b *bench) checkPages() error {
 			}
 			bodies[i] = body
 		}
-		if string(bodies[0]) != string(bodies[1]) {
-			return fmt.Errorf("check %s: direct and via fpmux answer differently:\n%.300s\n---\n%.300s", path, bodies[0], bodies[1])
+		if string(bodies[0]) != string(bodies[1]) || string(bodies[0]) != string(bodies[2]) {
+			return fmt.Errorf("check %s: direct, via fpmux and realpath_root answer differently:\n%.300s\n---\n%.300s\n---\n%.300s", path, bodies[0], bodies[1], bodies[2])
 		}
 	}
 	return nil
@@ -174,7 +178,7 @@ func (b *bench) ab(ctx context.Context, section string, names [2]string, targets
 			if err := b.pause(ctx); err != nil {
 				return res, err
 			}
-			if targets[m].addr == b.s.direct {
+			if a := targets[m].addr; a == b.s.direct || a == b.s.realpath {
 				b.notePoolConns()
 			}
 			take := b.s.takeCPU
@@ -293,10 +297,15 @@ func (b *bench) targets(path string) [2]target {
 	return [2]target{newTarget(b.s.direct, path), newTarget(b.s.via, path)}
 }
 
-// closedSection is hello and framework: a closed loop at -c connections,
-// direct against via fpmux, with a floor on the throughput ratio.
-func (b *bench) closedSection(ctx context.Context, name, path string, minRatio float64) (*table, error) {
-	res, err := b.ab(ctx, name, modeNames, b.targets(path), closedRun(b.o.conns), true, nil)
+// closedSection is hello, framework and apcu: a closed loop at conns
+// connections, the nginx server at base (direct, or realpath_root) against
+// via fpmux, with a floor on the throughput ratio.
+func (b *bench) closedSection(ctx context.Context, name, path string, conns int, base string, minRatio float64) (*table, error) {
+	names := modeNames
+	if base == b.s.realpath {
+		names[0] = "realpath_root"
+	}
+	res, err := b.ab(ctx, name, names, [2]target{newTarget(base, path), newTarget(b.s.via, path)}, closedRun(conns), true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -307,21 +316,25 @@ func (b *bench) closedSection(ctx context.Context, name, path string, minRatio f
 	}
 	ratio := f.rps / d.rps
 	t := &table{
-		title:  fmt.Sprintf("%s: GET %s, closed loop, %d keep-alive connections", name, path, b.o.conns),
-		header: []string{"metric", "direct", "fpmux", "fpmux/direct or difference", "target", "met?"},
+		title:  fmt.Sprintf("%s: GET %s, closed loop, %d keep-alive connections", name, path, conns),
+		header: []string{"metric", names[0], "fpmux", "fpmux/" + names[0] + " or difference", "target", "met?"},
 	}
 	t.add("requests/s", fmtRate(d.rps), fmtRate(f.rps), fmtRatio(ratio), fmt.Sprintf(">= %.2f", minRatio), met(ratio >= minRatio))
 	t.add("p50 latency (ms)", fmtMS(d.p50), fmtMS(f.p50), fmtDiffMS(f.p50-d.p50), "", "")
 	t.add("p99 latency (ms)", fmtMS(d.p99), fmtMS(f.p99), fmtDiffMS(f.p99-d.p99), "", "")
 	t.add("failed requests", fmt.Sprint(failedOf(res[0])), fmt.Sprint(failedOf(res[1])), "", "0", met(failedOf(res[0])+failedOf(res[1]) == 0))
 	addCPURows(t, d, f)
-	t.note("Medians over %d round(s) of %v each, modes alternating. Per round, direct: %s.", b.o.rounds, b.o.duration, rawD)
+	t.note("Medians over %d round(s) of %v each, modes alternating. Per round, %s: %s.", b.o.rounds, b.o.duration, names[0], rawD)
 	t.note("Per round, fpmux: %s.", rawF)
-	if name == "framework" {
+	switch name {
+	case "framework":
 		if _, body, err := fetch(newTarget(b.s.via, path)); err == nil {
 			t.note("The page loads %d PHP files (autoloader, bootstrap chain, %d interfaces, %d traits, %d classes) and answers %d bytes of HTML.",
 				2+chainFiles+contracts+concerns+models, contracts, concerns, models, len(body))
 		}
+	case "apcu":
+		t.note("The page reads %d bytes from APCu and answers them. realpath_root: nginx rooted at the current symlink with $realpath_root in SCRIPT_FILENAME and DOCUMENT_ROOT, straight to the same php-fpm pool as fpmux's (release r1's), one connection per request; fpmux: upstream keepalive %d and fastcgi_keep_conn on.",
+			len(apcuLine)*apcuRepeat, b.o.keepalive)
 	}
 	return t, nil
 }
