@@ -74,13 +74,13 @@ type Response struct {
 // serves on the same worker. After an error conn is in no known state: the
 // caller closes it. Do never closes conn.
 func Do(ctx context.Context, conn net.Conn, req Request) (*Response, error) {
-	what := subject(req.Params)
+	what := peer(conn)
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("fastcgi request %s: %w", what, err)
+		return nil, fmt.Errorf("fastcgi request to %s: %w", what, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		if err := conn.SetDeadline(dl); err != nil {
-			return nil, fmt.Errorf("fastcgi request %s: %w", what, err)
+			return nil, fmt.Errorf("fastcgi request to %s: %w", what, err)
 		}
 	}
 	// Cancellation (not only the deadline) must unblock gofast's reads
@@ -113,10 +113,10 @@ func Do(ctx context.Context, conn net.Conn, req Request) (*Response, error) {
 			// ctx says so.
 			err = fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
 		}
-		return nil, fmt.Errorf("fastcgi request %s: %w", what, err)
+		return nil, fmt.Errorf("fastcgi request to %s: %w", what, err)
 	}
 	if err := conn.SetDeadline(time.Time{}); err != nil {
-		return nil, fmt.Errorf("fastcgi request %s: %w", what, err)
+		return nil, fmt.Errorf("fastcgi request to %s: %w", what, err)
 	}
 	return resp, nil
 }
@@ -127,22 +127,20 @@ func Fetch(ctx context.Context, network, addr string, req Request) (*Response, e
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("fastcgi request %s: connect: %w", subject(req.Params), err)
+		return nil, fmt.Errorf("fastcgi request to %s: %w", addr, err)
 	}
 	defer conn.Close()
 	return Do(ctx, conn, req)
 }
 
-// subject names a request in errors: its REQUEST_URI, else its
-// SCRIPT_NAME.
-func subject(params map[string]string) string {
-	if s := params["REQUEST_URI"]; s != "" {
-		return s
+// peer names the application in errors: conn's remote address (a unix
+// socket's path), not the request's URI, which may be a secret (a pool's
+// random ping path).
+func peer(conn net.Conn) string {
+	if a := conn.RemoteAddr(); a != nil && a.String() != "" {
+		return a.String()
 	}
-	if s := params["SCRIPT_NAME"]; s != "" {
-		return s
-	}
-	return "(no REQUEST_URI)"
+	return "(unnamed peer)"
 }
 
 // do runs req through gofast on tc. gofast reads and writes on goroutines

@@ -428,6 +428,14 @@ type pagePaths struct {
 	Ping, Status string
 }
 
+// PingPath is the pool's ping.path, random per pool start: what a request
+// must name as SCRIPT_NAME and SCRIPT_FILENAME to be answered "pong"
+// without running PHP (warm-up sends it to every worker).
+func (p *Pool) PingPath() string { return p.pages.Ping }
+
+// StatusPath is the pool's pm.status_path, random per pool start.
+func (p *Pool) StatusPath() string { return p.pages.Status }
+
 // newPagePaths draws a pool's ping and status paths: each its prefix, "-"
 // and 32 random hex digits. php-fpm answers them from whatever params it
 // derives the request's URI from (SCRIPT_NAME, a prefix of PATH_INFO,

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fpmux/fpmux/fcgiclient"
 )
 
 // phpFPM returns the php-fpm binary; without one the test fails on CI and
@@ -120,7 +122,7 @@ func startPool(t *testing.T, o Options) *Pool {
 }
 
 // runScript runs root/name through the pool's socket.
-func runScript(ctx context.Context, p *Pool, name, query string) (*fcgiResult, error) {
+func runScript(ctx context.Context, p *Pool, name, query string) (*fcgiclient.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	return fcgiDo(ctx, p.Socket(), map[string]string{
@@ -137,10 +139,10 @@ func mustRun(t *testing.T, p *Pool, name, query string) string {
 	if err != nil {
 		t.Fatalf("run %s: %v", name, err)
 	}
-	if res.code != 200 {
-		t.Fatalf("run %s: status %d, body %q, stderr %q", name, res.code, res.body.String(), res.stderr.String())
+	if res.Status != 200 {
+		t.Fatalf("run %s: status %d, body %q, stderr %q", name, res.Status, string(res.Body), res.Stderr)
 	}
-	return res.body.String()
+	return string(res.Body)
 }
 
 // eventually polls cond every 10ms until it holds or d passes.

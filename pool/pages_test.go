@@ -65,15 +65,15 @@ func TestPagePathsAreRandomPerStart(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s naming %s: %v", name, uri, err)
 			}
-			if isPage(res.body.String()) {
-				t.Errorf("%s naming %s got php-fpm's own page: %d %q", name, uri, res.code, res.body.String())
+			if isPage(string(res.Body)) {
+				t.Errorf("%s naming %s got php-fpm's own page: %d %q", name, uri, res.Status, string(res.Body))
 			}
 		}
 	}
 	for name, params := range bypasses(p.StatusPath()) {
 		res, err := fcgiDo(t.Context(), p.Socket(), params)
-		if err != nil || !isPage(res.body.String()) {
-			t.Errorf("%s naming the pool's status path: %v %q; want the status page (else the check above proves nothing)", name, err, res.body.String())
+		if err != nil || !isPage(string(res.Body)) {
+			t.Errorf("%s naming the pool's status path: %v %q; want the status page (else the check above proves nothing)", name, err, string(res.Body))
 		}
 	}
 }

@@ -397,7 +397,7 @@ func TestStopWithRequestInFlight(t *testing.T) {
 					done <- result{err: err}
 					return
 				}
-				done <- result{body: res.body.String()}
+				done <- result{body: string(res.Body)}
 			}()
 			eventually(t, 10*time.Second, "slow.php did not start", func() bool {
 				_, err := os.Stat(filepath.Join(marks, "started"))

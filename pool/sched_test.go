@@ -133,8 +133,8 @@ func stopWhileSlow(t *testing.T, p *Pool, marks string, cond func() bool) {
 	go func() {
 		defer release()
 		res, err := runScript(context.Background(), p, "slow.php", "")
-		if err == nil && res.body.String() != "slept" {
-			err = fmt.Errorf("slow.php answered %q", res.body.String())
+		if err == nil && string(res.Body) != "slept" {
+			err = fmt.Errorf("slow.php answered %q", string(res.Body))
 		}
 		done <- err
 	}()

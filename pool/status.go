@@ -96,10 +96,10 @@ func (p *Pool) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return st, fmt.Errorf("status of pool %s: %w", p.o.ID, err)
 	}
-	if res.code != http.StatusOK {
-		return st, fmt.Errorf("status of pool %s: got %d %q", p.o.ID, res.code, clip(res.body.String()))
+	if res.Status != http.StatusOK {
+		return st, fmt.Errorf("status of pool %s: got %d %q", p.o.ID, res.Status, clip(string(res.Body)))
 	}
-	if st, err = parseStatus(res.body.Bytes()); err != nil {
+	if st, err = parseStatus(res.Body); err != nil {
 		return st, fmt.Errorf("status of pool %s: %w", p.o.ID, err)
 	}
 	return st, nil

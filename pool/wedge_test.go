@@ -67,7 +67,7 @@ func TestBusyPoolIsNotWedged(t *testing.T) {
 			defer wg.Done()
 			res, err := runScript(t.Context(), p, "sleep.php", "")
 			if err == nil {
-				bodies[i] = res.body.String()
+				bodies[i] = string(res.Body)
 			}
 			errs[i] = err
 		}()
