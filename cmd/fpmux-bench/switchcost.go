@@ -179,15 +179,9 @@ func (b *bench) switchCost(ctx context.Context) (*table, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs, err := b.s.releaseList(ctx)
+	oldPid, err := b.s.activePool(ctx)
 	if err != nil {
 		return nil, err
-	}
-	oldPid := 0
-	for _, r := range rs {
-		if r.State == "active" && r.Pool != nil {
-			oldPid = r.Pool.Pid
-		}
 	}
 	if err := b.pause(ctx); err != nil {
 		return nil, err

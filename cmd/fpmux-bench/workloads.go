@@ -35,7 +35,7 @@ type bench struct {
 // sections in the order they run: the first five compare two modes on
 // release r1; switch and deploys replace r1, so they come after. compare
 // brings up stacks of its own, one per way, and runs only when named.
-var sectionNames = []string{"hello", "rate", "framework", "apcu", "pinned", "switch", "switchcost", "scale", "deploys", "warmup", "compare"}
+var sectionNames = []string{"hello", "rate", "framework", "apcu", "pinned", "switch", "switchcost", "scale", "deploys", "warmup", "realapp", "compare"}
 
 // defaultSections run when -only is not given.
 var defaultSections = sectionNames[:len(sectionNames)-1]
@@ -44,7 +44,7 @@ var defaultSections = sectionNames[:len(sectionNames)-1]
 // (fpmux and nginx with the direct and via servers); compare alone does not.
 func (b *bench) needsStack() bool {
 	for name := range b.o.only {
-		if name != "compare" {
+		if name != "compare" && name != "realapp" {
 			return true
 		}
 	}
@@ -87,6 +87,8 @@ func (b *bench) run(ctx context.Context) error {
 			t, err = b.deploys(ctx)
 		case "warmup":
 			t, err = b.warmupSection(ctx)
+		case "realapp":
+			t, err = b.realapp(ctx)
 		case "compare":
 			t, err = b.compare(ctx)
 		}

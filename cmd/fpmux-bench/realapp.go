@@ -1,0 +1,664 @@
+// This file owns the realapp section: deploys of a real PHP application,
+// Debian's MediaWiki, with an app warm-up, under a load that keeps the CPUs
+// busy on the release serving. It installs the wiki with SQLite into the
+// run's temp dir (MediaWiki's own installer), makes each release a tree of
+// hard links to /usr/share/mediawiki with a LocalSettings.php of its own,
+// runs nginx -> fpmux with a pool of 16 workers, and reports per deploy
+// where the time and the CPU go: fpmux's step log, the new pool's CPU by
+// step, the old pool's stop, and the latency around the switch. Without
+// MediaWiki installed it says so and is skipped; it never installs it.
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Settings of the realapp section.
+const (
+	mediawikiDir    = "/usr/share/mediawiki"
+	realappChildren = 16 // pm.max_children, pm static
+	realappConns    = 4  // closed-loop connections: two requests per CPU keep both busy on the old pool
+	realappDeploys  = 8  // -quick: 3
+	realappAfter    = 2 * time.Second
+	realappSteady   = 3 * time.Second // quiet time between a deploy's after-window and the next deploy
+	realappPage     = "/index.php?title=Main_Page"
+	// realappTrace is how often the new pool's CPU is read while it
+	// deploys: /proc/<pid>/schedstat of the master and workers only.
+	realappTrace = 20 * time.Millisecond
+)
+
+// realappWarmup are the warm-up paths of every deploy: the page, the
+// ResourceLoader startup module every page loads, and the API: the three
+// entry points a wiki's traffic reaches.
+var realappWarmup = []string{
+	realappPage,
+	"/load.php?lang=en&modules=startup&only=scripts&raw=1&skin=vector",
+	"/api.php?action=query&meta=siteinfo&format=json",
+}
+
+// realappInstall says why MediaWiki cannot be run here, or "" when it can,
+// with the PHP CLI to install it with.
+func realappInstall(phpFPM string) (php string, missing string) {
+	for _, f := range []string{"index.php", "load.php", "api.php", "maintenance/install.php"} {
+		if _, err := os.Stat(filepath.Join(mediawikiDir, f)); err != nil {
+			return "", fmt.Sprintf("MediaWiki is not installed (%v)", err)
+		}
+	}
+	// php-fpm8.2 goes with php8.2.
+	cli := "php" + strings.TrimPrefix(filepath.Base(phpFPM), "php-fpm")
+	php, err := exec.LookPath(cli)
+	if err != nil {
+		return "", fmt.Sprintf("no PHP CLI %s for the installer (%v)", cli, err)
+	}
+	for _, ext := range []string{"pdo_sqlite", "intl", "mbstring", "xml"} {
+		if err := exec.Command(php, "-r", "exit(extension_loaded('"+ext+"') ? 0 : 1);").Run(); err != nil {
+			return "", fmt.Sprintf("PHP extension %s is not loaded in %s", ext, php)
+		}
+	}
+	return php, ""
+}
+
+// wiki is the installed app: its LocalSettings.php, and the data dir its
+// releases share (the SQLite database and the caches), as releases of one
+// app share their database.
+type wiki struct {
+	settings string
+	data     string
+}
+
+// installWiki runs MediaWiki's installer into dir with SQLite and returns
+// the settings every release gets. The workers write the data dir: as
+// root it is handed to the pool's user.
+func installWiki(ctx context.Context, dir, php string) (wiki, error) {
+	w := wiki{data: filepath.Join(dir, "data")}
+	conf := filepath.Join(dir, "conf")
+	for _, d := range []string{w.data, conf} {
+		if err := mkdir(d); err != nil {
+			return w, err
+		}
+	}
+	cmd := exec.CommandContext(ctx, php, filepath.Join(mediawikiDir, "maintenance", "install.php"),
+		"--dbtype=sqlite", "--dbpath="+w.data, "--dbname=wiki", "--server=http://127.0.0.1", "--scriptpath=",
+		"--pass=fpmux-bench-admin", "--confpath="+conf, "fpmux bench wiki", "admin")
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return w, fmt.Errorf("install MediaWiki into %s: %w\n%s", dir, err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(conf, "LocalSettings.php"))
+	if err != nil {
+		return w, fmt.Errorf("install MediaWiki: %w", err)
+	}
+	// Jobs run at the end of web requests by default: each writes the
+	// SQLite job queue, and under the bench's concurrent load they would
+	// take the database lock from the page views. The localisation cache
+	// goes to CDB files built once here, as MediaWiki's performance
+	// advice has it, instead of SQLite rows read on every request.
+	w.settings = string(b) + fmt.Sprintf(`
+# fpmux-bench
+$wgJobRunRate = 0;
+$wgCacheDirectory = %q;
+$wgLocalisationCacheConf['store'] = 'files';
+$wgLocalisationCacheConf['manualRecache'] = true;
+`, filepath.Join(w.data, "cache"))
+	if err := writeFile(filepath.Join(conf, "LocalSettings.php"), w.settings); err != nil {
+		return w, err
+	}
+	cmd = exec.CommandContext(ctx, php, filepath.Join(mediawikiDir, "maintenance", "rebuildLocalisationCache.php"),
+		"--lang=en", "--conf="+filepath.Join(conf, "LocalSettings.php"))
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return w, fmt.Errorf("build MediaWiki's localisation cache: %w\n%s", err, out)
+	}
+	if os.Geteuid() == 0 {
+		if err := chownTree(w.data, "www-data"); err != nil {
+			return w, err
+		}
+	}
+	return w, nil
+}
+
+// chownTree gives dir and everything under it to user name.
+func chownTree(dir, name string) error {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return fmt.Errorf("chown %s: %w", dir, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := os.Lchown(p, uid, gid); err != nil {
+			return fmt.Errorf("chown %s: %w", p, err)
+		}
+		return nil
+	})
+}
+
+// writeWikiRelease makes root a release of the wiki: a tree of hard links
+// to mediawikiDir (a copy of the code at no cost in disk, every file at a
+// path of the release's own, as a deploy of a copy has it), with
+// LocalSettings.php a file of its own in place of Debian's symlink to
+// /etc. MediaWiki finds its install path from its own files' directory,
+// so it runs from root. Where a hard link is refused (another file
+// system, or fs.protected_hardlinks for a user that does not own the
+// files), the file is copied.
+func writeWikiRelease(root string, w wiki) error {
+	err := filepath.WalkDir(mediawikiDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(mediawikiDir, p)
+		dst := filepath.Join(root, rel)
+		switch {
+		case rel == "LocalSettings.php":
+			return nil
+		case d.IsDir():
+			return os.Mkdir(dst, 0o755)
+		case d.Type()&fs.ModeSymlink != 0:
+			to, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(to, dst)
+		}
+		if err := os.Link(p, dst); err == nil {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+	if err != nil {
+		return fmt.Errorf("write release %s: %w", root, err)
+	}
+	return writeFile(filepath.Join(root, "LocalSettings.php"), w.settings)
+}
+
+// timedSample is one closed-loop request: when it started and how long
+// it took.
+type timedSample struct {
+	at     time.Time
+	lat    time.Duration
+	failed bool
+}
+
+// timedLoop runs conns workers against t until stop is closed, each
+// sending a request as soon as its previous one ended, and returns every
+// request it ran. A closed loop keeps the CPUs as busy as conns requests
+// at a time can, without a backlog that grows for as long as a deploy
+// slows the serving release.
+func timedLoop(ctx context.Context, t target, conns int, stop <-chan struct{}) ([]timedSample, *errCounter) {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		all  []timedSample
+		errs errCounter
+	)
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := &worker{t: t}
+			defer w.close()
+			var mine []timedSample
+			for ctx.Err() == nil {
+				select {
+				case <-stop:
+					mu.Lock()
+					all = append(all, mine...)
+					mu.Unlock()
+					return
+				default:
+				}
+				t0 := time.Now()
+				err := w.do()
+				mine = append(mine, timedSample{at: t0, lat: time.Since(t0), failed: err != nil})
+				if err != nil {
+					errs.add(err)
+					time.Sleep(10 * time.Millisecond) // a refused dial: do not spin
+				}
+			}
+			mu.Lock()
+			all = append(all, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.SortFunc(all, func(a, b timedSample) int { return a.at.Compare(b.at) })
+	return all, &errs
+}
+
+// children lists the children of pid, from every thread's
+// /proc/<pid>/task/<tid>/children: a cheaper read than all of /proc.
+func children(pid int) []int {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var out []int
+	for _, t := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// activePool returns the pid of the active release's php-fpm master, or
+// 0 when none is active.
+func (s *stack) activePool(ctx context.Context) (int, error) {
+	rs, err := s.releaseList(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range rs {
+		if r.State == "active" && r.Pool != nil {
+			return r.Pool.Pid, nil
+		}
+	}
+	return 0, nil
+}
+
+// poolRun is the CPU a pool's master and its live workers have run so far.
+func poolRun(master int) time.Duration {
+	sum, _ := schedRuntime(master)
+	for _, w := range children(master) {
+		if d, err := schedRuntime(w); err == nil {
+			sum += d
+		}
+	}
+	return sum
+}
+
+// cpuAt is the CPU a new pool had run at one moment.
+type cpuAt struct {
+	at  time.Time
+	cpu time.Duration
+}
+
+// traceNewPool reads, every realappTrace until stop is closed, the CPU of
+// the php-fpm master fpmux starts that is not one of old (the masters
+// already there): the pool being deployed.
+func traceNewPool(fpmuxPid int, old map[int]bool, stop <-chan struct{}) (master int, trace []cpuAt) {
+	tick := time.NewTicker(realappTrace)
+	defer tick.Stop()
+	for {
+		if master == 0 {
+			for _, c := range children(fpmuxPid) {
+				if !old[c] {
+					master = c
+				}
+			}
+		}
+		if master != 0 {
+			trace = append(trace, cpuAt{time.Now(), poolRun(master)})
+		}
+		select {
+		case <-stop:
+			return master, trace
+		case <-tick.C:
+		}
+	}
+}
+
+// cpuBy is the last traced CPU at or before t.
+func cpuBy(trace []cpuAt, t time.Time) time.Duration {
+	var c time.Duration
+	for _, s := range trace {
+		if s.at.After(t) {
+			break
+		}
+		c = s.cpu
+	}
+	return c
+}
+
+// stepLine is one step of a release in fpmux's log (see the supervisor's
+// step): "release <step>" with the time it was logged and since_deploy.
+type stepLine struct {
+	step  string
+	at    time.Time
+	since time.Duration
+}
+
+// releaseSteps reads the steps of release id from fpmux's text log.
+func releaseSteps(logPath, id string) ([]stepLine, error) {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("read fpmux's steps: %w", err)
+	}
+	var out []stepLine
+	for _, line := range strings.Split(string(b), "\n") {
+		kv := logfmt(line)
+		if kv["release"] != id || kv["step"] == "" {
+			continue
+		}
+		at, err1 := time.Parse(time.RFC3339Nano, kv["time"])
+		since, err2 := time.ParseDuration(kv["since_deploy"])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		out = append(out, stepLine{kv["step"], at, since})
+	}
+	return out, nil
+}
+
+// logfmt splits one line of slog's text handler into its keys and values.
+func logfmt(line string) map[string]string {
+	kv := map[string]string{}
+	for line != "" {
+		line = strings.TrimLeft(line, " ")
+		k, rest, ok := strings.Cut(line, "=")
+		if !ok || strings.Contains(k, " ") {
+			return kv
+		}
+		var v string
+		if strings.HasPrefix(rest, `"`) {
+			q, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				return kv
+			}
+			v, _ = strconv.Unquote(q)
+			rest = rest[len(q):]
+		} else {
+			v, rest, _ = strings.Cut(rest, " ")
+		}
+		kv[k] = v
+		line = rest
+	}
+	return kv
+}
+
+// realDeploy is what one deploy of the section measured.
+type realDeploy struct {
+	id                  string
+	posted, activated   time.Time
+	took                time.Duration
+	steps               []stepLine
+	startCPU, totalCPU  time.Duration // the new pool's, until its first step and until active
+	workers             int
+	stopCPU, stopFor    time.Duration // the old pool's stop: CPU, and from the switch until gone
+	busyShare           float64       // the machine's busy CPU share from the POST to active
+	after               []time.Duration
+	failedAfter, inside int
+}
+
+func (b *bench) realapp(ctx context.Context) (*table, error) {
+	t := &table{
+		title:  fmt.Sprintf("realapp: deploys of MediaWiki with %d warm-up paths under a closed loop of %d connections on %s, %d workers", len(realappWarmup), realappConns, realappPage, realappChildren),
+		header: []string{"figure", "median", "min / max"},
+	}
+	php, missing := realappInstall(b.s.phpFPM)
+	if missing != "" {
+		t.note("Skipped: %s. It runs once `apt-get install --no-install-recommends mediawiki php8.2-sqlite3 php8.2-intl php8.2-mbstring php8.2-xml` is done; the bench never installs it.", missing)
+		logf("realapp: skipped: %s", missing)
+		return t, nil
+	}
+	n := realappDeploys
+	if b.o.quick {
+		n = 3
+	}
+	st := stackIn(filepath.Join(b.s.dir, "realapp"), stackOptions{nginxWorkers: b.o.nginxWorkers, keepalive: b.o.keepalive, children: realappChildren, keep: b.o.keep}, b.s.phpFPM, b.s.nginxBin)
+	st.fpmuxBin = b.s.fpmuxBin
+	defer st.close()
+	for _, d := range []string{st.dir, filepath.Dir(st.releases), st.releases} {
+		if err := mkdir(d); err != nil {
+			return nil, err
+		}
+	}
+	logf("realapp: installing MediaWiki with SQLite")
+	w, err := installWiki(ctx, st.dir, php)
+	if err != nil {
+		return nil, err
+	}
+	roots := make([]string, n+1)
+	for i := range roots {
+		roots[i] = filepath.Join(st.releases, fmt.Sprintf("mw%d", i))
+		if err := writeWikiRelease(roots[i], w); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Symlink("releases/mw0", st.current); err != nil {
+		return nil, fmt.Errorf("link %s: %w", st.current, err)
+	}
+	if err := st.startFpmux(ctx); err != nil {
+		return nil, err
+	}
+	on := &bench{o: b.o, s: st}
+	if _, _, err := on.deployWarm(ctx, "mw0", roots[0], realappWarmup); err != nil {
+		return nil, err
+	}
+	// The stack's nginx; its direct server, to a release r1 this stack
+	// does not have, is not used.
+	if err := st.startNginx(ctx); err != nil {
+		return nil, err
+	}
+	page := newTarget(st.via, realappPage)
+	if code, body, err := fetch(page); err != nil || code != 200 {
+		return nil, fmt.Errorf("realapp: check %s: %d %v: %.300s", page, code, err, body)
+	}
+
+	stop := make(chan struct{})
+	var (
+		samples []timedSample
+		errs    *errCounter
+		loaded  = make(chan struct{})
+	)
+	go func() {
+		defer close(loaded)
+		samples, errs = timedLoop(ctx, page, realappConns, stop)
+	}()
+	ended := false
+	endLoad := func() {
+		if !ended {
+			ended = true
+			close(stop)
+			<-loaded
+		}
+	}
+	defer endLoad()
+
+	fpid := st.fpmux.pid()
+	var ds deployStats
+	var deploys []realDeploy
+	select {
+	case <-ctx.Done():
+	case <-time.After(realappSteady):
+	}
+	for i := 1; i <= n && ctx.Err() == nil; i++ {
+		d := realDeploy{id: fmt.Sprintf("mw%d", i)}
+		oldPid, err := st.activePool(ctx)
+		if err != nil {
+			return nil, err
+		}
+		old := map[int]bool{}
+		for _, c := range children(fpid) {
+			old[c] = true
+		}
+		reaped0, err := childrenCPU(fpid)
+		if err != nil {
+			return nil, err
+		}
+		traceStop := make(chan struct{})
+		var (
+			master int
+			trace  []cpuAt
+			traced = make(chan struct{})
+		)
+		go func() {
+			defer close(traced)
+			master, trace = traceNewPool(fpid, old, traceStop)
+		}()
+		busy0, total0 := machineCPU()
+		d.posted = time.Now()
+		d.activated, d.took, err = on.deployWarm(ctx, d.id, roots[i], realappWarmup)
+		busy1, total1 := machineCPU()
+		oldCPU := poolRun(oldPid)
+		close(traceStop)
+		<-traced
+		ds.add("realapp", d.id, d.took, err)
+		if err != nil {
+			continue
+		}
+		if total1 > total0 {
+			d.busyShare = float64(busy1-busy0) / float64(total1-total0)
+		}
+		d.totalCPU = cpuBy(trace, time.Now())
+		d.workers = len(children(master))
+		if d.steps, err = releaseSteps(st.fpmuxLog, d.id); err != nil {
+			return nil, err
+		}
+		if len(d.steps) > 0 {
+			d.startCPU = cpuBy(trace, d.steps[0].at)
+		}
+		if err := waitFor(ctx, "the old pool to stop", 30*time.Second, func() (bool, error) {
+			return syscall.Kill(-oldPid, 0) != nil, nil
+		}); err != nil {
+			return nil, err
+		}
+		d.stopFor = time.Since(d.activated)
+		var reaped time.Duration
+		_ = waitFor(ctx, "fpmux to reap the old master", 5*time.Second, func() (bool, error) {
+			c, err := childrenCPU(fpid)
+			reaped = c - reaped0
+			return err == nil && reaped >= oldCPU, err
+		})
+		d.stopCPU = reaped - oldCPU
+		logf("realapp: %s active in %.0f ms (%s); its pool ran %.0f ms of CPU (%.0f ms until %s), %d workers; the old pool stopped in %.0f ms on %.0f ms of CPU; the machine %.0f%% busy",
+			d.id, ms(d.took), stepSummary(d.steps), ms(d.totalCPU), ms(d.startCPU), firstStep(d.steps), d.workers, ms(d.stopFor), ms(d.stopCPU), 100*d.busyShare)
+		deploys = append(deploys, d)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(d.activated.Add(realappAfter + realappSteady))):
+		}
+	}
+	endLoad()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if errs.n > 0 {
+		b.count("realapp", phase{failed: errs.n, firstErr: errs.first})
+	}
+	b.countDeploys("realapp", ds)
+
+	// Requests that started between a deploy's POST and its activation,
+	// or in the realappAfter after it, are not steady.
+	var steady []time.Duration
+	for _, s := range samples {
+		in := false
+		for k := range deploys {
+			d := &deploys[k]
+			switch {
+			case !s.at.Before(d.activated) && s.at.Before(d.activated.Add(realappAfter)):
+				d.after = append(d.after, s.lat)
+				d.failedAfter += btoi(s.failed)
+				in = true
+			case !s.at.Before(d.posted) && s.at.Before(d.activated):
+				d.inside++
+				in = true
+			}
+		}
+		if !in && !s.failed {
+			steady = append(steady, s.lat)
+		}
+	}
+	slices.Sort(steady)
+	steadyP99 := ms(percentile(steady, 99))
+	span := time.Duration(0)
+	if len(samples) > 0 {
+		span = samples[len(samples)-1].at.Sub(samples[0].at)
+	}
+
+	row := func(name string, xs []float64, f string) {
+		if len(xs) == 0 {
+			t.add(name, "", "")
+			return
+		}
+		t.add(name, fmt.Sprintf(f, median(xs)), fmt.Sprintf(f+" / "+f, slices.Min(xs), slices.Max(xs)))
+	}
+	var took, start, total, rest, stopC, stopF, busy, p99, ratio []float64
+	steps := map[string][]float64{}
+	var order []string
+	for _, d := range deploys {
+		took = append(took, ms(d.took))
+		start = append(start, ms(d.startCPU))
+		total = append(total, ms(d.totalCPU))
+		rest = append(rest, ms(d.totalCPU-d.startCPU))
+		stopC = append(stopC, ms(d.stopCPU))
+		stopF = append(stopF, ms(d.stopFor))
+		busy = append(busy, 100*d.busyShare)
+		slices.Sort(d.after)
+		p := ms(percentile(d.after, 99))
+		p99 = append(p99, p)
+		if steadyP99 > 0 {
+			ratio = append(ratio, p/steadyP99)
+		}
+		for _, s := range d.steps {
+			if !slices.Contains(order, s.step) {
+				order = append(order, s.step)
+			}
+			steps[s.step] = append(steps[s.step], ms(s.since))
+		}
+	}
+	row("deploy→active (ms)", took, "%.0f")
+	for _, s := range order {
+		row("  step "+s+", since the deploy began (ms)", steps[s], "%.0f")
+	}
+	row("new pool's CPU until its first step (ms)", start, "%.0f")
+	row("new pool's CPU from then until active: checks, warm-up, ping (ms)", rest, "%.0f")
+	row("new pool's CPU until active (ms)", total, "%.0f")
+	row("old pool's stop: CPU (ms)", stopC, "%.0f")
+	row("old pool's stop: from the switch until gone (ms)", stopF, "%.0f")
+	row("machine's CPU busy from the POST to active (%)", busy, "%.0f")
+	row("p99 in the 2 s after a deploy (ms)", p99, "%.1f")
+	row("… over steady p99", ratio, "%.2f")
+	t.add("steady: p50 / p99 (ms), req/s", fmt.Sprintf("%.1f / %.1f", ms(percentile(steady, 50)), steadyP99),
+		fmt.Sprintf("%.0f", float64(len(samples))/span.Seconds()))
+	t.add("failed requests / deploys", fmt.Sprintf("%d / %d", errs.n, ds.failed), "")
+	t.note("MediaWiki %s with SQLite, installed by its installer into the temp dir; each release a tree of hard links to it with its own LocalSettings.php ($wgJobRunRate = 0), all sharing one database; pm static, %d workers, opcache on. Warm-up paths, per deploy: %s.", mediawikiVersion(), realappChildren, strings.Join(realappWarmup, ", "))
+	t.note("%d deploys, each %v after the last one's switch plus %v; steady: the requests that started neither during a deploy nor in the %v after its switch. New pool's CPU: schedstat run time of its master and workers, read every %v while it deployed; its first step is fpmux's first step line for the release. Old pool's stop: what fpmux's reaped children gained, less what the old pool had run at the switch (10 ms ticks).", len(deploys), realappAfter, realappSteady, realappAfter, realappTrace)
+	return t, nil
+}
+
+// stepSummary writes a deploy's steps as "step +ms" in order.
+func stepSummary(steps []stepLine) string {
+	var parts []string
+	for _, s := range steps {
+		parts = append(parts, fmt.Sprintf("%s %.0f", s.step, ms(s.since)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func firstStep(steps []stepLine) string {
+	if len(steps) == 0 {
+		return "?"
+	}
+	return steps[0].step
+}
+
+// mediawikiVersion is the version of the MediaWiki package, as dpkg has it.
+func mediawikiVersion() string {
+	out, err := exec.Command("dpkg-query", "-W", "-f=${Version}", "mediawiki").Output()
+	if err != nil || len(bytes.TrimSpace(out)) == 0 {
+		return "(version unknown)"
+	}
+	return string(bytes.TrimSpace(out))
+}
