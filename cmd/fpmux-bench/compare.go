@@ -483,31 +483,27 @@ func (b *bench) runWay(ctx context.Context, name string, app map[string]string) 
 		l.p, l.recs, l.err = w.load(lctx, addr, b.o.compareRate, res.span)
 		done <- l
 	}()
-	t0 := time.Now()
-	for k := 1; k <= n; k++ {
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Until(t0.Add(time.Duration(k) * every))):
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		m, err := w.deploy(ctx, k+1)
-		if err != nil {
-			if name != wayFpmux {
-				stopLoad()
-				<-done
-				return res, err // the bench's own steps failed: nothing to measure
-			}
+	err = paced(ctx, n, every, func(i int) error {
+		m, err := w.deploy(ctx, i+2)
+		switch {
+		case err != nil && name != wayFpmux:
+			return err // the bench's own steps failed: nothing to measure
+		case err != nil:
 			res.failedDeploys++
 			if res.firstDeploy == "" {
 				res.firstDeploy = err.Error()
 			}
 			logf("compare %s: %v", name, err)
-			continue
+		default:
+			res.deploys = append(res.deploys, m)
+			logf("compare %s: deployed r%d in %.1f ms", name, i+2, ms(m.returned.Sub(m.began)))
 		}
-		res.deploys = append(res.deploys, m)
-		logf("compare %s: deployed r%d in %.1f ms", name, k+1, ms(m.returned.Sub(m.began)))
+		return nil
+	})
+	if err != nil {
+		stopLoad()
+		<-done
+		return res, err
 	}
 	l := <-done
 	busy1, total1 := machineCPU()
@@ -616,17 +612,8 @@ func (w *wayRun) fpmuxDeploy(ctx context.Context, id string) error {
 		return fmt.Errorf("fpmux deploy %s: %w: %s", id, err, bytes.TrimSpace(out))
 	}
 	rs, err := w.s.releaseList(ctx)
-	if err != nil {
-		return err
-	}
-	w.s.mu.Lock()
-	defer w.s.mu.Unlock()
-	for _, r := range rs {
-		if r.Pool != nil && r.Pool.Pid > 0 {
-			w.s.pgids[r.Pool.Pid] = true // the master leads its own process group
-		}
-	}
-	return nil
+	w.s.notePools(rs...)
+	return err
 }
 
 // plainFPMConf is the php-fpm config of the ways without fpmux: one pool
@@ -692,40 +679,18 @@ func (w *wayRun) startPHPFPM(ctx context.Context) error {
 	})
 }
 
-// compareNginxConf is one way's nginx: one server rooted at the current
-// symlink, passing PHP to the way's backend.
-const compareNginxConf = nginxHead + `{{upstream}}
-    server {
-        listen {{listen}};
-        root {{current}};
-        location ~ \.php$ {
-            include {{params}};
-            fastcgi_param SCRIPT_FILENAME {{root}}$fastcgi_script_name;{{docroot}}
-            fastcgi_param HTTP_PROXY "";
-            fastcgi_pass {{pass}};{{keepconn}}
-            fastcgi_connect_timeout 5s;
-            fastcgi_read_timeout 60s;
-        }
-    }
-}
-`
-
-// nginxFor returns the way's nginx config for a server on listen.
+// nginxFor returns the way's nginx config for a server on listen, rooted
+// at the current symlink.
 func (w *wayRun) nginxFor(listen string) string {
-	root, docroot := "$document_root", ""
-	upstream, pass, keepConn := "", "unix:"+filepath.Join(w.s.dir, "php-fpm.sock"), ""
+	scriptRoot, upstream, pass := "$document_root", "", "unix:"+filepath.Join(w.s.dir, "php-fpm.sock")
 	switch w.name {
 	case wayRealpath:
-		// fastcgi_params sends DOCUMENT_ROOT $document_root; the later
-		// value is the one php-fpm keeps.
-		root, docroot = "$realpath_root", "\n            fastcgi_param DOCUMENT_ROOT $realpath_root;"
+		scriptRoot = "$realpath_root"
 	case wayFpmux:
 		// As config/examples/nginx.conf recommends.
-		upstream = fmt.Sprintf("    upstream fpmux {\n        server unix:%s;\n        keepalive %d;\n    }\n", w.s.sock, w.s.o.keepalive)
-		pass, keepConn = "fpmux", "\n            fastcgi_keep_conn on;"
+		upstream, pass = nginxUpstream("fpmux", "unix:"+w.s.sock, w.s.o.keepalive, ""), "fpmux"
 	}
-	return strings.NewReplacer("{{upstream}}", upstream, "{{listen}}", listen, "{{current}}", w.s.current,
-		"{{root}}", root, "{{docroot}}", docroot, "{{pass}}", pass, "{{keepconn}}", keepConn).Replace(compareNginxConf)
+	return nginxHead + upstream + nginxServer(listen, w.s.current, scriptRoot, pass, w.name == wayFpmux) + "}\n"
 }
 
 func (w *wayRun) startNginx(ctx context.Context) (string, error) {

@@ -9,7 +9,6 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -75,7 +74,7 @@ func takeCPU(nginx *proc, fpmuxes ...*proc) cpuSnap {
 	sn := cpuSnap{procs: map[int]procCPU{}}
 	ps := processes()
 	add := func(pid int, group string) {
-		if d, err := procCPUTime(pid); err == nil {
+		if d, err := statTicks(pid, 14); err == nil {
 			sn.procs[pid] = procCPU{group, d}
 		}
 	}
@@ -115,30 +114,6 @@ func (sn cpuSnap) since(before cpuSnap) cpuUse {
 	}
 	u.group["client"] = sn.client - before.client
 	return u
-}
-
-// procCPUTime returns a process's user and system time from
-// /proc/<pid>/stat (fields 14 and 15).
-func procCPUTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read stat of pid %d: %w", pid, err)
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("read stat of pid %d: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// After the command: state(3) ppid(4) ... utime(14) stime(15).
-	if len(f) < 13 {
-		return 0, fmt.Errorf("read stat of pid %d: %d fields", pid, len(f))
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("read stat of pid %d: bad times %q %q", pid, f[11], f[12])
-	}
-	return time.Duration(ut+st) * clockTick, nil
 }
 
 // machineCPU returns the busy and total CPU time of all CPUs from the

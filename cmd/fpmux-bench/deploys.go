@@ -37,14 +37,49 @@ type bgLoad struct {
 	err    error
 }
 
-func (b *bench) startLoad(ctx context.Context, rate float64, d time.Duration) *bgLoad {
+func (b *bench) startLoad(ctx context.Context, path string, rate float64, d time.Duration) *bgLoad {
 	ctx, cancel := context.WithCancel(ctx)
 	l := &bgLoad{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
-		l.p, l.err = openLoop(ctx, newTarget(b.s.via, "/hello.php"), rate, d, maxOpenConns)
+		l.p, l.err = openLoop(ctx, newTarget(b.s.via, path), rate, d, maxOpenConns)
 	}()
 	return l
+}
+
+// underLoad runs an open loop through fpmux on path at rate for n+1
+// periods of every and, while it runs, calls deploy(i) at the end of
+// period i for each i below n; an error from deploy ends both. The load's
+// failures count as the section's.
+func (b *bench) underLoad(ctx context.Context, section, path string, rate float64, n int, every time.Duration, deploy func(i int) error) (openPhase, error) {
+	load := b.startLoad(ctx, path, rate, time.Duration(n+1)*every)
+	err := paced(ctx, n, every, deploy)
+	if err != nil {
+		load.cancel()
+	}
+	lp, lerr := load.wait(ctx, err != nil)
+	if err = errors.Join(err, lerr); err != nil {
+		return lp, err
+	}
+	b.count(section, lp.phase)
+	return lp, nil
+}
+
+// paced calls f(i) for each i below n, the i-th (i+1)*every after it
+// began, until ctx ends or f fails.
+func paced(ctx context.Context, n int, every time.Duration, f func(i int) error) error {
+	t0 := time.Now()
+	for i := range n {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Until(t0.Add(time.Duration(i+1) * every))):
+		}
+		if err := f(i); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // wait waits for the load to end; stopped is true when it was ended by
@@ -207,25 +242,32 @@ func (a aroundDeploys) p(pct float64) (steady, during float64) {
 	return ms(percentile(a.steady, pct)), ms(percentile(a.during, pct))
 }
 
+// switchSetup is what switch and switchcost start from: the open-loop
+// rate, and hello releases prefix1..prefixN for -switches deploys.
+func (b *bench) switchSetup(ctx context.Context, prefix string) (float64, []string, error) {
+	rate, err := b.openRate(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	roots, err := b.writeReleases(prefix, b.o.switches)
+	return rate, roots, err
+}
+
 // switches deploys releases s1..sN through fpmux under an open-loop load
 // and compares the latency right after each deploy with the rest.
 func (b *bench) switches(ctx context.Context) (*table, error) {
-	rate, err := b.openRate(ctx)
+	rate, roots, err := b.switchSetup(ctx, "s")
 	if err != nil {
 		return nil, err
 	}
 	n, every := b.o.switches, b.o.switchEvery
-	roots, err := b.writeReleases("s", n)
-	if err != nil {
-		return nil, err
-	}
 	// The control pool: a release started without traffic.
 	ctlRoot := filepath.Join(b.s.releases, "ctl")
 	if b.o.controlRate > 0 {
 		if err := writeHelloRelease(ctlRoot); err != nil {
 			return nil, err
 		}
-		if _, _, err := b.s.deploy(ctx, "ctl", ctlRoot, false); err != nil {
+		if _, _, err := b.s.deploy(ctx, "ctl", ctlRoot, false, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -233,7 +275,6 @@ func (b *bench) switches(ctx context.Context) (*table, error) {
 		return nil, err
 	}
 	const window = 2 * time.Second
-	load := b.startLoad(ctx, rate, time.Duration(n+1)*every)
 	ctlCtx, ctlStop := context.WithCancel(ctx)
 	defer ctlStop()
 	var (
@@ -247,28 +288,20 @@ func (b *bench) switches(ctx context.Context) (*table, error) {
 			ctlStart, ctlSamples = controlLoop(ctlCtx, filepath.Join(b.s.stateDir, "pools", "ctl", "fpm.sock"), ctlRoot, b.o.controlRate)
 		}
 	}()
-	t0 := time.Now()
 	var (
 		ds     deployStats
 		starts []time.Time
 	)
-	for i := range n {
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Until(t0.Add(time.Duration(i+1) * every))):
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	lp, err := b.underLoad(ctx, "switch", "/hello.php", rate, n, every, func(i int) error {
 		id := fmt.Sprintf("s%d", i+1)
 		starts = append(starts, time.Now())
-		took, _, err := b.s.deploy(ctx, id, roots[i], true)
+		took, _, err := b.s.deploy(ctx, id, roots[i], true, nil)
 		ds.add("switch", id, took, err)
 		if err == nil {
 			logf("switch: deployed %s in %.0f ms", id, ms(took))
 		}
-	}
-	lp, err := load.wait(ctx, false)
+		return nil
+	})
 	ctlStop()
 	<-ctlDone
 	if err != nil {
@@ -285,7 +318,6 @@ func (b *bench) switches(ctx context.Context) (*table, error) {
 			profile = append(profile, fmt.Sprintf("%.0f–%.0f ms: %.1f/%.1f", ms(time.Duration(k)*bin), ms(time.Duration(k+1)*bin), ms(percentile(lat, 50)), ms(percentile(lat, 99))))
 		}
 	}
-	b.count("switch", lp.phase)
 	b.countDeploys("switch", ds)
 	if b.o.controlRate > 0 {
 		if err := b.s.retire(ctx, "ctl"); err != nil {
@@ -349,7 +381,7 @@ func (b *bench) deploys(ctx context.Context) (*table, error) {
 	logf("deploys: before: %+v", before)
 	const lightRate = 200
 	// The load ends when the deploys do; 30 min is only a cap.
-	load := b.startLoad(ctx, lightRate, 30*time.Minute)
+	load := b.startLoad(ctx, "/hello.php", lightRate, 30*time.Minute)
 	var ds deployStats
 	start := time.Now()
 	for i := range n {
@@ -357,7 +389,7 @@ func (b *bench) deploys(ctx context.Context) (*table, error) {
 			break
 		}
 		id := fmt.Sprintf("d%d", i+1)
-		took, _, err := b.s.deploy(ctx, id, roots[i], true)
+		took, _, err := b.s.deploy(ctx, id, roots[i], true, nil)
 		ds.add("deploys", id, took, err)
 		if (i+1)%20 == 0 {
 			logf("deploys: %d/%d, last took %.0f ms", i+1, n, ms(took))

@@ -68,20 +68,11 @@ type errStatus struct {
 
 func (e *errStatus) Error() string { return fmt.Sprintf("status %d: %.200q", e.code, e.body) }
 
-// roundTrip sends the request and reads the whole response. reuse is false
-// when the connection must not carry another request (an error, or the
-// server said Connection: close).
-func (c *httpConn) roundTrip() (reuse bool, err error) {
-	status, body, reuse, err := c.exchange(c.t.req, false)
-	if err == nil && status != http.StatusOK {
-		err = &errStatus{code: status, body: string(body)}
-	}
-	return reuse, err
-}
-
 // exchange sends req (an encoded request for the connection's server) and
 // reads the whole response. The body is returned when keepBody is set or
-// the status is not 200, else discarded. reuse is as for roundTrip.
+// the status is not 200, else discarded. reuse is false when the
+// connection must not carry another request (an error, or the server said
+// Connection: close).
 func (c *httpConn) exchange(req []byte, keepBody bool) (status int, body []byte, reuse bool, err error) {
 	c.nc.SetDeadline(time.Now().Add(requestTimeout))
 	if _, err := c.nc.Write(req); err != nil {
@@ -412,23 +403,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // fetch gets t once on a fresh connection and returns the status and body,
 // to check before a section that both servers serve the same page.
 func fetch(t target) (int, []byte, error) {
-	c, err := dialHTTP(t)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer c.Close()
-	c.nc.SetDeadline(time.Now().Add(requestTimeout))
-	if _, err := c.nc.Write(t.req); err != nil {
-		return 0, nil, fmt.Errorf("write request to %s: %w", t.addr, err)
-	}
-	resp, err := http.ReadResponse(c.br, nil)
-	if err != nil {
-		return 0, nil, fmt.Errorf("read response from %s: %w", t, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("read body from %s: %w", t, err)
-	}
-	return resp.StatusCode, body, nil
+	w := &worker{t: t}
+	defer w.close()
+	return w.send(t.req, true)
 }

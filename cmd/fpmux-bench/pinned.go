@@ -145,7 +145,7 @@ func (b *bench) tcpStack(ctx context.Context) (*stack, error) {
 	if err := s.startFpmux(ctx); err != nil {
 		return s, err
 	}
-	if _, _, err := s.deploy(ctx, "r1", filepath.Join(s.releases, "r1"), true); err != nil {
+	if _, _, err := s.deploy(ctx, "r1", filepath.Join(s.releases, "r1"), true, nil); err != nil {
 		return s, err
 	}
 	return s, nil
@@ -178,25 +178,12 @@ func (b *bench) pinnedNginx(ctx context.Context, tcp *stack) ([]string, error) {
 			if j == 1 {
 				root = b.s.current
 			}
-			keep := ""
 			if w.keepAlive {
 				up := fmt.Sprintf("kept%d_%d", i, j)
-				fmt.Fprintf(&conf, "    upstream %s {\n        server %s;\n        keepalive %d;\n        keepalive_timeout 2s;\n    }\n", up, pass, b.o.children)
-				pass, keep = up, "\n            fastcgi_keep_conn on;"
+				conf.WriteString(nginxUpstream(up, pass, b.o.children, "        keepalive_timeout 2s;\n"))
+				pass = up
 			}
-			fmt.Fprintf(&conf, `    server {
-        listen %s;
-        root %s;
-        location ~ \.php$ {
-            include {{params}};
-            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
-            fastcgi_param HTTP_PROXY "";
-            fastcgi_pass %s;%s
-            fastcgi_connect_timeout 5s;
-            fastcgi_read_timeout 60s;
-        }
-    }
-`, addr, root, pass, keep)
+			conf.WriteString(nginxServer(addr, root, "$document_root", pass, w.keepAlive))
 		}
 	}
 	conf.WriteString("}\n")

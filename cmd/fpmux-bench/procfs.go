@@ -1,6 +1,6 @@
-// This file owns what the bench reads about processes from /proc: resident
-// memory, open descriptors and what kind of socket each is, process trees
-// and the processes a run left behind.
+// This file owns what the bench reads about processes from /proc: memory,
+// CPU times, open descriptors and what kind of socket each is, process
+// trees and the processes a run left behind.
 
 package main
 
@@ -12,24 +12,78 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// rssKB returns a process's resident set size (VmRSS) in KiB.
-func rssKB(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// procKB returns the figure after key in /proc/<pid>/<file>, a line such
+// as status's "VmRSS:  1234 kB" or smaps_rollup's "Pss:": KiB.
+func procKB(pid int, file, key string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
 	if err != nil {
-		return 0, fmt.Errorf("read status of pid %d: %w", pid, err)
+		return 0, fmt.Errorf("read %s of pid %d: %w", file, pid, err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) == 0 {
-				break
+		if rest, ok := strings.CutPrefix(line, key); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				return strconv.ParseInt(f[0], 10, 64)
 			}
-			return strconv.ParseInt(f[0], 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("read status of pid %d: no VmRSS line", pid)
+	return 0, fmt.Errorf("read %s of pid %d: no %s line", file, pid, key)
+}
+
+// statFields returns the fields of /proc/<pid>/stat after the
+// parenthesised command name: field n of proc(5) is at n-3 (state at 0).
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, fmt.Errorf("read stat of pid %d: %w", pid, err)
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("read stat of pid %d: no command name", pid)
+	}
+	return strings.Fields(string(b[i+1:])), nil
+}
+
+// statTicks sums stat fields n and n+1, in clock ticks: utime and stime
+// (14), or the reaped children's cutime and cstime (16).
+func statTicks(pid, n int) (time.Duration, error) {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, err
+	}
+	if len(f) < n-1 {
+		return 0, fmt.Errorf("read stat of pid %d: %d fields", pid, len(f))
+	}
+	a, err1 := strconv.ParseInt(f[n-3], 10, 64)
+	b, err2 := strconv.ParseInt(f[n-2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("read stat of pid %d: bad times %q %q", pid, f[n-3], f[n-2])
+	}
+	return time.Duration(a+b) * clockTick, nil
+}
+
+// childrenCPU returns the user and system time of pid's reaped children:
+// a pool's master, once fpmux reaped it, with every worker it reaped.
+func childrenCPU(pid int) (time.Duration, error) { return statTicks(pid, 16) }
+
+// schedRuntime is the first field of /proc/<pid>/schedstat: the time the
+// process has run on a CPU, in nanoseconds.
+func schedRuntime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read schedstat of pid %d: %w", pid, err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("read schedstat of pid %d: empty", pid)
+	}
+	ns, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("read schedstat of pid %d: %w", pid, err)
+	}
+	return time.Duration(ns), nil
 }
 
 // fdUse is how a process's open descriptors divide up.
@@ -123,17 +177,9 @@ func processes() []procInfo {
 		if err != nil {
 			continue
 		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// state, ppid and pgrp follow the parenthesised command name.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 3 || f[0] == "Z" {
+		// state, ppid and pgrp follow the command name.
+		f, err := statFields(pid)
+		if err != nil || len(f) < 3 || f[0] == "Z" {
 			continue
 		}
 		ppid, _ := strconv.Atoi(f[1])

@@ -62,7 +62,7 @@ func (b *bench) snapshot() (snapshot, error) {
 			sn.goroutines = g
 		}
 		sn.heapStack = m["go_memstats_heap_inuse_bytes"] + m["go_memstats_stack_inuse_bytes"]
-		if sn.rssKB, err = rssKB(pid); err != nil {
+		if sn.rssKB, err = procKB(pid, "status", "VmRSS:"); err != nil {
 			return sn, err
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -209,7 +210,7 @@ func (s *stack) start(ctx context.Context) error {
 	if err := s.startFpmux(ctx); err != nil {
 		return err
 	}
-	if _, _, err := s.deploy(ctx, "r1", r1, true); err != nil {
+	if _, _, err := s.deploy(ctx, "r1", r1, true, nil); err != nil {
 		return err
 	}
 	return s.startNginx(ctx)
@@ -282,63 +283,39 @@ http {
     scgi_temp_path {{dir}}/tmp/scgi;
 `
 
-// nginxConf is the whole nginx config: three servers that differ only in
-// their root and the way to php-fpm.
-const nginxConf = nginxHead + `
-    # As config/examples/nginx.conf recommends.
-    upstream fpmux {
-        server unix:{{sock}};
-        keepalive {{keepalive}};
-    }
-
-    # direct: nginx straight to release r1's php-fpm pool, one connection
-    # per request, the usual way to run php-fpm.
-    server {
-        listen {{direct}};
-        root {{releases}}/r1;
+// nginxServer is one server block on addr under root, passing PHP to pass
+// with SCRIPT_FILENAME under scriptRoot ($document_root, or $realpath_root,
+// which DOCUMENT_ROOT then follows), keeping the connection when keep.
+func nginxServer(addr, root, scriptRoot, pass string, keep bool) string {
+	var docroot, keepConn string
+	if scriptRoot == "$realpath_root" {
+		// fastcgi_params sends DOCUMENT_ROOT $document_root; the later
+		// value is the one php-fpm keeps.
+		docroot = "\n            fastcgi_param DOCUMENT_ROOT $realpath_root;"
+	}
+	if keep {
+		keepConn = "\n            fastcgi_keep_conn on;"
+	}
+	return fmt.Sprintf(`    server {
+        listen %s;
+        root %s;
         location ~ \.php$ {
             include {{params}};
-            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+            fastcgi_param SCRIPT_FILENAME %s$fastcgi_script_name;%s
             fastcgi_param HTTP_PROXY "";
-            fastcgi_pass unix:{{poolsock}};
+            fastcgi_pass %s;%s
             fastcgi_connect_timeout 5s;
             fastcgi_read_timeout 60s;
         }
     }
-
-    # realpath_root: nginx resolves the current symlink per request, the
-    # usual way to deploy atomically without fpmux, to the same pool as
-    # direct, one connection per request.
-    server {
-        listen {{realpath}};
-        root {{current}};
-        location ~ \.php$ {
-            include {{params}};
-            fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;
-            fastcgi_param DOCUMENT_ROOT $realpath_root;
-            fastcgi_param HTTP_PROXY "";
-            fastcgi_pass unix:{{poolsock}};
-            fastcgi_connect_timeout 5s;
-            fastcgi_read_timeout 60s;
-        }
-    }
-
-    # via fpmux: the docroot fpmux rewrites, kept-alive connections to fpmux.
-    server {
-        listen {{via}};
-        root {{current}};
-        location ~ \.php$ {
-            include {{params}};
-            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
-            fastcgi_param HTTP_PROXY "";
-            fastcgi_pass fpmux;
-            fastcgi_keep_conn on;
-            fastcgi_connect_timeout 5s;
-            fastcgi_read_timeout 60s;
-        }
-    }
+`, addr, root, scriptRoot, docroot, pass, keepConn)
 }
-`
+
+// nginxUpstream is an upstream of one server with kept connections; extra
+// lines go in as they are.
+func nginxUpstream(name, server string, keepalive int, extra string) string {
+	return fmt.Sprintf("    upstream %s {\n        server %s;\n        keepalive %d;\n%s    }\n", name, server, keepalive, extra)
+}
 
 func (s *stack) startNginx(ctx context.Context) error {
 	addrs := make([]string, 3)
@@ -357,19 +334,18 @@ func (s *stack) startNginx(ctx context.Context) error {
 	return nil
 }
 
-// nginxConfig is nginxConf for the stack's paths and addresses, nginxHead's
-// placeholders still in.
+// nginxConfig is the main stack's nginx config, nginxHead's placeholders
+// still in: direct goes straight to release r1's pool, one connection per
+// request, the usual way to run php-fpm; realpath_root resolves the
+// current symlink per request, the usual way to deploy atomically without
+// fpmux, to the same pool; via fpmux keeps its connections to fpmux, as
+// config/examples/nginx.conf recommends.
 func (s *stack) nginxConfig() string {
-	return strings.NewReplacer(
-		"{{keepalive}}", strconv.Itoa(s.o.keepalive),
-		"{{sock}}", s.sock,
-		"{{direct}}", s.direct,
-		"{{via}}", s.via,
-		"{{realpath}}", s.realpath,
-		"{{releases}}", s.releases,
-		"{{current}}", s.current,
-		"{{poolsock}}", filepath.Join(s.stateDir, "pools", "r1", "fpm.sock"),
-	).Replace(nginxConf)
+	pool := "unix:" + filepath.Join(s.stateDir, "pools", "r1", "fpm.sock")
+	return nginxHead + nginxUpstream("fpmux", "unix:"+s.sock, s.o.keepalive, "") +
+		nginxServer(s.direct, filepath.Join(s.releases, "r1"), "$document_root", pool, false) +
+		nginxServer(s.realpath, s.current, "$realpath_root", pool, false) +
+		nginxServer(s.via, s.current, "$document_root", "fpmux", true) + "}\n"
 }
 
 // launchNginx fills in nginxHead's placeholders in conf, writes it under
@@ -446,62 +422,91 @@ func waitFor(ctx context.Context, what string, bound time.Duration, cond func() 
 
 // release is the part of the admin API's release the bench reads.
 type release struct {
-	ID    string `json:"id"`
-	State string `json:"state"`
-	Pool  *struct {
+	ID          string     `json:"id"`
+	State       string     `json:"state"`
+	ActivatedAt *time.Time `json:"activated_at"`
+	Pool        *struct {
 		Pid int `json:"pid"`
 	} `json:"pool"`
+	Warmup []struct {
+		Path   string `json:"path"`
+		Status int    `json:"status"`
+		MS     int64  `json:"ms"`
+		Failed int    `json:"failed"`
+	} `json:"warmup"`
 }
 
-// deploy registers a release and, with activate, makes it active; it
-// returns how long the admin POST took to answer 201: deploy to active.
-func (s *stack) deploy(ctx context.Context, id, root string, activate bool) (time.Duration, release, error) {
-	body, _ := json.Marshal(map[string]any{"id": id, "root": root, "activate": activate})
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://fpmux/v1/releases", bytes.NewReader(body))
+// adminCall sends method path to the admin API with body as JSON (none
+// when nil) and, when the answer has status want, decodes it into out
+// (unless nil).
+func (s *stack) adminCall(ctx context.Context, method, path string, body any, want int, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://fpmux"+path, rd)
 	if err != nil {
-		return 0, release{}, fmt.Errorf("deploy %s: %w", id, err)
+		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	start := time.Now()
 	resp, err := s.admin.Do(req)
 	if err != nil {
-		return 0, release{}, fmt.Errorf("deploy %s: %w", id, err)
+		return err
 	}
+	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	took := time.Since(start)
-	if err != nil {
-		return took, release{}, fmt.Errorf("deploy %s: read answer: %w", id, err)
+	switch {
+	case err != nil:
+		return fmt.Errorf("read answer: %w", err)
+	case resp.StatusCode != want:
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+	case out != nil:
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("decode answer: %w", err)
+		}
 	}
-	if resp.StatusCode != http.StatusCreated {
-		return took, release{}, fmt.Errorf("deploy %s: %s: %s", id, resp.Status, bytes.TrimSpace(b))
+	return nil
+}
+
+// deploy registers a release and, with activate, makes it active; warmup,
+// when not nil, is the deploy's own warm-up list. It returns how long the
+// admin POST took to answer 201: deploy to active.
+func (s *stack) deploy(ctx context.Context, id, root string, activate bool, warmup []string) (time.Duration, release, error) {
+	body := map[string]any{"id": id, "root": root, "activate": activate}
+	if warmup != nil {
+		body["warmup"] = warmup
 	}
 	var r release
-	if err := json.Unmarshal(b, &r); err != nil {
-		return took, r, fmt.Errorf("deploy %s: decode answer: %w", id, err)
+	start := time.Now()
+	err := s.adminCall(ctx, "POST", "/v1/releases", body, http.StatusCreated, &r)
+	took := time.Since(start)
+	if err != nil {
+		return took, r, fmt.Errorf("deploy %s: %w", id, err)
 	}
-	if r.Pool != nil && r.Pool.Pid > 0 {
-		s.mu.Lock()
-		s.pgids[r.Pool.Pid] = true // the master leads its own process group
-		s.mu.Unlock()
-	}
+	s.notePools(r)
 	return took, r, nil
+}
+
+// notePools records the process groups of the releases' pools (each
+// master leads its own), so that close can find what outlives the run.
+func (s *stack) notePools(rs ...release) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range rs {
+		if r.Pool != nil && r.Pool.Pid > 0 {
+			s.pgids[r.Pool.Pid] = true
+		}
+	}
 }
 
 // retire asks fpmux to drain and stop a release that is not active.
 func (s *stack) retire(ctx context.Context, id string) error {
-	req, err := http.NewRequestWithContext(ctx, "DELETE", "http://fpmux/v1/releases/"+id, nil)
-	if err != nil {
+	if err := s.adminCall(ctx, "DELETE", "/v1/releases/"+id, nil, http.StatusAccepted, nil); err != nil {
 		return fmt.Errorf("retire %s: %w", id, err)
-	}
-	resp, err := s.admin.Do(req)
-	if err != nil {
-		return fmt.Errorf("retire %s: %w", id, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("retire %s: %s: %s", id, resp.Status, bytes.TrimSpace(b))
 	}
 	return nil
 }
@@ -526,22 +531,9 @@ func (s *stack) waitRetired(ctx context.Context, bound time.Duration) (notRetire
 }
 
 func (s *stack) releaseList(ctx context.Context) ([]release, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://fpmux/v1/releases", nil)
-	if err != nil {
-		return nil, fmt.Errorf("list releases: %w", err)
-	}
-	resp, err := s.admin.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("list releases: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("list releases: %s %v: %s", resp.Status, err, b)
-	}
 	var rs []release
-	if err := json.Unmarshal(b, &rs); err != nil {
-		return nil, fmt.Errorf("list releases: decode: %w", err)
+	if err := s.adminCall(ctx, "GET", "/v1/releases", nil, http.StatusOK, &rs); err != nil {
+		return nil, fmt.Errorf("list releases: %w", err)
 	}
 	return rs, nil
 }
@@ -659,7 +651,8 @@ func (s *stack) reapLeftovers() error {
 type proc struct {
 	name     string
 	cmd      *exec.Cmd
-	done     chan struct{}
+	done     chan struct{} // closed once Wait returned
+	gone     atomic.Bool   // set just before done is closed
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -684,6 +677,7 @@ func startProc(name string, cmd *exec.Cmd) (*proc, error) {
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
+		p.gone.Store(true)
 		close(p.done)
 	}()
 	return p, nil
@@ -691,14 +685,7 @@ func startProc(name string, cmd *exec.Cmd) (*proc, error) {
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *proc) exited() bool { return p.gone.Load() }
 
 // stop sends sig and waits up to bound for the process to exit, then kills
 // its process group; that, or an exit before being asked, is an error.

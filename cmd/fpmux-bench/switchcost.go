@@ -6,12 +6,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,45 +36,6 @@ func groupCPU(ps []procInfo, pgid int) (time.Duration, int) {
 	return sum, n
 }
 
-// schedRuntime is the first field of /proc/<pid>/schedstat: the time the
-// process has run on a CPU, in nanoseconds.
-func schedRuntime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/schedstat")
-	if err != nil {
-		return 0, fmt.Errorf("read schedstat of pid %d: %w", pid, err)
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0, fmt.Errorf("read schedstat of pid %d: empty", pid)
-	}
-	ns, err := strconv.ParseInt(f[0], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("read schedstat of pid %d: %w", pid, err)
-	}
-	return time.Duration(ns), nil
-}
-
-// childrenCPU returns the user and system time of pid's reaped children
-// (/proc/<pid>/stat fields 16 and 17): a pool's master, once fpmux reaped
-// it, with every worker it reaped.
-func childrenCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, fmt.Errorf("read stat of pid %d: %w", pid, err)
-	}
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 15 {
-		return 0, fmt.Errorf("read stat of pid %d: too short", pid)
-	}
-	cu, err1 := strconv.ParseInt(f[13], 10, 64)
-	cs, err2 := strconv.ParseInt(f[14], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("read stat of pid %d: bad times %q %q", pid, f[13], f[14])
-	}
-	return time.Duration(cu+cs) * clockTick, nil
-}
-
 // poolsPSS sums the PSS of every php-fpm process under fpmux.
 func poolsPSS(fpmuxPid int) uint64 {
 	var sum uint64
@@ -85,28 +43,11 @@ func poolsPSS(fpmuxPid int) uint64 {
 		if !strings.HasPrefix(p.cmdline, "php-fpm") {
 			continue
 		}
-		if kb, err := pssKB(p.pid); err == nil {
-			sum += kb
+		if kb, err := procKB(p.pid, "smaps_rollup", "Pss:"); err == nil {
+			sum += uint64(kb)
 		}
 	}
 	return sum
-}
-
-// pssKB is the Pss line of /proc/<pid>/smaps_rollup, in KiB.
-func pssKB(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
-	if err != nil {
-		return 0, fmt.Errorf("read smaps_rollup of pid %d: %w", pid, err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				return strconv.ParseUint(f[0], 10, 64)
-			}
-		}
-	}
-	return 0, fmt.Errorf("read smaps_rollup of pid %d: no Pss line", pid)
 }
 
 type pssSample struct {
@@ -170,15 +111,11 @@ func cycleMemory(samples []pssSample, starts []time.Time, end time.Time) (ratios
 // the old pool had run when the switch came). It samples the pools' PSS all
 // along.
 func (b *bench) switchCost(ctx context.Context) (*table, error) {
-	rate, err := b.openRate(ctx)
+	rate, roots, err := b.switchSetup(ctx, "c")
 	if err != nil {
 		return nil, err
 	}
 	n, every := b.o.switches, b.o.switchEvery
-	roots, err := b.writeReleases("c", n)
-	if err != nil {
-		return nil, err
-	}
 	oldPid, err := b.s.activePool(ctx)
 	if err != nil {
 		return nil, err
@@ -187,7 +124,6 @@ func (b *bench) switchCost(ctx context.Context) (*table, error) {
 		return nil, err
 	}
 	fpid := b.s.fpmux.pid()
-	load := b.startLoad(ctx, rate, time.Duration(n+1)*every)
 	memCtx, memStop := context.WithCancel(ctx)
 	var (
 		mem     []pssSample
@@ -207,25 +143,17 @@ func (b *bench) switchCost(ctx context.Context) (*table, error) {
 		workers           []int
 		retireMS          []float64
 	)
-	t0 := time.Now()
-	for i := range n {
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Until(t0.Add(time.Duration(i+1) * every))):
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	lp, err := b.underLoad(ctx, "switchcost", "/hello.php", rate, n, every, func(i int) error {
 		id := fmt.Sprintf("c%d", i+1)
 		reaped0, err := childrenCPU(fpid)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		starts = append(starts, time.Now())
-		took, r, err := b.s.deploy(ctx, id, roots[i], true)
+		took, r, err := b.s.deploy(ctx, id, roots[i], true, nil)
 		ds.add("switchcost", id, took, err)
 		if err != nil || r.Pool == nil {
-			continue
+			return nil
 		}
 		ps := processes()
 		cpu, k := groupCPU(ps, r.Pool.Pid)
@@ -238,7 +166,7 @@ func (b *bench) switchCost(ctx context.Context) (*table, error) {
 			_, k := groupCPU(processes(), oldPid)
 			return k == 0, nil
 		}); err != nil {
-			return nil, err
+			return err
 		}
 		retireMS = append(retireMS, ms(time.Since(gone)))
 		// fpmux reaps the master after its group is gone; its times
@@ -253,14 +181,13 @@ func (b *bench) switchCost(ctx context.Context) (*table, error) {
 		logf("switchcost: %s active in %.0f ms, its %d workers and master ran %.1f ms; the old pool stopped in %.0f ms on %.1f ms of CPU",
 			id, ms(took), k-1, ms(cpu), retireMS[len(retireMS)-1], ms(reaped-oldCPU))
 		oldPid = r.Pool.Pid
-	}
-	lp, err := load.wait(ctx, false)
+		return nil
+	})
 	memStop()
 	memDone.Wait()
 	if err != nil {
 		return nil, err
 	}
-	b.count("switchcost", lp.phase)
 	b.countDeploys("switchcost", ds)
 	ratios, steady := cycleMemory(mem, starts, time.Now())
 

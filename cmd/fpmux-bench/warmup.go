@@ -9,12 +9,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"time"
@@ -41,46 +37,16 @@ type warmDeploy struct {
 	failed    int
 }
 
-// deployWarm deploys id from root through the admin API with warmup as its
-// own warm-up list ([] for none), and returns when the release became
-// active by fpmux's clock (activated_at).
+// deployWarm deploys id from root with warmup as its own warm-up list ([]
+// for none), and returns when the release became active by fpmux's clock
+// (activated_at) and how long the deploy took.
 func (b *bench) deployWarm(ctx context.Context, id, root string, warmup []string) (time.Time, time.Duration, error) {
-	body, _ := json.Marshal(map[string]any{"id": id, "root": root, "activate": true, "warmup": warmup})
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://fpmux/v1/releases", bytes.NewReader(body))
+	took, r, err := b.s.deploy(ctx, id, root, true, warmup)
+	if err == nil && r.ActivatedAt == nil {
+		err = fmt.Errorf("deploy %s: no activated_at in the answer", id)
+	}
 	if err != nil {
-		return time.Time{}, 0, fmt.Errorf("deploy %s: %w", id, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	start := time.Now()
-	resp, err := b.s.admin.Do(req)
-	if err != nil {
-		return time.Time{}, 0, fmt.Errorf("deploy %s: %w", id, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	took := time.Since(start)
-	if err != nil || resp.StatusCode != http.StatusCreated {
-		return time.Time{}, took, fmt.Errorf("deploy %s: %s %v: %s", id, resp.Status, err, bytes.TrimSpace(data))
-	}
-	var r struct {
-		ActivatedAt *time.Time `json:"activated_at"`
-		Pool        *struct {
-			Pid int `json:"pid"`
-		} `json:"pool"`
-		Warmup []struct {
-			Path   string `json:"path"`
-			Status int    `json:"status"`
-			MS     int64  `json:"ms"`
-			Failed int    `json:"failed"`
-		} `json:"warmup"`
-	}
-	if err := json.Unmarshal(data, &r); err != nil || r.ActivatedAt == nil {
-		return time.Time{}, took, fmt.Errorf("deploy %s: no activated_at in %.300s (%v)", id, data, err)
-	}
-	if r.Pool != nil && r.Pool.Pid > 0 {
-		b.s.mu.Lock()
-		b.s.pgids[r.Pool.Pid] = true
-		b.s.mu.Unlock()
+		return time.Time{}, took, err
 	}
 	for _, w := range r.Warmup {
 		logf("warmup: %s warmed %s: first request %d in %d ms, %d failed", id, w.Path, w.Status, w.MS, w.Failed)
@@ -106,46 +72,28 @@ func (b *bench) warmupSection(ctx context.Context) (*table, error) {
 	if err := b.pause(ctx); err != nil {
 		return nil, err
 	}
-	var (
-		lp      openPhase
-		loadErr error
-		done    = make(chan struct{})
-	)
-	go func() {
-		defer close(done)
-		lp, loadErr = openLoop(ctx, newTarget(b.s.via, warmupPage), warmupRate, time.Duration(n+1)*warmupEvery, maxOpenConns)
-	}()
-	t0 := time.Now()
 	deploys := make([]warmDeploy, 0, n)
 	var ds deployStats
-	for i := range n {
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Until(t0.Add(time.Duration(i+1) * warmupEvery))):
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	lp, err := b.underLoad(ctx, "warmup", warmupPage, warmupRate, n, warmupEvery, func(i int) error {
 		d := warmDeploy{warm: i%2 == 1}
 		paths := []string{}
 		if d.warm {
 			paths = []string{warmupPage}
 		}
 		id := fmt.Sprintf("w%d", i+1)
-		var err error
 		d.posted = time.Now()
-		d.activated, d.took, err = b.deployWarm(ctx, id, root, paths)
-		ds.add("warmup", id, d.took, err)
+		activated, took, err := b.deployWarm(ctx, id, root, paths)
+		ds.add("warmup", id, took, err)
 		if err == nil {
-			logf("warmup: deployed %s (warm-up %v) in %.0f ms", id, d.warm, ms(d.took))
+			d.activated, d.took = activated, took
+			logf("warmup: deployed %s (warm-up %v) in %.0f ms", id, d.warm, ms(took))
 			deploys = append(deploys, d)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	<-done
-	if loadErr != nil {
-		return nil, loadErr
-	}
-	b.count("warmup", lp.phase)
 	b.countDeploys("warmup", ds)
 
 	var steady []time.Duration

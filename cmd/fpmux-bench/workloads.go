@@ -32,16 +32,54 @@ type bench struct {
 	cpu func() cpuSnap // what ab measures a phase's CPU by; nil: the main stack's
 }
 
+// section is one part of a run and the table it prints.
+type section struct {
+	name      string
+	inDefault bool // runs when -only is not given
+	run       func(b *bench, ctx context.Context) (*table, error)
+}
+
 // sections in the order they run: the first five compare two modes on
 // release r1; switch and deploys replace r1, so they come after. compare
 // brings up stacks of its own, one per way, and runs only when named.
-var sectionNames = []string{"hello", "rate", "framework", "apcu", "pinned", "switch", "switchcost", "scale", "deploys", "warmup", "realapp", "compare"}
+var sections = []section{
+	{"hello", true, func(b *bench, ctx context.Context) (*table, error) {
+		return b.closedSection(ctx, "hello", "/hello.php", b.o.conns, b.s.direct, 0.95)
+	}},
+	{"rate", true, (*bench).rate},
+	{"framework", true, func(b *bench, ctx context.Context) (*table, error) {
+		return b.closedSection(ctx, "framework", "/fw/index.php", b.o.conns, b.s.direct, 0.98)
+	}},
+	// Issue 16's light page at saturation: 16 clients, against the other
+	// way to deploy atomically, on the same pool.
+	{"apcu", true, func(b *bench, ctx context.Context) (*table, error) {
+		return b.closedSection(ctx, "apcu", "/apcu.php", 16, b.s.realpath, 0.95)
+	}},
+	{"pinned", true, (*bench).pinned},
+	{"switch", true, (*bench).switches},
+	{"switchcost", true, (*bench).switchCost},
+	{"scale", true, (*bench).scale},
+	{"deploys", true, (*bench).deploys},
+	{"warmup", true, (*bench).warmupSection},
+	{"realapp", true, (*bench).realapp},
+	{"compare", false, (*bench).compare},
+}
 
-// defaultSections run when -only is not given.
-var defaultSections = sectionNames[:len(sectionNames)-1]
+// sectionNames lists every section, and defaultSections those that run
+// when -only is not given.
+var sectionNames, defaultSections = func() (all, def []string) {
+	for _, s := range sections {
+		all = append(all, s.name)
+		if s.inDefault {
+			def = append(def, s.name)
+		}
+	}
+	return all, def
+}()
 
 // needsStack reports whether a chosen section measures the main stack
-// (fpmux and nginx with the direct and via servers); compare alone does not.
+// (fpmux and nginx with the direct and via servers); compare and realapp
+// bring up their own.
 func (b *bench) needsStack() bool {
 	for name := range b.o.only {
 		if name != "compare" && name != "realapp" {
@@ -57,46 +95,17 @@ func (b *bench) run(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, name := range sectionNames {
-		if !b.o.only[name] {
+	for _, sec := range sections {
+		if !b.o.only[sec.name] {
 			continue
 		}
-		logf("section %s", name)
-		var t *table
-		var err error
-		switch name {
-		case "hello":
-			t, err = b.closedSection(ctx, "hello", "/hello.php", b.o.conns, b.s.direct, 0.95)
-		case "rate":
-			t, err = b.rate(ctx)
-		case "framework":
-			t, err = b.closedSection(ctx, "framework", "/fw/index.php", b.o.conns, b.s.direct, 0.98)
-		case "apcu":
-			// Issue 16's light page at saturation: 16 clients, against
-			// the other way to deploy atomically on the same pool.
-			t, err = b.closedSection(ctx, "apcu", "/apcu.php", 16, b.s.realpath, 0.95)
-		case "pinned":
-			t, err = b.pinned(ctx)
-		case "switch":
-			t, err = b.switches(ctx)
-		case "switchcost":
-			t, err = b.switchCost(ctx)
-		case "scale":
-			t, err = b.scale(ctx)
-		case "deploys":
-			t, err = b.deploys(ctx)
-		case "warmup":
-			t, err = b.warmupSection(ctx)
-		case "realapp":
-			t, err = b.realapp(ctx)
-		case "compare":
-			t, err = b.compare(ctx)
-		}
+		logf("section %s", sec.name)
+		t, err := sec.run(b, ctx)
 		if t != nil {
 			b.out(t)
 		}
 		if err != nil {
-			return fmt.Errorf("section %s: %w", name, err)
+			return fmt.Errorf("section %s: %w", sec.name, err)
 		}
 	}
 	return nil
