@@ -69,6 +69,12 @@ func (b *bench) warmupSection(ctx context.Context) (*table, error) {
 	if _, err := writeFramework(filepath.Join(root, "fw")); err != nil {
 		return nil, err
 	}
+	// The load starts on the framework page: a release that has it must
+	// serve it by then (after the deploys section, a hello-only one is
+	// active).
+	if _, _, err := b.s.deploy(ctx, "w0", root, true, []string{warmupPage}); err != nil {
+		return nil, err
+	}
 	if err := b.pause(ctx); err != nil {
 		return nil, err
 	}
