@@ -1,13 +1,10 @@
-// Tests of the pure parts: percentiles and medians, the table format, the
-// FastCGI record encoding and decoding, and the flags. None needs nginx or
-// php-fpm, and none asserts on timing.
+// Tests of the pure parts: percentiles and medians, the table format, and
+// the flags. None needs nginx or php-fpm, and none asserts on timing.
 
 package main
 
 import (
-	"bytes"
 	"io"
-	"strings"
 	"testing"
 	"time"
 )
@@ -85,155 +82,6 @@ func TestTableMarkdownWideRunes(t *testing.T) {
 		"| deploy→active | 1   |\n"
 	if got := tb.markdown(); got != want {
 		t.Errorf("markdown:\n%s\nwant:\n%s", got, want)
-	}
-}
-
-func TestAppendRecord(t *testing.T) {
-	tests := []struct {
-		name    string
-		typ     uint8
-		id      uint16
-		content []byte
-		want    []byte
-	}{
-		{"empty params", fcgiParams, 1, nil, []byte{1, 4, 0, 1, 0, 0, 0, 0}},
-		{"padded to 8", fcgiStdout, 0x0102, []byte("hello"),
-			[]byte{1, 6, 1, 2, 0, 5, 3, 0, 'h', 'e', 'l', 'l', 'o', 0, 0, 0}},
-		{"no padding at 8", fcgiStdin, 1, []byte("12345678"),
-			[]byte{1, 5, 0, 1, 0, 8, 0, 0, '1', '2', '3', '4', '5', '6', '7', '8'}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := appendRecord(nil, tt.typ, tt.id, tt.content); !bytes.Equal(got, tt.want) {
-				t.Errorf("appendRecord = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestEncodeParams(t *testing.T) {
-	got := encodeParams([][2]string{{"A", "bc"}})
-	if want := []byte{1, 2, 'A', 'b', 'c'}; !bytes.Equal(got, want) {
-		t.Errorf("short pair = %v, want %v", got, want)
-	}
-	long := strings.Repeat("x", 200)
-	got = encodeParams([][2]string{{"K", long}})
-	want := append([]byte{1, 0x80, 0, 0, 200, 'K'}, long...)
-	if !bytes.Equal(got, want) {
-		t.Errorf("long value: header %v, want %v", got[:6], want[:6])
-	}
-	got = encodeParams([][2]string{{"E", ""}})
-	if want := []byte{1, 0, 'E'}; !bytes.Equal(got, want) {
-		t.Errorf("empty value = %v, want %v", got, want)
-	}
-}
-
-func TestEncodeRequest(t *testing.T) {
-	got := encodeRequest(1, [][2]string{{"A", "b"}}, true)
-	want := []byte{
-		1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, // BEGIN_REQUEST responder, keep-conn
-		1, 4, 0, 1, 0, 4, 4, 0, 1, 1, 'A', 'b', 0, 0, 0, 0, // PARAMS
-		1, 4, 0, 1, 0, 0, 0, 0, // end of PARAMS
-		1, 5, 0, 1, 0, 0, 0, 0, // end of STDIN
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("encodeRequest =\n%v\nwant\n%v", got, want)
-	}
-	if got := encodeRequest(1, nil, false); got[10] != 0 {
-		t.Errorf("flags without keep-conn = %d, want 0", got[10])
-	}
-}
-
-// TestEncodeRequestSplitsParams checks that params over 65535 bytes go in
-// more than one record, which a reader reassembles.
-func TestEncodeRequestSplitsParams(t *testing.T) {
-	big := strings.Repeat("v", 70000)
-	req := encodeRequest(3, [][2]string{{"BIG", big}}, true)
-	r := bytes.NewReader(req[16:]) // after BEGIN_REQUEST
-	var params []byte
-	records := 0
-	for {
-		var hdr [8]byte
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			t.Fatal(err)
-		}
-		n, pad := int(hdr[4])<<8|int(hdr[5]), int(hdr[6])
-		body := make([]byte, n+pad)
-		if _, err := io.ReadFull(r, body); err != nil {
-			t.Fatal(err)
-		}
-		if hdr[1] != fcgiParams || n == 0 {
-			break
-		}
-		records++
-		params = append(params, body[:n]...)
-	}
-	if records != 2 {
-		t.Errorf("params went in %d records, want 2", records)
-	}
-	if want := encodeParams([][2]string{{"BIG", big}}); !bytes.Equal(params, want) {
-		t.Errorf("reassembled params differ (%d bytes, want %d)", len(params), len(want))
-	}
-}
-
-func TestReadResponse(t *testing.T) {
-	var stream []byte
-	stream = appendRecord(stream, fcgiStdout, 1, []byte("Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nno"))
-	stream = appendRecord(stream, fcgiStderr, 1, []byte("Primary script unknown"))
-	stream = appendRecord(stream, fcgiStdout, 1, []byte(" such page"))
-	stream = appendRecord(stream, fcgiStdout, 1, nil)
-	stream = appendRecord(stream, fcgiEndRequest, 1, []byte{0, 0, 0, 7, 0, 0, 0, 0})
-	stream = append(stream, "next"...) // must stay unread
-	r := bytes.NewReader(stream)
-	resp, err := readResponse(r, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := string(resp.body()); got != "no such page" {
-		t.Errorf("body = %q", got)
-	}
-	if resp.httpStatus() != 404 || resp.appStatus != 7 || string(resp.stderr) != "Primary script unknown" {
-		t.Errorf("status %d, app status %d, stderr %q", resp.httpStatus(), resp.appStatus, resp.stderr)
-	}
-	if r.Len() != 4 {
-		t.Errorf("%d bytes left after END_REQUEST, want 4", r.Len())
-	}
-}
-
-func TestReadResponseErrors(t *testing.T) {
-	tests := []struct {
-		name   string
-		stream []byte
-	}{
-		{"other request id", appendRecord(nil, fcgiStdout, 2, []byte("x"))},
-		{"short END_REQUEST", appendRecord(nil, fcgiEndRequest, 1, []byte{0, 0})},
-		{"truncated", appendRecord(nil, fcgiStdout, 1, []byte("hello"))[:10]},
-		{"bad version", []byte{2, 6, 0, 1, 0, 0, 0, 0}},
-		{"no END_REQUEST", appendRecord(nil, fcgiStdout, 1, []byte("x"))},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if _, err := readResponse(bytes.NewReader(tt.stream), 1); err == nil {
-				t.Error("no error")
-			}
-		})
-	}
-}
-
-func TestHTTPStatus(t *testing.T) {
-	tests := []struct {
-		stdout string
-		want   int
-	}{
-		{"Content-type: text/html\r\n\r\nhello\n", 200},
-		{"Status: 503 Service Unavailable\r\n\r\nbusy", 503},
-		{"status:404\r\n\r\n", 404},
-		{"Status: nonsense\r\n\r\n", 0},
-	}
-	for _, tt := range tests {
-		if got := (fcgiResponse{stdout: []byte(tt.stdout)}).httpStatus(); got != tt.want {
-			t.Errorf("httpStatus(%q) = %d, want %d", tt.stdout, got, tt.want)
-		}
 	}
 }
 

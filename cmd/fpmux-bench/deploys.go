@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fpmux/fpmux/fcgiclient"
 )
 
 // writeReleases writes hello releases prefix1..prefixN and returns their
@@ -144,13 +146,13 @@ func (b *bench) countDeploys(section string, d deployStats) {
 	}
 }
 
-// controlLoop sends GET /hello.php as raw FastCGI straight to a pool's
+// controlLoop sends GET /hello.php over FastCGI straight to a pool's
 // socket at rate per second, on a new connection each as nginx does without
-// keep-alive, until ctx ends. It is the switch section's control: a pool
+// keep-alive, until ctx ends (a request under way still ends on its own). It is the switch section's control: a pool
 // fpmux does not route to, so a stall it shares with the requests through
 // fpmux comes from the machine (php-fpm starting), not from fpmux's switch.
 func controlLoop(ctx context.Context, sock, root string, rate float64) (time.Time, []sample) {
-	req := encodeRequest(1, helloParams(root), false)
+	req := fcgiclient.Request{Params: helloParams(root)}
 	period := time.Duration(float64(time.Second) / rate)
 	var (
 		mu      sync.Mutex
@@ -170,14 +172,11 @@ func controlLoop(ctx context.Context, sock, root string, rate float64) (time.Tim
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := dialFCGI("unix", sock, req)
-			if err == nil {
-				var resp fcgiResponse
-				resp, err = c.do(requestTimeout)
-				c.Close()
-				if err == nil && resp.httpStatus() != 200 {
-					err = fmt.Errorf("status %d", resp.httpStatus())
-				}
+			rctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+			resp, err := fcgiclient.Fetch(rctx, "unix", sock, req)
+			cancel()
+			if err == nil && resp.Status != 200 {
+				err = fmt.Errorf("status %d", resp.Status)
 			}
 			s := sample{intended: intended, lat: time.Since(start.Add(intended)), failed: err != nil, done: true}
 			mu.Lock()

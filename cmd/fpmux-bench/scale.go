@@ -7,11 +7,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fpmux/fpmux/fcgiclient"
 )
 
 // snapshot is fpmux's resources at one moment.
@@ -70,18 +74,31 @@ func (b *bench) snapshot() (snapshot, error) {
 	return sn, nil
 }
 
-// idleConns are raw FastCGI connections held open and idle.
+// idleConns are FastCGI connections held open and idle.
 type idleConns struct {
-	conns  []*fcgiConn
+	conns  []net.Conn
 	failed int
 	first  string
+}
+
+// helloParams are the CGI params nginx's fastcgi_params would send for GET
+// /hello.php under docroot.
+func helloParams(docroot string) map[string]string {
+	return map[string]string{
+		"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "fpmux-bench", "SERVER_PROTOCOL": "HTTP/1.1",
+		"SERVER_NAME": "localhost", "SERVER_ADDR": "127.0.0.1", "SERVER_PORT": "80",
+		"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "40000", "REQUEST_METHOD": "GET",
+		"REQUEST_URI": "/hello.php", "DOCUMENT_URI": "/hello.php", "QUERY_STRING": "",
+		"CONTENT_TYPE": "", "CONTENT_LENGTH": "", "SCRIPT_NAME": "/hello.php",
+		"DOCUMENT_ROOT": docroot, "SCRIPT_FILENAME": docroot + "/hello.php", "HTTP_HOST": "localhost",
+	}
 }
 
 // openIdle opens n keep-alive FastCGI connections straight to fpmux's
 // socket, each doing one hello request, 32 at a time.
 func (b *bench) openIdle(ctx context.Context, n int) *idleConns {
-	req := encodeRequest(1, helloParams(b.s.current), true)
-	ic := &idleConns{conns: make([]*fcgiConn, 0, n)}
+	req := fcgiclient.Request{Params: helloParams(b.s.current)}
+	ic := &idleConns{conns: make([]net.Conn, 0, n)}
 	var mu sync.Mutex
 	next := make(chan struct{})
 	var wg sync.WaitGroup
@@ -90,12 +107,14 @@ func (b *bench) openIdle(ctx context.Context, n int) *idleConns {
 		go func() {
 			defer wg.Done()
 			for range next {
-				c, err := dialFCGI("unix", b.s.sock, req)
+				c, err := net.DialTimeout("unix", b.s.sock, 5*time.Second)
 				if err == nil {
-					var resp fcgiResponse
-					resp, err = c.do(requestTimeout)
-					if err == nil && (resp.httpStatus() != 200 || string(resp.body()) != "hello\n") {
-						err = fmt.Errorf("fastcgi hello: status %d, body %.200q", resp.httpStatus(), resp.body())
+					rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+					var resp *fcgiclient.Response
+					resp, err = fcgiclient.Do(rctx, c, req)
+					cancel()
+					if err == nil && (resp.Status != 200 || string(resp.Body) != "hello\n") {
+						err = fmt.Errorf("fastcgi hello: status %d, body %.200q", resp.Status, resp.Body)
 					}
 					if err != nil {
 						c.Close()
@@ -126,11 +145,13 @@ func (b *bench) openIdle(ctx context.Context, n int) *idleConns {
 }
 
 // closeAll closes the connections and returns how many fpmux still held
-// open.
+// open: on an idle connection it holds open, a read waits (and times out).
 func (ic *idleConns) closeAll() int {
 	open := 0
 	for _, c := range ic.conns {
-		if c.open() {
+		c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		var ne net.Error
+		if _, err := c.Read(make([]byte, 1)); errors.As(err, &ne) && ne.Timeout() {
 			open++
 		}
 		c.Close()
