@@ -6,10 +6,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -72,6 +75,33 @@ func (b *bench) snapshot() (snapshot, error) {
 	}
 	sn.phpFPM = phpFPMUnder(pid)
 	return sn, nil
+}
+
+// metrics reads fpmux's /metrics and returns its unlabelled samples by
+// name (go_goroutines, go_memstats_heap_inuse_bytes, ...).
+func (s *stack) metrics() (map[string]float64, error) {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + s.metricsAddr + "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("read metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(val, 64); err == nil {
+			m[name] = v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read metrics: %w", err)
+	}
+	return m, nil
 }
 
 // idleConns are FastCGI connections held open and idle.

@@ -1,12 +1,11 @@
 // This file owns the stack a run measures: a temp dir with the releases, a
-// built fpmux serving from it, nginx in front with one server straight to
-// the pool and one through fpmux, the admin calls that deploy releases, and
-// stopping all of it on every way out.
+// built fpmux serving from it, nginx in front with servers straight to the
+// pool, by $realpath_root and through fpmux, the admin calls that deploy
+// releases, and stopping all of it on every way out.
 
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -18,10 +17,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -538,33 +535,6 @@ func (s *stack) releaseList(ctx context.Context) ([]release, error) {
 	return rs, nil
 }
 
-// metrics reads fpmux's /metrics and returns its unlabelled samples by
-// name (go_goroutines, go_memstats_heap_inuse_bytes, ...).
-func (s *stack) metrics() (map[string]float64, error) {
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get("http://" + s.metricsAddr + "/metrics")
-	if err != nil {
-		return nil, fmt.Errorf("read metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	m := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		name, val, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(val, 64); err == nil {
-			m[name] = v
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read metrics: %w", err)
-	}
-	return m, nil
-}
-
 // logTail returns the last n lines of fpmux's log.
 func (s *stack) logTail(n int) string {
 	b, _ := os.ReadFile(s.fpmuxLog)
@@ -643,70 +613,4 @@ func (s *stack) reapLeftovers() error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// proc is one child process the bench started, in its own process group
-// (so a Ctrl-C at the terminal reaches only the bench, which stops the
-// children in order). One goroutine waits for it.
-type proc struct {
-	name     string
-	cmd      *exec.Cmd
-	done     chan struct{} // closed once Wait returned
-	gone     atomic.Bool   // set just before done is closed
-	stopOnce sync.Once
-	stopErr  error
-}
-
-// startLogged starts cmd as startProc does, its stdout and stderr going to
-// a new file at logPath.
-func startLogged(name string, cmd *exec.Cmd, logPath string) (*proc, error) {
-	out, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("start %s: create %s: %w", name, logPath, err)
-	}
-	defer out.Close() // the child has its own copy
-	cmd.Stdout, cmd.Stderr = out, out
-	return startProc(name, cmd)
-}
-
-func startProc(name string, cmd *exec.Cmd) (*proc, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		p.gone.Store(true)
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool { return p.gone.Load() }
-
-// stop sends sig and waits up to bound for the process to exit, then kills
-// its process group; that, or an exit before being asked, is an error.
-func (p *proc) stop(sig syscall.Signal, bound time.Duration) error {
-	p.stopOnce.Do(func() {
-		if p.exited() {
-			p.stopErr = fmt.Errorf("%s had exited before the end of the run: %v", p.name, p.cmd.ProcessState)
-			return
-		}
-		logf("stopping %s (pid %d) with %v", p.name, p.pid(), sig)
-		p.cmd.Process.Signal(sig)
-		select {
-		case <-p.done:
-			if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.ExitStatus() != 0 {
-				p.stopErr = fmt.Errorf("%s exited with %v after %v", p.name, p.cmd.ProcessState, sig)
-			}
-		case <-time.After(bound):
-			syscall.Kill(-p.pid(), syscall.SIGKILL)
-			<-p.done
-			p.stopErr = fmt.Errorf("%s did not exit within %v of %v; killed", p.name, bound, sig)
-		}
-	})
-	return p.stopErr
 }
