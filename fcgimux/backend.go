@@ -4,7 +4,6 @@
 package fcgimux
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -283,76 +282,69 @@ func (bc *backendConn) peek(fd uintptr) bool {
 	return true
 }
 
-// Warm sends one request, made of params, on each of n connections at once,
-// and keeps every connection open until all are answered, so that each
-// lands on a php-fpm child of its own. A child's first request costs it
-// milliseconds (php-fpm and opcache set themselves up on first use); warmed
-// before a release takes traffic, that cost is not paid by the first
-// requests of a switch, queued behind it. The connections then stay in
-// the Backend for reuse, up to maxIdle. Warm returns the failures, joined,
-// after every connection has been dealt with; ctx bounds the whole.
-func (b *Backend) Warm(ctx context.Context, n int, params map[string]string) error {
-	var req, pairs []byte
-	for k, v := range params {
-		pairs = appendPair(pairs, k, v)
+// Warm lends the pool's first connections, one per php-fpm child, to warm
+// them before the pool takes traffic: a child's first requests cost it
+// milliseconds (php-fpm and opcache set themselves up on first use, the
+// app fills its caches), and warmed here that cost is not paid by the
+// first requests of a switch, queued behind them. The connections that
+// warmed the children are the ones then kept for reuse, up to maxIdle.
+//
+// first, when not nil, runs alone on the first connection: the round
+// that fills what the children share, which the others then find done. An
+// error from it ends the warm-up there, its connection closed and no other
+// dialed. Then warm runs on n connections at once, the first among them
+// and n-1 dialed now, and every connection stays open until every warm has
+// returned, so that each is served by a child of its own. A function may
+// close its connection (it broke): it is not lent again, and a fresh one
+// takes its place for warm. The connections warm returned nil for are kept,
+// the others closed. Warm returns the errors, joined: first's, the dials',
+// warm's. The functions bound their own requests (with deadlines): Warm
+// waits for them.
+func (b *Backend) Warm(n int, first func(c net.Conn) error, warm func(i int, c net.Conn) error) error {
+	if n <= 0 {
+		return nil
 	}
-	req = appendBeginRequest(req, 1, true)
-	req = appendRecord(req, typeParams, 1, pairs)
-	req = appendRecord(req, typeParams, 1, nil)
-	req = appendRecord(req, typeStdin, 1, nil)
-
 	conns := make([]*backendConn, n)
+	if first != nil {
+		bc, err := b.dial()
+		if err != nil {
+			return err
+		}
+		if err := first(bc); err != nil {
+			bc.Close()
+			return err
+		}
+		conns[0] = bc
+	}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conns[i], errs[i] = b.warmOne(ctx, req)
+			if conns[i] == nil || conns[i].closed.Load() {
+				bc, err := b.dial()
+				if err != nil {
+					conns[i], errs[i] = nil, err
+					return
+				}
+				conns[i] = bc
+			}
+			errs[i] = warm(i, conns[i])
 		}()
 	}
 	wg.Wait()
 	for i, bc := range conns {
-		if errs[i] == nil {
+		switch {
+		case bc == nil || bc.closed.Load():
+		case errs[i] != nil:
+			bc.Close()
+		default:
 			bc.SetDeadline(time.Time{})
 			b.put(bc)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// warmOne sends req on a connection of its own and reads the answer to its
-// end; it returns the connection, still open, or an error (and closes it).
-func (b *Backend) warmOne(ctx context.Context, req []byte) (*backendConn, error) {
-	bc, err := b.dial()
-	if err != nil {
-		return nil, err
-	}
-	if d, ok := ctx.Deadline(); ok {
-		bc.SetDeadline(d)
-	}
-	stop := context.AfterFunc(ctx, func() { bc.SetDeadline(time.Now()) })
-	defer stop()
-	if _, err := bc.Write(req); err != nil {
-		bc.Close()
-		return nil, fmt.Errorf("warm %s: %w", b.addr, err)
-	}
-	rr := newRecordReader(bc)
-	for {
-		h, content, err := rr.next()
-		if err != nil {
-			bc.Close()
-			return nil, fmt.Errorf("warm %s: %w", b.addr, err)
-		}
-		if h.Type == typeEndRequest {
-			bc.answered()
-			if er, err := parseEndRequest(content); err != nil || er.ProtocolStatus != statusRequestComplete || rr.buffered() > 0 {
-				bc.Close()
-				return nil, fmt.Errorf("warm %s: request not completed", b.addr)
-			}
-			return bc, nil
-		}
-	}
 }
 
 // peerDraining tells, after a read saw end of file, whether php-fpm's child

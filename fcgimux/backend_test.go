@@ -1,6 +1,7 @@
 package fcgimux
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -267,17 +268,52 @@ func TestBackendBoundsOpenConnections(t *testing.T) {
 	}
 }
 
-// TestWarm sends a request on n connections open at once, so each reaches
-// a child of its own, and keeps up to maxIdle of them for reuse; a pool
-// that fails to answer makes Warm fail and leaves nothing open.
+// warmRequest sends one request made of params on c and reads its answer
+// to END_REQUEST, which must say the request completed: what the
+// supervisor's warm-up does on a lent connection, with this package's own
+// codec.
+func warmRequest(c net.Conn, params map[string]string) error {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	var pairs []byte
+	for k, v := range params {
+		pairs = appendPair(pairs, k, v)
+	}
+	req := appendBeginRequest(nil, 1, true)
+	req = appendRecord(req, typeParams, 1, pairs)
+	req = appendRecord(req, typeParams, 1, nil)
+	req = appendRecord(req, typeStdin, 1, nil)
+	if _, err := c.Write(req); err != nil {
+		return err
+	}
+	rr := newRecordReader(c)
+	for {
+		h, content, err := rr.next()
+		if err != nil {
+			return err
+		}
+		if h.Type == typeEndRequest {
+			if er, err := parseEndRequest(content); err != nil || er.ProtocolStatus != statusRequestComplete || rr.buffered() > 0 {
+				return errors.New("request not completed")
+			}
+			return nil
+		}
+	}
+}
+
+// TestWarm lends n connections open at once, so each reaches a child of
+// its own, and keeps up to maxIdle of them for reuse; a pool that fails to
+// answer makes Warm fail and leaves nothing open. first runs alone on the
+// first connection before the others are dialed, and its failure ends the
+// warm-up there.
 func TestWarm(t *testing.T) {
 	params := map[string]string{"SCRIPT_FILENAME": "/fpmux-ping", "SCRIPT_NAME": "/fpmux-ping"}
+	ping := func(_ int, c net.Conn) error { return warmRequest(c, params) }
 	t.Run("answered", func(t *testing.T) {
 		app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("pong")})
 		network, addr := app.addr()
 		b := NewBackend(network, addr, 4, 3)
 		defer b.Close()
-		if err := b.Warm(t.Context(), 4, params); err != nil {
+		if err := b.Warm(4, nil, ping); err != nil {
 			t.Fatal(err)
 		}
 		app.mu.Lock()
@@ -296,7 +332,7 @@ func TestWarm(t *testing.T) {
 		network, addr := app2.addr()
 		b2 := NewBackend(network, addr, 4, 3)
 		defer b2.Close()
-		if err := b2.Warm(t.Context(), 3, params); err == nil {
+		if err := b2.Warm(3, nil, ping); err == nil {
 			t.Fatal("Warm against a pool that closes without answering succeeded")
 		}
 		if n := b2.Idle(); n != 0 {
@@ -308,6 +344,53 @@ func TestWarm(t *testing.T) {
 				t.Fatalf("%d connections left open at the pool", app2.openConns())
 			}
 			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	t.Run("first alone", func(t *testing.T) {
+		app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("pong")})
+		network, addr := app.addr()
+		b := NewBackend(network, addr, 4, 4)
+		defer b.Close()
+		var firstPeak int
+		first := func(c net.Conn) error {
+			err := warmRequest(c, params)
+			app.mu.Lock()
+			firstPeak = app.peak
+			app.mu.Unlock()
+			return err
+		}
+		var lent [4]net.Conn
+		if err := b.Warm(4, first, func(i int, c net.Conn) error { lent[i] = c; return warmRequest(c, params) }); err != nil {
+			t.Fatal(err)
+		}
+		if firstPeak != 1 {
+			t.Errorf("%d connections open while first ran, want 1", firstPeak)
+		}
+		if n := app.conns.Load(); n != 4 || b.Idle() != 4 {
+			t.Errorf("%d connections dialed, %d kept; want 4 and 4", n, b.Idle())
+		}
+		if lent[0] == nil || lent[1] == nil || lent[0] == lent[1] {
+			t.Errorf("warm was lent %v: want first's connection as the first of 4", lent)
+		}
+	})
+	t.Run("first fails", func(t *testing.T) {
+		app := startRecordApp(t, "unix", recordAppOptions{resp: pageResponse("pong")})
+		network, addr := app.addr()
+		b := NewBackend(network, addr, 4, 3)
+		defer b.Close()
+		stop := errors.New("stop here")
+		first := func(c net.Conn) error {
+			if err := warmRequest(c, params); err != nil {
+				return err
+			}
+			return stop
+		}
+		err := b.Warm(4, first, func(int, net.Conn) error {
+			t.Error("warm ran after first failed")
+			return nil
+		})
+		if !errors.Is(err, stop) || app.conns.Load() != 1 || b.Idle() != 0 || b.Open() != 0 {
+			t.Errorf("Warm: %v, %d dialed, %d idle, %d open; want first's error, 1, 0, 0", err, app.conns.Load(), b.Idle(), b.Open())
 		}
 	})
 }

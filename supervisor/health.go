@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fpmux/fpmux/config"
+	"github.com/fpmux/fpmux/fcgiclient"
 	"github.com/fpmux/fpmux/pool"
 )
 
@@ -86,28 +87,22 @@ func (s *Supervisor) checkOne(ctx context.Context, r *release, sock string, h co
 	t := time.Now()
 	deadline, _ := cctx.Deadline()
 	defer func() { res.MS = time.Since(t).Milliseconds() }()
-	c, err := dialWarm(cctx, sock)
-	if err != nil {
-		res.Error = err.Error()
-		return res
+	ans, err := fcgiclient.Fetch(cctx, "unix", sock, fcgiclient.Request{Params: healthParams(h.Path, r.root, r.id), MaxBody: config.MaxHealthBody})
+	if err == nil {
+		res.Status = ans.Status
 	}
-	defer c.close()
-	ans, err := c.get(healthParams(h.Path, r.root, r.id), config.MaxHealthBody)
-	res.Status = ans.status
 	switch {
 	case err != nil && !time.Now().Before(deadline):
-		// The connection's deadline is the context's, and may pass a
-		// moment before the context says so.
 		res.Error = fmt.Sprintf("no answer within its timeout of %s", h.Timeout)
 		if odl, ok := ctx.Deadline(); ok && !odl.After(deadline) {
 			res.Error = "no answer before the deploy's own timeout"
 		}
 	case err != nil:
 		res.Error = err.Error()
-	case ans.status != h.Status:
-		res.Error = ans.quote(fmt.Sprint(h.Status))
-	case h.Body != "" && !bytes.Contains(ans.body, []byte(h.Body)):
-		res.Error = ans.quote(fmt.Sprintf("%q in the body", h.Body))
+	case ans.Status != h.Status:
+		res.Error = quote(ans, fmt.Sprint(h.Status))
+	case h.Body != "" && !bytes.Contains(ans.Body, []byte(h.Body)):
+		res.Error = quote(ans, fmt.Sprintf("%q in the body", h.Body))
 	default:
 		res.OK = true
 	}
@@ -118,9 +113,9 @@ func (s *Supervisor) checkOne(ctx context.Context, r *release, sock string, h co
 // the body, what was wanted instead (want, when not ""), and the PHP
 // errors php-fpm sent with the answer (its FCGI_STDERR stream, without
 // php-fpm's "PHP message: " prefix).
-func (a answer) quote(want string) string {
-	q := fmt.Sprintf("answered %d", a.status)
-	line, _, _ := bytes.Cut(bytes.TrimSpace(a.body), []byte("\n"))
+func quote(a *fcgiclient.Response, want string) string {
+	q := fmt.Sprintf("answered %d", a.Status)
+	line, _, _ := bytes.Cut(bytes.TrimSpace(a.Body), []byte("\n"))
 	if len(line) == 0 {
 		q += " with an empty body"
 	} else {
@@ -130,7 +125,7 @@ func (a answer) quote(want string) string {
 		q += " (want " + want + ")"
 	}
 	var errs []string
-	for _, l := range strings.Split(a.stderr, "\n") {
+	for _, l := range strings.Split(a.Stderr, "\n") {
 		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "PHP message: "))
 		if l != "" {
 			errs = append(errs, l)

@@ -15,29 +15,30 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fpmux/fpmux/config"
+	"github.com/fpmux/fpmux/fcgiclient"
 )
 
 func TestAnswerQuote(t *testing.T) {
 	for _, c := range []struct {
 		name     string
-		a        answer
+		a        *fcgiclient.Response
 		wantNote string
 		want     string
 	}{
-		{"parse error", answer{status: 500, stderr: "PHP message: PHP Parse error:  syntax error, unexpected end of file in /x/bad.php on line 2"}, "200",
+		{"parse error", &fcgiclient.Response{Status: 500, Stderr: "PHP message: PHP Parse error:  syntax error, unexpected end of file in /x/bad.php on line 2"}, "200",
 			"answered 500 with an empty body (want 200): PHP Parse error:  syntax error, unexpected end of file in /x/bad.php on line 2"},
-		{"first line of the body", answer{status: 503, body: []byte("\n  Down for maintenance \nsecond line\n")}, "",
+		{"first line of the body", &fcgiclient.Response{Status: 503, Body: []byte("\n  Down for maintenance \nsecond line\n")}, "",
 			`answered 503 with body "Down for maintenance"`},
-		{"several PHP messages", answer{status: 200, body: []byte("ok"), stderr: "PHP message: PHP Warning:  a\nPHP message: PHP Fatal error:  b\n"}, `"yes" in the body`,
+		{"several PHP messages", &fcgiclient.Response{Status: 200, Body: []byte("ok"), Stderr: "PHP message: PHP Warning:  a\nPHP message: PHP Fatal error:  b\n"}, `"yes" in the body`,
 			`answered 200 with body "ok" (want "yes" in the body): PHP Warning:  a; PHP Fatal error:  b`},
-		{"a long body line is cut", answer{status: 404, body: []byte(strings.Repeat("é", 400))}, "",
+		{"a long body line is cut", &fcgiclient.Response{Status: 404, Body: []byte(strings.Repeat("é", 400))}, "",
 			`answered 404 with body "` + strings.Repeat("é", 150) + `..."`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if got := c.a.quote(c.wantNote); got != c.want {
+			if got := quote(c.a, c.wantNote); got != c.want {
 				t.Errorf("quote() = %q\nwant      %q", got, c.want)
 			}
-			if strings.Contains(c.a.quote(c.wantNote), "\n") {
+			if strings.Contains(quote(c.a, c.wantNote), "\n") {
 				t.Error("the quote spans lines")
 			}
 		})
@@ -148,7 +149,7 @@ func TestWarmAppFailFast(t *testing.T) {
 		}
 	})
 	r := &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}
-	got := s.warmApp(context.Background(), r, sock, 4, []string{"/", "/missing.php"}, true)
+	got := s.warmApp(context.Background(), r, warmBackend(t, sock), 4, "", []string{"/", "/missing.php"}, true)
 	if len(got) != 2 || got[0].Requests != 1 || got[1].Requests != 1 || got[1].Failed != 1 || got[0].Failed != 0 {
 		t.Fatalf("%+v: want each path sent once, /missing.php failed", got)
 	}

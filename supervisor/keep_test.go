@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fpmux/fpmux/config"
+	"github.com/fpmux/fpmux/fcgiclient"
 	"github.com/fpmux/fpmux/pool"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -193,14 +195,6 @@ func (k *keepStack) gauge(name string, labels map[string]string) float64 {
 	return -1
 }
 
-// pingParams are php-fpm's own ping of p, as a request through a Backend.
-func pingParams(p *pool.Pool) map[string]string {
-	return map[string]string{
-		"SCRIPT_NAME": p.PingPath(), "SCRIPT_FILENAME": p.PingPath(),
-		"REQUEST_METHOD": "GET", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
-	}
-}
-
 // TestKeptReleaseRollsBackInstantly: with keep_previous 1, the release a
 // deploy switched away from goes back to ready once drained, with the same
 // php-fpm master; rollback makes it active without starting a pool, and
@@ -266,7 +260,13 @@ func TestKeptReleaseRollsBackInstantly(t *testing.T) {
 	k.s.mu.Lock()
 	p1 := k.s.releases["r1"].pool
 	k.s.mu.Unlock()
-	if err := pin.Backend.Warm(t.Context(), 1, pingParams(p1)); err != nil {
+	ping := func(_ int, c net.Conn) error {
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		_, err := fcgiclient.Do(ctx, c, fcgiclient.Request{Params: pingParams(p1.PingPath())})
+		return err
+	}
+	if err := pin.Backend.Warm(1, nil, ping); err != nil {
 		t.Errorf("a request to the kept pool through its Backend: %v", err)
 	}
 	pin.Tracker.Done(200, 0)

@@ -188,22 +188,18 @@ func (s *Supervisor) startFresh(ctx context.Context, nr *release) (*pool.Pool, *
 	}
 	s.step(nr, "healthy", nr.createdAt, "generation", nr.gen)
 	checked, err := s.checkHealth(ctx, nr, p.Socket(), health)
+	var backend *fcgimux.Backend
 	var warmed []WarmupResult
 	if err == nil {
-		failWarmup := conf.WarmupFailures != config.WarmupFailuresWarn
-		warmed = s.warmApp(ctx, nr, p.Socket(), p.StartChildren(), warmup, failWarmup)
-		if failWarmup {
-			err = warmupError(warmed)
-		}
+		backend = poolBackend(p, conf.Limits.MaxInFlight)
+		warmed, err = s.warm(ctx, nr, p, backend, warmup, conf.WarmupFailures != config.WarmupFailuresWarn)
 	}
 	if err != nil {
+		if backend != nil {
+			backend.Close()
+		}
 		s.stopRefused(nr, p)
 		return nil, nil, nil, nil, err
-	}
-	backend := poolBackend(p, conf.Limits.MaxInFlight)
-	warmStart := time.Now()
-	if s.warm(ctx, nr.id, p, backend) {
-		s.step(nr, "warmed", warmStart)
 	}
 	p.Foreground()
 	return p, backend, checked, warmed, nil

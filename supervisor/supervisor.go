@@ -224,34 +224,6 @@ func (s *Supervisor) Pin() (fcgimux.Pin, error) {
 	return fcgimux.Pin{}, errors.New("releases are switching too fast to pin a request")
 }
 
-// warmTimeout bounds the warm-up of a new pool's workers.
-const warmTimeout = 2 * time.Second
-
-// warm sends php-fpm's ping to every worker the pool started with, at once,
-// before the release can take traffic: each worker's first request costs it
-// milliseconds (8 to 12 ms measured on an idle machine, several times that
-// under load), and without this the first requests after a switch pay it,
-// with all the traffic queued behind them. A failed warm-up is logged; the
-// pool passed its health check and serves, only cold.
-func (s *Supervisor) warm(ctx context.Context, id string, p *pool.Pool, b *fcgimux.Backend) bool {
-	n := p.StartChildren()
-	if n == 0 {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(ctx, warmTimeout)
-	defer cancel()
-	start := time.Now()
-	err := b.Warm(ctx, n, map[string]string{
-		"SCRIPT_NAME": p.PingPath(), "SCRIPT_FILENAME": p.PingPath(),
-		"REQUEST_METHOD": "GET", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
-	})
-	if err != nil {
-		s.log.Warn("warming the pool's workers failed; it serves cold", "release", id, "err", err, "in", time.Since(start).Round(time.Millisecond))
-		return false
-	}
-	return true
-}
-
 // step logs one step of a release's life (healthy, warmed, ready, active,
 // drained, retired) with how long it took since from, and how long since
 // the deploy began: one line each, so a slow deploy or drain shows where
@@ -350,22 +322,19 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 			checked, err = s.checkHealth(ctx, r, p.Socket(), req.Health)
 		}
 		if err == nil {
-			warmed = s.warmApp(ctx, r, p.Socket(), p.StartChildren(), req.Warmup, failWarmup)
-			if failWarmup {
-				err = warmupError(warmed)
-			}
+			backend = poolBackend(p, s.conf().Limits.MaxInFlight)
+			warmed, err = s.warm(ctx, r, p, backend, req.Warmup, failWarmup)
 		}
 		if err != nil {
+			if backend != nil {
+				backend.Close()
+				backend = nil
+			}
 			s.stopRefused(r, p)
 			p = nil
 		}
 	}
 	if err == nil {
-		backend = poolBackend(p, s.conf().Limits.MaxInFlight)
-		warmStart := time.Now()
-		if s.warm(ctx, r.id, p, backend) {
-			s.step(r, "warmed", warmStart)
-		}
 		p.Foreground()
 	}
 	s.mu.Lock()

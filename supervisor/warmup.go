@@ -1,28 +1,30 @@
-// This file owns the app warm-up of a new release: the request paths a
-// deploy names (or else the config's warmup key), sent as GET requests to
-// the release's pool over FastCGI (a gofast client on the pool's socket)
-// after its health check and before it is ready, so that opcache, APCu and
-// the app's own caches are filled by fpmux rather than by the first
-// requests after the switch.
+// This file owns the warm-up of a new release: the request paths a deploy
+// names (or else the config's warmup key), sent as GET requests to the
+// release's pool through fcgiclient after its health check and before it
+// is ready, then php-fpm's ping to every worker, all on the connections
+// the release's Backend then keeps, so that opcache, APCu, the app's own
+// caches and each worker's first-request setup are done by fpmux rather
+// than by the first requests after the switch.
 
 package supervisor
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"path"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fpmux/fpmux/config"
-	"github.com/yookoala/gofast"
+	"github.com/fpmux/fpmux/fcgiclient"
+	"github.com/fpmux/fpmux/fcgimux"
+	"github.com/fpmux/fpmux/pool"
 )
 
 // warmupTimeout bounds a release's whole app warm-up; the deploy's own
@@ -131,34 +133,54 @@ func phpSegmentEnd(p string) int {
 	}
 }
 
-// warmApp sends each of paths to the pool on socket sock, which started
-// with started workers: first each path once on one
-// connection, which fills what the pool's workers share (opcache, APCu,
-// files the app writes) with each script compiled once; then each path
-// once more on each other worker php-fpm started with, all at once, each
-// on a connection of its own held to the end, so that every worker has run
-// every path: what a worker keeps for itself (its realpath cache,
-// persistent connections, a framework's per-process state) is warm too,
-// and those runs find the scripts compiled already. All the connections
-// stay open to the end, so no worker takes two; there are never more than
-// workers of them.
+// warmTimeout bounds the ping that ends each worker's warm-up.
+const warmTimeout = 2 * time.Second
+
+// warm warms the workers of release r's new pool p before it can take
+// traffic, on the connections of b, the Backend that will serve it, which
+// then keeps them (see warmApp). Under failFast (warmup_failures: fail) it
+// returns the error of a warm-up path that failed, which refuses the
+// release.
+func (s *Supervisor) warm(ctx context.Context, r *release, p *pool.Pool, b *fcgimux.Backend, paths []string, failFast bool) ([]WarmupResult, error) {
+	results := s.warmApp(ctx, r, b, p.StartChildren(), p.PingPath(), paths, failFast)
+	if !failFast {
+		return results, nil
+	}
+	return results, warmupError(results)
+}
+
+// warmApp warms the workers of a pool that started with started workers,
+// on connections b lends, one per worker, all open until the end so that
+// no worker takes two.
 //
-// It runs before the ping warm-up: that one leaves fpmux's kept
-// connections open on the workers it reached, and a kept connection pins
-// its worker, so the warm-up's own connections would queue behind them.
+// First each of paths goes once on one connection, which fills what the
+// pool's workers share (opcache, APCu, files the app writes) with each
+// script compiled once. Then each path goes once more on each other worker
+// php-fpm started with, all at once, so that every worker has run every
+// path: what a worker keeps for itself (its realpath cache, persistent
+// connections, a framework's per-process state) is warm too, and those
+// runs find the scripts compiled already. Last, every worker gets
+// php-fpm's ping (ping, which runs no PHP; "" sends none): without paths, each worker's
+// first request costs it milliseconds (8 to 12 ms measured on an idle
+// machine, several times that under load), and the first requests after a
+// switch would pay it, with all the traffic queued behind them. The
+// connections that answered their ping stay in b, on the workers they
+// warmed. A failed ping is logged; the pool passed its health check and
+// serves, only cold.
 //
 // A path that gets no answer, a 404 or a 5xx is logged and counted, its
 // result quoting what PHP answered. With failFast (warmup_failures: fail,
 // where such a path fails the deploy) a failure in the first round ends
 // the warm-up there: the release is refused, and warming it further would
 // only delay that.
-func (s *Supervisor) warmApp(ctx context.Context, r *release, sock string, started int, paths []string, failFast bool) []WarmupResult {
-	if len(paths) == 0 {
+func (s *Supervisor) warmApp(ctx context.Context, r *release, b *fcgimux.Backend, started int, ping string, paths []string, failFast bool) []WarmupResult {
+	pinging := started > 0 && ping != ""
+	if len(paths) == 0 && !pinging {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, warmupTimeout)
-	defer cancel()
 	start := time.Now()
+	appCtx, cancel := context.WithTimeout(ctx, warmupTimeout)
+	defer cancel()
 	workers := max(1, started)
 	results := make([]WarmupResult, len(paths))
 	params := make([]map[string]string, len(paths))
@@ -166,22 +188,108 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, sock string, start
 		results[i].Path = pth
 		params[i] = warmupParams(pth, r.root, r.id)
 	}
-	var mu sync.Mutex // guards results during the spread
-	count := func(i int, ans answer, err error) {
+	var mu sync.Mutex // guards results and pingErrs during the spread
+	count := func(i int, resp *fcgiclient.Response, err error) {
 		results[i].Requests++
-		if err == nil && !warmupFailed(ans.status) {
+		if err == nil && !warmupFailed(resp.Status) {
 			return
 		}
 		results[i].Failed++
 		if results[i].Error == "" {
 			if err == nil {
-				results[i].Error = ans.quote("")
+				results[i].Error = quote(resp, "")
 			} else {
 				results[i].Error = err.Error()
 			}
 		}
 	}
-	report := func() []WarmupResult {
+	// run sends every path on c, the first round's figures going into
+	// results; once c fails, the paths left are counted failed with its
+	// error, unsent. It returns that error.
+	run := func(c net.Conn, firstRound bool) error {
+		var cerr error
+		for i := range paths {
+			t := time.Now()
+			var resp *fcgiclient.Response
+			err := cerr
+			if err == nil {
+				resp, err = fcgiclient.Do(appCtx, c, fcgiclient.Request{Params: params[i], MaxBody: maxQuotedBody})
+				if err != nil {
+					err = fmt.Errorf("get %s: %w", paths[i], err)
+					cerr = err
+				}
+			}
+			mu.Lock()
+			if firstRound {
+				results[i].MS = time.Since(t).Milliseconds()
+				if resp != nil {
+					results[i].Status = resp.Status
+				}
+			}
+			count(i, resp, err)
+			mu.Unlock()
+		}
+		return cerr
+	}
+
+	var first func(net.Conn) error
+	firstRan, stopped := false, false
+	if len(paths) > 0 {
+		first = func(c net.Conn) error {
+			firstRan = true
+			if err := run(c, true); err != nil {
+				c.Close() // broken: b dials another for its ping
+			}
+			for _, res := range results {
+				stopped = stopped || failFast && res.Failed > 0
+			}
+			if stopped {
+				return errors.New("a warm-up path failed")
+			}
+			return nil
+		}
+	}
+	var pingErrs []error
+	var spread, pinged atomic.Int64 // connections the paths went to, that answered their ping
+	err := b.Warm(workers, first, func(i int, c net.Conn) error {
+		if i > 0 && len(paths) > 0 {
+			spread.Add(1)
+			if err := run(c, false); err != nil {
+				return err
+			}
+		}
+		if !pinging {
+			return errors.New("not kept: the pool starts no workers")
+		}
+		pctx, cancel := context.WithTimeout(ctx, warmTimeout)
+		defer cancel()
+		if _, err := fcgiclient.Do(pctx, c, fcgiclient.Request{Params: pingParams(ping)}); err != nil {
+			mu.Lock()
+			pingErrs = append(pingErrs, err)
+			mu.Unlock()
+			return err
+		}
+		pinged.Add(1)
+		return nil
+	})
+	if len(paths) > 0 && !firstRan {
+		s.log.Warn("warm-up of the app failed; the release serves cold", "release", r.id, "err", err)
+		for i := range results {
+			count(i, nil, err)
+		}
+		return results
+	}
+	if len(paths) > 0 {
+		// A worker the paths could not be spread to (its connection
+		// failed to dial) counts as failed for each path.
+		for range max(0, int64(workers-1)-spread.Load()) {
+			if stopped {
+				break
+			}
+			for i := range results {
+				count(i, nil, err)
+			}
+		}
 		requests, failed := 0, 0
 		for _, res := range results {
 			requests += res.Requests
@@ -193,61 +301,28 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, sock string, start
 		}
 		s.m.warmupFailures.Add(float64(failed))
 		s.step(r, "warmed_app", start, "paths", len(paths), "workers", workers, "requests", requests, "failed", failed)
-		return results
 	}
-
-	first, err := dialWarm(ctx, sock)
-	if err != nil {
-		s.log.Warn("warm-up of the app failed; the release serves cold", "release", r.id, "err", err)
-		for i := range results {
-			count(i, answer{}, err)
+	switch {
+	case stopped || !pinging:
+	case pinged.Load() < int64(started):
+		if len(pingErrs) == 0 {
+			pingErrs = append(pingErrs, err)
 		}
-		return results
+		s.log.Warn("warming the pool's workers failed; it serves cold", "release", r.id,
+			"err", errors.Join(pingErrs...), "in", time.Since(start).Round(time.Millisecond))
+	default:
+		s.step(r, "warmed", start)
 	}
-	defer first.close()
-	firstFailed := false
-	for i := range paths {
-		t := time.Now()
-		ans, err := first.get(params[i], maxQuotedBody)
-		results[i].Status, results[i].MS = ans.status, time.Since(t).Milliseconds()
-		count(i, ans, err)
-		firstFailed = firstFailed || results[i].Failed > 0
-	}
-	if failFast && firstFailed {
-		return report()
-	}
+	return results
+}
 
-	// Every connection stays open until all are done: one closed early
-	// would free its worker to take another connection, and the worker
-	// still starting would get none.
-	conns := make([]*warmConn, workers-1)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.close()
-			}
-		}
-	}()
-	var wg sync.WaitGroup
-	for k := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := dialWarm(ctx, sock)
-			conns[k] = c
-			for i := range paths {
-				var ans answer
-				if err == nil {
-					ans, err = c.get(params[i], maxQuotedBody)
-				}
-				mu.Lock()
-				count(i, ans, err)
-				mu.Unlock()
-			}
-		}()
+// pingParams are the params of php-fpm's ping, path being the pool's
+// ping.path.
+func pingParams(path string) map[string]string {
+	return map[string]string{
+		"SCRIPT_NAME": path, "SCRIPT_FILENAME": path,
+		"REQUEST_METHOD": "GET", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
 	}
-	wg.Wait()
-	return report()
 }
 
 // warmupFailed tells whether a warm-up answer's status fails its path: a
@@ -263,132 +338,4 @@ func warmupError(results []WarmupResult) error {
 		}
 	}
 	return nil
-}
-
-// warmConn is one gofast client on a connection of its own to a pool. gofast
-// asks php-fpm to keep the connection (FCGI_KEEP_CONN), so every request
-// sent on it runs on the same worker.
-type warmConn struct {
-	c    gofast.Client
-	stop func() bool
-}
-
-// dialWarm connects to a pool's socket. ctx's deadline bounds every read
-// and write on the connection, and its end interrupts them: gofast alone
-// would wait for ever on a silent worker.
-func dialWarm(ctx context.Context, sock string) (*warmConn, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", sock)
-	if err != nil {
-		return nil, fmt.Errorf("connect to the pool: %w", err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		nc.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
-	c, err := gofast.SimpleClientFactory(func() (net.Conn, error) { return nc, nil })()
-	if err != nil {
-		stop()
-		nc.Close()
-		return nil, fmt.Errorf("connect to the pool: %w", err)
-	}
-	return &warmConn{c: c, stop: stop}, nil
-}
-
-func (w *warmConn) close() {
-	w.stop()
-	w.c.Close()
-}
-
-// answer is what a pool answered one request: its HTTP status, the start
-// of its body, and what php-fpm sent on the request's FCGI_STDERR stream,
-// where PHP's errors for that request go ("PHP message: PHP Parse error:
-// ...").
-type answer struct {
-	status int
-	body   []byte
-	stderr string
-}
-
-// maxStderr bounds the stderr kept of one answer, so a chatty app cannot
-// grow a check's memory.
-const maxStderr = 4096
-
-// get sends one GET made of params and returns what php-fpm answered, with
-// at most bodyLimit bytes of its body (the rest is read and thrown away).
-func (w *warmConn) get(params map[string]string, bodyLimit int) (answer, error) {
-	req := gofast.NewRequest(nil)
-	req.Params = params
-	resp, err := w.c.Do(req)
-	if err != nil {
-		return answer{}, fmt.Errorf("get %s: %w", params["REQUEST_URI"], err)
-	}
-	var rw capture
-	rw.body.n = bodyLimit
-	var stderr bytes.Buffer
-	werr := resp.WriteTo(&rw, &limitedWriter{w: &stderr, n: maxStderr})
-	ans := answer{status: rw.code, body: rw.body.buf.Bytes(), stderr: stderr.String()}
-	switch {
-	case werr != nil:
-		return answer{}, fmt.Errorf("get %s: %w", params["REQUEST_URI"], werr)
-	case rw.code == 0:
-		// gofast reports a broken connection only on its stderr stream.
-		return answer{}, fmt.Errorf("get %s: no answer (%s)", params["REQUEST_URI"], strings.TrimSpace(ans.stderr))
-	}
-	return ans, nil
-}
-
-// capture is the http.ResponseWriter gofast writes an answer into: it
-// keeps the status and the start of the body.
-type capture struct {
-	code   int
-	header http.Header
-	body   limitedBuffer
-}
-
-func (w *capture) Header() http.Header {
-	if w.header == nil {
-		w.header = http.Header{}
-	}
-	return w.header
-}
-
-func (w *capture) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-}
-
-func (w *capture) Write(b []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	return w.body.Write(b)
-}
-
-// limitedBuffer keeps the first n bytes written to it.
-type limitedBuffer struct {
-	buf bytes.Buffer
-	n   int
-}
-
-func (l *limitedBuffer) Write(b []byte) (int, error) {
-	if room := l.n - l.buf.Len(); room > 0 {
-		l.buf.Write(b[:min(room, len(b))])
-	}
-	return len(b), nil
-}
-
-// limitedWriter keeps the first n bytes written to it and discards the
-// rest, so a chatty app's stderr cannot grow a warm-up's memory.
-type limitedWriter struct {
-	w io.Writer
-	n int
-}
-
-func (l *limitedWriter) Write(b []byte) (int, error) {
-	if l.n > 0 {
-		k := min(l.n, len(b))
-		l.w.Write(b[:k])
-		l.n -= k
-	}
-	return len(b), nil
 }

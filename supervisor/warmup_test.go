@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fpmux/fpmux/config"
+	"github.com/fpmux/fpmux/fcgimux"
 )
 
 func TestWarmupParams(t *testing.T) {
@@ -135,6 +136,13 @@ func serveFCGI(t *testing.T, h http.HandlerFunc) (string, *countingListener) {
 	return sock, cl
 }
 
+// warmBackend is a Backend to the app on sock, closed with the test.
+func warmBackend(t *testing.T, sock string) *fcgimux.Backend {
+	b := fcgimux.NewBackend("unix", sock, 0, 8)
+	t.Cleanup(b.Close)
+	return b
+}
+
 func TestWarmApp(t *testing.T) {
 	s, _ := newTestSupervisor(t)
 	var (
@@ -163,7 +171,7 @@ func TestWarmApp(t *testing.T) {
 	r := &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}
 	paths := []string{"/", "/ok.php?x=1", "/fail.php", "/missing.php"}
 	const workers = 3
-	got := s.warmApp(context.Background(), r, sock, workers, paths, false)
+	got := s.warmApp(context.Background(), r, warmBackend(t, sock), workers, "", paths, false)
 
 	if len(got) != len(paths) {
 		t.Fatalf("%d results for %d paths: %+v", len(got), len(paths), got)
@@ -216,7 +224,7 @@ func TestWarmAppGivesUpWithItsContext(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	got := s.warmApp(ctx, &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}, sock, 2, []string{"/", "/b.php"}, false)
+	got := s.warmApp(ctx, &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}, warmBackend(t, sock), 2, "", []string{"/", "/b.php"}, false)
 	for _, res := range got {
 		if res.Failed != res.Requests || res.Requests != 2 || res.Status != 0 || res.Error == "" {
 			t.Errorf("%+v: want every request failed with no status", res)
@@ -226,11 +234,11 @@ func TestWarmAppGivesUpWithItsContext(t *testing.T) {
 
 func TestWarmAppNoPoolSocket(t *testing.T) {
 	s, dir := newTestSupervisor(t)
-	got := s.warmApp(context.Background(), &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}, filepath.Join(dir, "none.sock"), 4, []string{"/"}, false)
+	got := s.warmApp(context.Background(), &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}, warmBackend(t, filepath.Join(dir, "none.sock")), 4, "", []string{"/"}, false)
 	if len(got) != 1 || got[0].Failed != 1 || got[0].Error == "" {
 		t.Fatalf("%+v: want one failed path with its error", got)
 	}
-	if got := s.warmApp(context.Background(), &release{id: "r1", createdAt: time.Now()}, filepath.Join(dir, "none.sock"), 4, nil, false); got != nil {
+	if got := s.warmApp(context.Background(), &release{id: "r1", createdAt: time.Now()}, warmBackend(t, filepath.Join(dir, "none.sock")), 4, "", nil, false); got != nil {
 		t.Fatalf("no paths: %+v, want nil", got)
 	}
 }
