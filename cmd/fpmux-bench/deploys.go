@@ -350,7 +350,7 @@ func (b *bench) switches(ctx context.Context) (*table, error) {
 		if c.failSteady+c.failDuring > 0 {
 			b.failures = append(b.failures, fmt.Sprintf("switch control: %d failed", c.failSteady+c.failDuring))
 		}
-		t.note("Control: %.0f req/s of raw FastCGI, a new connection each, straight to the socket of a pool fpmux keeps ready but sends nothing to (release ctl, deployed without activating). It shares the machine, not fpmux's routing: a stall after a deploy that it shows too comes from starting php-fpm on two cores.", b.o.controlRate)
+		t.note("Control: %.0f req/s of FastCGI (fcgiclient), a new connection each, straight to the socket of a pool fpmux keeps ready but sends nothing to (release ctl, deployed without activating). It shares the machine, not fpmux's routing: a stall after a deploy that it shows too comes from starting php-fpm on two cores.", b.o.controlRate)
 	}
 	t.note("p50/p99 latency (ms) of the requests by when after a deploy began they were meant to start, over all deploys: %s.", strings.Join(profile, "; "))
 	t.note("Deploy→active is the admin POST /v1/releases until its 201. A request is \"within 2 s of a deploy\" when its intended start lies in the 2 s after a deploy began.")
