@@ -89,10 +89,8 @@ func takeCPU(nginx *proc, fpmuxes ...*proc) cpuSnap {
 			continue
 		}
 		add(f.pid(), "fpmux")
-		for _, p := range descendants(ps, f.pid()) {
-			if strings.HasPrefix(p.cmdline, "php-fpm") {
-				add(p.pid, "php-fpm")
-			}
+		for _, p := range phpFPMBelow(ps, f.pid()) {
+			add(p.pid, "php-fpm")
 		}
 	}
 	var ru syscall.Rusage

@@ -102,16 +102,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.quick {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		quick := map[string]func(){
-			"rounds":          func() { o.rounds = 1 },
-			"duration":        func() { o.duration = 2 * time.Second },
-			"switches":        func() { o.switches = 5 },
-			"deploys":         func() { o.deploys = 20 },
-			"compare-deploys": func() { o.compareDeploys = 3 },
-		}
-		for name, apply := range quick {
+		for name, v := range map[string]string{"rounds": "1", "duration": "2s", "switches": "5", "deploys": "20", "compare-deploys": "3"} {
 			if !set[name] {
-				apply()
+				fs.Set(name, v)
 			}
 		}
 	}

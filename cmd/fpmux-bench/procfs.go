@@ -209,13 +209,14 @@ func descendants(ps []procInfo, pid int) []procInfo {
 	return out
 }
 
-// phpFPMUnder counts the php-fpm processes (masters and children) below pid.
-func phpFPMUnder(pid int) int {
-	n := 0
-	for _, p := range descendants(processes(), pid) {
+// phpFPMBelow returns the php-fpm processes (masters and children) of ps
+// below pid.
+func phpFPMBelow(ps []procInfo, pid int) []procInfo {
+	var out []procInfo
+	for _, p := range descendants(ps, pid) {
 		if strings.HasPrefix(p.cmdline, "php-fpm") {
-			n++
+			out = append(out, p)
 		}
 	}
-	return n
+	return out
 }

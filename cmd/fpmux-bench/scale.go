@@ -73,7 +73,7 @@ func (b *bench) snapshot() (snapshot, error) {
 			return sn, err
 		}
 	}
-	sn.phpFPM = phpFPMUnder(pid)
+	sn.phpFPM = len(phpFPMBelow(processes(), pid))
 	return sn, nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -39,10 +38,7 @@ func groupCPU(ps []procInfo, pgid int) (time.Duration, int) {
 // poolsPSS sums the PSS of every php-fpm process under fpmux.
 func poolsPSS(fpmuxPid int) uint64 {
 	var sum uint64
-	for _, p := range descendants(processes(), fpmuxPid) {
-		if !strings.HasPrefix(p.cmdline, "php-fpm") {
-			continue
-		}
+	for _, p := range phpFPMBelow(processes(), fpmuxPid) {
 		if kb, err := procKB(p.pid, "smaps_rollup", "Pss:"); err == nil {
 			sum += uint64(kb)
 		}
