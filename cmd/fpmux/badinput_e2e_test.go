@@ -1,6 +1,8 @@
 // This file sends fpmux what no web server should: broken records, odd
-// params and scripts that try to leave the release, through a FastCGI client
-// of its own, with a real php-fpm pool behind fpmux.
+// params and scripts that try to leave the release, with a real php-fpm
+// pool behind fpmux. Its raw record writer and reader (fcgiRecord,
+// fcgiRequest, rawFCGI) are the tests' one way to send what fcgiclient
+// would never write; shutdown_e2e_test.go uses them too, to trickle a body.
 
 package main
 
@@ -91,20 +93,6 @@ func fcgiRequest(id uint16, keep bool, pairs []byte) []byte {
 	b = append(b, fcgiStream(fcgiParams, id, pairs)...)
 	b = append(b, fcgiRecord(fcgiParams, id, nil)...)
 	return append(b, fcgiRecord(fcgiStdin, id, nil)...)
-}
-
-// nginxParams are the params nginx's fastcgi_params sends for script, with
-// SCRIPT_FILENAME set to filename and extra pairs after them.
-func (s *stack) nginxParams(script, filename string, extra ...string) []byte {
-	kv := []string{
-		"QUERY_STRING", "", "REQUEST_METHOD", "GET", "CONTENT_TYPE", "", "CONTENT_LENGTH", "",
-		"SCRIPT_NAME", script, "REQUEST_URI", script, "DOCUMENT_URI", script,
-		"DOCUMENT_ROOT", s.docroot, "SERVER_PROTOCOL", "HTTP/1.1", "REQUEST_SCHEME", "http",
-		"GATEWAY_INTERFACE", "CGI/1.1", "SERVER_SOFTWARE", "nginx", "REMOTE_ADDR", "127.0.0.1",
-		"REMOTE_PORT", "40000", "SERVER_ADDR", "127.0.0.1", "SERVER_PORT", "80", "SERVER_NAME", "localhost",
-		"REDIRECT_STATUS", "200", "SCRIPT_FILENAME", filename, "HTTP_HOST", "localhost",
-	}
-	return fcgiPairs(append(kv, extra...)...)
 }
 
 // fcgiAnswer is what came back on a raw connection.
@@ -226,7 +214,8 @@ func TestBadFastCGIInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	probe := s.docroot + "/probe.php"
-	ok := func(kv ...string) []byte { return s.nginxParams("/probe.php", probe, kv...) }
+	okKV := func(kv ...string) []string { return s.nginxParams("/probe.php", probe, kv...) }
+	ok := func(kv ...string) []byte { return fcgiPairs(okKV(kv...)...) }
 	_, status, err := pool.ReadPagePaths(filepath.Join(s.stateDir, "pools", "r1"))
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +232,8 @@ func TestBadFastCGIInput(t *testing.T) {
 	tests := []struct {
 		name     string
 		send     []byte
-		halfShut bool // close the write side after sending, as a client that gives up
+		kv       []string // instead of send: a well-formed request, sent through fcgiclient
+		halfShut bool     // close the write side after sending, as a client that gives up
 		want     want
 		status   int    // for wantFpmux and wantPHP
 		body     string // the response must contain it
@@ -267,11 +257,11 @@ func TestBadFastCGIInput(t *testing.T) {
 		{name: "records for an id never begun", send: append(append(fcgiRecord(fcgiParams, 9, []byte("\x05\x05junk!junk!")),
 			fcgiRecord(fcgiStdin, 9, []byte("body"))...), fcgiRequest(1, false, ok())...),
 			want: wantPHP, status: 200, body: "release=r1"},
-		{name: "NUL in SCRIPT_FILENAME", send: fcgiRequest(1, false, s.nginxParams("/probe.php", probe+"\x00.jpg")),
+		{name: "NUL in SCRIPT_FILENAME", kv: s.nginxParams("/probe.php", probe+"\x00.jpg"),
 			want: wantFpmux, status: 404},
-		{name: "NUL in a header", send: fcgiRequest(1, false, ok("HTTP_X_PROBE", "a\x00b")),
+		{name: "NUL in a header", kv: okKV("HTTP_X_PROBE", "a\x00b"),
 			want: wantPHP, status: 200, body: "release=r1"},
-		{name: "invalid UTF-8 passes unchanged", send: fcgiRequest(1, false, ok("HTTP_X_PROBE", "\xff\xfe\xc3(", "REQUEST_URI", "/probe.php?\xff")),
+		{name: "invalid UTF-8 passes unchanged", kv: okKV("HTTP_X_PROBE", "\xff\xfe\xc3(", "REQUEST_URI", "/probe.php?\xff"),
 			want: wantPHP, status: 200, body: "probe=fffec328"},
 		{name: "pair longer than its params", send: fcgiRequest(1, false, append(ok(), 0x05, 0x7f, 'a', 'b')),
 			want: wantFpmux, status: 400},
@@ -279,49 +269,62 @@ func TestBadFastCGIInput(t *testing.T) {
 			want: wantFpmux, status: 400},
 		{name: "oversized params", send: fcgiRequest(1, false, ok("HTTP_X_BIG", strings.Repeat("x", 1<<20+1))),
 			want: wantFpmux, status: 431},
-		{name: "no SCRIPT_FILENAME", send: fcgiRequest(1, false, fcgiPairs("REQUEST_METHOD", "GET")),
+		{name: "no SCRIPT_FILENAME", kv: []string{"REQUEST_METHOD", "GET"},
 			want: wantFpmux, status: 404},
-		{name: "dot-dot out of the docroot", send: fcgiRequest(1, false, s.nginxParams("/x.php", s.docroot+"/../secret.php")),
+		{name: "dot-dot out of the docroot", kv: s.nginxParams("/x.php", s.docroot+"/../secret.php"),
 			want: wantFpmux, status: 404},
-		{name: "dot-dot deeper", send: fcgiRequest(1, false, s.nginxParams("/x.php", s.docroot+"/lib/../../secret.php")),
+		{name: "dot-dot deeper", kv: s.nginxParams("/x.php", s.docroot+"/lib/../../secret.php"),
 			want: wantFpmux, status: 404},
-		{name: "encoded dot-dot is a name, not a step", send: fcgiRequest(1, false, s.nginxParams("/x.php", s.docroot+"/%2e%2e/secret.php")),
+		{name: "encoded dot-dot is a name, not a step", kv: s.nginxParams("/x.php", s.docroot+"/%2e%2e/secret.php"),
 			want: wantPHP, status: 404},
-		{name: "encoded slash is a name, not a step", send: fcgiRequest(1, false, s.nginxParams("/x.php", s.docroot+"/..%2fsecret.php")),
+		{name: "encoded slash is a name, not a step", kv: s.nginxParams("/x.php", s.docroot+"/..%2fsecret.php"),
 			want: wantPHP, status: 404},
-		{name: "foreign path", send: fcgiRequest(1, false, s.nginxParams("/x.php", secret)),
+		{name: "foreign path", kv: s.nginxParams("/x.php", secret),
 			want: wantFpmux, status: 404},
-		{name: "sibling of the docroot", send: fcgiRequest(1, false, s.nginxParams("/x.php", s.docroot+"2/secret.php")),
+		{name: "sibling of the docroot", kv: s.nginxParams("/x.php", s.docroot+"2/secret.php"),
 			want: wantFpmux, status: 404},
-		{name: "symlink out of the release", send: fcgiRequest(1, false, s.nginxParams("/linked.php", s.docroot+"/linked.php")),
+		{name: "symlink out of the release", kv: s.nginxParams("/linked.php", s.docroot+"/linked.php"),
 			want: wantFpmux, status: 404},
-		{name: "php-fpm's own status page", send: fcgiRequest(1, false, s.nginxParams(status, s.docroot+status)),
+		{name: "php-fpm's own status page", kv: s.nginxParams(status, s.docroot+status),
 			want: wantFpmux, status: 404},
+	}
+	// answered judges an answer of wantFpmux or wantPHP: its status, who
+	// wrote it, what its body holds.
+	answered := func(t *testing.T, from want, wantStatus int, wantBody string, status int, body string) {
+		t.Helper()
+		if strings.Contains(body, "SECRET") {
+			t.Fatalf("the script outside the release ran: %q", body)
+		}
+		fromFpmux := strings.HasPrefix(body, "fpmux: ")
+		if status != wantStatus || fromFpmux != (from == wantFpmux) || !strings.Contains(body, wantBody) {
+			t.Errorf("got %d %q (from fpmux: %v), want %d from %s containing %q",
+				status, body, fromFpmux, wantStatus, map[want]string{wantFpmux: "fpmux", wantPHP: "PHP"}[from], wantBody)
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := s.dialFCGI()
-			c.send(tt.send)
-			if tt.halfShut {
-				c.nc.(*net.UnixConn).CloseWrite()
-			}
-			switch tt.want {
-			case wantUnknown:
-				body := c.readUnknown()
-				if body[0] != tt.send[1] {
-					t.Errorf("FCGI_UNKNOWN_TYPE names type %d, want %d", body[0], tt.send[1])
+			if tt.kv != nil {
+				a := s.fcgiGet(t, tt.kv)
+				answered(t, tt.want, tt.status, tt.body, a.Status, string(a.Body))
+			} else {
+				c := s.dialFCGI()
+				c.send(tt.send)
+				if tt.halfShut {
+					c.nc.(*net.UnixConn).CloseWrite()
 				}
-				// The connection goes on: a request on it is served.
-				c.send(fcgiRequest(1, true, ok()))
-				if a := c.read(1); a.status != 200 || !strings.Contains(a.stdout, "release=r1") {
-					t.Errorf("request after FCGI_UNKNOWN_TYPE: %d %q", a.status, a.stdout)
+				if tt.want == wantUnknown {
+					body := c.readUnknown()
+					if body[0] != tt.send[1] {
+						t.Errorf("FCGI_UNKNOWN_TYPE names type %d, want %d", body[0], tt.send[1])
+					}
+					// The connection goes on: a request on it is served.
+					c.send(fcgiRequest(1, true, ok()))
 				}
-			default:
-				a := c.read(1)
-				if strings.Contains(a.stdout, "SECRET") {
-					t.Fatalf("the script outside the release ran: %q", a.stdout)
-				}
-				switch tt.want {
+				switch a := c.read(1); tt.want {
+				case wantUnknown:
+					if a.status != 200 || !strings.Contains(a.stdout, "release=r1") {
+						t.Errorf("request after FCGI_UNKNOWN_TYPE: %d %q", a.status, a.stdout)
+					}
 				case wantClosed:
 					if !a.closed || a.ended || a.stdout != "" {
 						t.Errorf("got %+v, want the connection closed without an answer", a)
@@ -331,21 +334,18 @@ func TestBadFastCGIInput(t *testing.T) {
 						t.Errorf("got %+v, want END_REQUEST with protocol status %d", a, tt.protocol)
 					}
 				case wantFpmux, wantPHP:
-					fromFpmux := strings.Contains(a.stdout, "\r\n\r\nfpmux: ")
-					if !a.ended || a.status != tt.status || fromFpmux != (tt.want == wantFpmux) || !strings.Contains(a.stdout, tt.body) {
-						t.Errorf("got %d %q (from fpmux: %v), want %d from %s containing %q",
-							a.status, a.stdout, fromFpmux, tt.status, map[want]string{wantFpmux: "fpmux", wantPHP: "PHP"}[tt.want], tt.body)
+					if !a.ended {
+						t.Errorf("got %+v, want an answer ended by END_REQUEST", a)
 					}
+					_, body, _ := strings.Cut(a.stdout, "\r\n\r\n")
+					answered(t, tt.want, tt.status, tt.body, a.status, body)
 				}
+				c.nc.Close()
 			}
-			c.nc.Close()
 			// Whatever came before, fpmux serves the next request.
-			n := s.dialFCGI()
-			n.send(fcgiRequest(1, false, ok("HTTP_X_PROBE", "next")))
-			if a := n.read(1); a.status != 200 || !strings.Contains(a.stdout, "probe="+hex.EncodeToString([]byte("next"))) {
-				t.Errorf("normal request afterwards: %d %q", a.status, a.stdout)
+			if a := s.fcgiGet(t, s.nginxParams("/probe.php", probe, "HTTP_X_PROBE", "next")); a.Status != 200 || !strings.Contains(string(a.Body), "probe="+hex.EncodeToString([]byte("next"))) {
+				t.Errorf("normal request afterwards: %d %q", a.Status, a.Body)
 			}
-			n.nc.Close()
 		})
 	}
 	t.Run("second request id while one is in flight", func(t *testing.T) {

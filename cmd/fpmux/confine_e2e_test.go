@@ -1,4 +1,5 @@
-// This file tries, as a client that speaks FastCGI to fpmux itself, every
+// This file tries, as a client that speaks FastCGI to fpmux itself
+// (fcgiGet), every
 // param php-fpm takes a script path from or that scripts trust as one, and
 // the params php-fpm derives its status page's URI from, with a real php-fpm
 // pool behind fpmux: a file outside the release must never run, and the
@@ -115,22 +116,20 @@ foreach (['SCRIPT_FILENAME', 'SCRIPT_NAME', 'PATH_INFO', 'PATH_TRANSLATED', 'DOC
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := s.dialFCGI()
 			// The extra params come after nginx's, so a DOCUMENT_ROOT among
-			// them is the one php-fpm keeps (the last of a name wins).
-			c.send(fcgiRequest(1, false, s.nginxParams(tt.script, tt.file, tt.extra...)))
-			a := c.read(1)
-			c.nc.Close()
-			if strings.Contains(a.stdout, "SECRET") {
-				t.Fatalf("the file outside the release ran: %q", a.stdout)
+			// them is the one sent.
+			a := s.fcgiGet(t, s.nginxParams(tt.script, tt.file, tt.extra...))
+			body := string(a.Body)
+			if strings.Contains(body, "SECRET") {
+				t.Fatalf("the file outside the release ran: %q", body)
 			}
-			fromFpmux := strings.Contains(a.stdout, "\r\n\r\nfpmux: ")
-			if a.status != tt.status || fromFpmux != (tt.status == 404) {
-				t.Fatalf("got %d %q (from fpmux: %v), want %d", a.status, a.stdout, fromFpmux, tt.status)
+			fromFpmux := strings.HasPrefix(body, "fpmux: ")
+			if a.Status != tt.status || fromFpmux != (tt.status == 404) {
+				t.Fatalf("got %d %q (from fpmux: %v), want %d", a.Status, body, fromFpmux, tt.status)
 			}
 			for _, want := range tt.body {
-				if !strings.Contains(a.stdout, want) {
-					t.Errorf("PHP's answer lacks %q:\n%s", want, a.stdout)
+				if !strings.Contains(body, want) {
+					t.Errorf("PHP's answer lacks %q:\n%s", want, body)
 				}
 			}
 		})
@@ -154,19 +153,16 @@ func TestPoolPagesUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, uri := range []string{"/fpmux-status", "/fpmux-ping", pool.StatusPrefix + "-", status, ping} {
-		for name, params := range map[string][]byte{
+		for name, params := range map[string][]string{
 			"SCRIPT_NAME": s.nginxParams(uri, d+uri, "QUERY_STRING", "full"),
 			"PATH_INFO": s.nginxParams("/probe.php", d+"/probe.php/x",
 				"PATH_INFO", uri+"/x", "QUERY_STRING", "full"),
 			"REDIRECT_URL": s.nginxParams("/probe.php", d+"/probe.php",
 				"REDIRECT_URL", uri, "PATH_TRANSLATED", d+"/index.php", "QUERY_STRING", "full"),
 		} {
-			c := s.dialFCGI()
-			c.send(fcgiRequest(1, false, params))
-			a := c.read(1)
-			c.nc.Close()
-			if strings.Contains(a.stdout, "accepted conn") || strings.Contains(a.stdout, "\r\n\r\npong") || a.status != 404 {
-				t.Errorf("%s naming %s: got %d %q, want a 404 and not php-fpm's page", name, uri, a.status, a.stdout)
+			a := s.fcgiGet(t, params)
+			if body := string(a.Body); strings.Contains(body, "accepted conn") || strings.HasPrefix(body, "pong") || a.Status != 404 {
+				t.Errorf("%s naming %s: got %d %q, want a 404 and not php-fpm's page", name, uri, a.Status, body)
 			}
 		}
 	}
