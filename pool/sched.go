@@ -1,9 +1,10 @@
 // sched.go owns the CPU priority of a pool's processes: SCHED_IDLE at
 // nice 19 while the pool starts (or sits kept), so that its CPU (php-fpm's
 // module set-up and forks) comes out of what the release serving traffic
-// leaves idle; nice 5 once that has lasted idleBound, so that a machine
-// kept busy cannot hold a deploy for long; nice 5 while it stops; fpmux's
-// own priority while it serves.
+// leaves idle; once that has lasted idleBound, fpmux's own priority for a
+// starting pool (its app warm-up is what the deploy waits for, and a
+// machine kept busy must not hold a deploy for long) and nice 5 for a kept
+// one; nice 5 while it stops; fpmux's own priority while it serves.
 
 package pool
 
@@ -35,12 +36,17 @@ const (
 	// task gets next to no CPU, and a start would wait for as long as the
 	// load lasts.
 	idleBound = 200 * time.Millisecond
-	// lateNice is the priority after idleBound, and a stopping pool's:
-	// less than a serving worker's, not starved. A stop is not put at
-	// SCHED_IDLE: nothing waits for it but the memory it frees, and in
+	// lateNice is a kept pool's priority after idleBound, and a stopping
+	// pool's: less than a serving worker's, not starved. A stop is not put
+	// at SCHED_IDLE: nothing waits for it but the memory it frees, and in
 	// switchcost runs an idle stop held the old pool 130 to 140 ms after
 	// the switch instead of 70 to 110, the pools' PSS over a 2.5 s deploy
-	// cycle 1.08 to 1.10 of steady instead of 1.04 to 1.05.
+	// cycle 1.08 to 1.10 of steady instead of 1.04 to 1.05. A starting
+	// pool goes to fpmux's own priority after idleBound instead: its app
+	// warm-up (1.4 to 2.3 s of CPU for a MediaWiki release, fpmux-bench's
+	// realapp section) is what the deploy waits for, and at nice 5, with a
+	// third of the weight of each serving worker, it yielded to the
+	// serving load for as long as it ran: the bound bounded nothing.
 	lateNice = 5
 )
 
@@ -58,9 +64,10 @@ var idleFor atomic.Int64
 func init() { idleFor.Store(int64(idleBound)) }
 
 // lower puts process group pgid at SCHED_IDLE and backgroundNice, and
-// after idleFor at SCHED_OTHER and lateNice, unless raise or end came first.
-// start is true for a master just spawned: its workers are still to come
-// and inherit its priority, so only it is set.
+// after idleFor at SCHED_OTHER and, for a start, fpmux's own priority, else
+// lateNice, unless raise or end came first. start is true for a master
+// just spawned: its workers are still to come and inherit its priority, so
+// only it is set.
 func (pr *priority) lower(pgid int, start bool, log func(string, error)) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
@@ -89,7 +96,11 @@ func (pr *priority) lower(pgid int, start bool, log func(string, error)) {
 		if err := setPolicy(pgid, unix.SCHED_NORMAL); err != nil {
 			log("could not end the pool's SCHED_IDLE", err)
 		}
-		if err := syscall.Setpriority(syscall.PRIO_PGRP, pgid, lateNice); err != nil && !errors.Is(err, syscall.ESRCH) {
+		nice := lateNice
+		if start {
+			nice = ownNice()
+		}
+		if err := syscall.Setpriority(syscall.PRIO_PGRP, pgid, nice); err != nil && !errors.Is(err, syscall.ESRCH) {
 			log("could not set the pool's priority", err)
 		}
 	})
@@ -106,17 +117,22 @@ func (pr *priority) raise(pgid int, log func(string, error)) {
 	}
 	pr.lowered = false
 	pr.stopTimerLocked()
-	// The raw getpriority syscall answers 20 - nice.
-	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
-	if err != nil {
-		prio = 20
-	}
 	if err := setPolicy(pgid, unix.SCHED_NORMAL); err != nil {
 		log("could not end the pool's SCHED_IDLE", err)
 	}
-	if err := syscall.Setpriority(syscall.PRIO_PGRP, pgid, 20-prio); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := syscall.Setpriority(syscall.PRIO_PGRP, pgid, ownNice()); err != nil && !errors.Is(err, syscall.ESRCH) {
 		log("could not raise the pool's priority", err)
 	}
+}
+
+// ownNice is fpmux's own nice value.
+func ownNice() int {
+	// The raw getpriority syscall answers 20 - nice.
+	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err != nil {
+		return 0
+	}
+	return 20 - prio
 }
 
 // settle puts process group pgid at SCHED_OTHER and lateNice, ending a

@@ -156,9 +156,10 @@ func stopWhileSlow(t *testing.T, p *Pool, marks string, cond func() bool) {
 }
 
 // TestIdleIsBounded: run as root, a pool that has been starting for
-// idleFor leaves SCHED_IDLE for nice 5 (lateNice), so that a busy machine
-// cannot starve a deploy; a kept pool (Background) that stops goes to nice
-// 5 at once.
+// idleFor leaves SCHED_IDLE for fpmux's own priority, so that a busy
+// machine cannot starve a deploy (nor its app warm-up, which runs after
+// the start); a kept pool (Background) leaves it for nice 5 (lateNice)
+// after idleFor, and one that stops goes to nice 5 at once.
 func TestIdleIsBounded(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("only root lowers a pool's priority")
@@ -170,9 +171,14 @@ func TestIdleIsBounded(t *testing.T) {
 		Directives: map[string]string{"pm": "static", "pm.max_children": "2"}})
 	pgid := p.Pid()
 	eventually(t, 10*time.Second, "2 workers", func() bool { return len(groupMembers(pgid)) == 2 })
-	late := strconv.Itoa(lateNice) + "/0"
-	eventually(t, 10*time.Second, "the starting pool at "+late, func() bool { return allAre(groupSched(t, pgid), late) })
+	prio, _ := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	own := strconv.Itoa(20-prio) + "/0"
+	eventually(t, 10*time.Second, "the starting pool at "+own, func() bool { return allAre(groupSched(t, pgid), own) })
 
+	p.Foreground()
+	p.Background()
+	late := strconv.Itoa(lateNice) + "/0"
+	eventually(t, 10*time.Second, "the kept pool at "+late, func() bool { return allAre(groupSched(t, pgid), late) })
 	p.Foreground()
 	setIdleFor(t, time.Hour)
 	p.Background()
