@@ -12,28 +12,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fpmux/fpmux/fcgiclient/fcgitest"
 )
 
-// serveApp serves h over FastCGI (net/http/fcgi, in this process) on a
-// unix socket under t.TempDir and returns its path; the server stops
-// with the test.
+// serveApp serves h over FastCGI in this process and returns its socket.
 func serveApp(t *testing.T, h http.Handler) string {
-	t.Helper()
-	sock := filepath.Join(t.TempDir(), "app.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fcgi.Serve(ln, h)
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-	})
-	return sock
+	return fcgitest.NewServer(t, h).Sock
 }
 
 // params are the least net/http/fcgi needs to make a request of them.
@@ -70,13 +55,7 @@ func TestDo(t *testing.T) {
 			io.WriteString(w, "hello\n")
 		}
 	}))
-	tests := []struct {
-		name       string
-		req        Request
-		wantStatus int
-		wantHeader [2]string
-		wantBody   string
-	}{
+	runFetches(t, sock, []fetchCase{
 		{name: "plain answer", req: Request{Params: params("/")}, wantStatus: 200,
 			wantHeader: [2]string{"Content-Type", "text/plain"}, wantBody: "hello\n"},
 		{name: "status and headers", req: Request{Params: params("/missing")}, wantStatus: 404,
@@ -88,9 +67,24 @@ func TestDo(t *testing.T) {
 		{name: "params passed", req: Request{Params: params("/param", "APP_ENV", "staging")},
 			wantStatus: 200, wantBody: "staging"},
 		{name: "body cut at MaxBody", req: Request{Params: params("/"), MaxBody: 3}, wantStatus: 200, wantBody: "hel"},
-		{name: "body beyond the default cut", req: Request{Params: params("/big")}, wantStatus: 200,
+		{name: "a body of many records", req: Request{Params: params("/big")}, wantStatus: 200,
 			wantBody: strings.Repeat("x", 100_000)},
-	}
+	})
+}
+
+// fetchCase is one request of a table and what its answer must be.
+type fetchCase struct {
+	name       string
+	req        Request
+	wantStatus int
+	wantBody   string
+	wantHeader [2]string // name, the start of its value; no name: none checked
+	wantStderr string    // what Stderr must hold
+}
+
+// runFetches sends each case's request to the application on sock, each on
+// a connection of its own, and checks its answer.
+func runFetches(t *testing.T, sock string, tests []fetchCase) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, err := Fetch(t.Context(), "unix", sock, tt.req)
@@ -102,6 +96,9 @@ func TestDo(t *testing.T) {
 			}
 			if k := tt.wantHeader[0]; k != "" && !strings.HasPrefix(resp.Header.Get(k), tt.wantHeader[1]) {
 				t.Errorf("header %s = %q, want %q", k, resp.Header.Get(k), tt.wantHeader[1])
+			}
+			if !strings.Contains(resp.Stderr, tt.wantStderr) {
+				t.Errorf("stderr %q, want it to hold %q", resp.Stderr, tt.wantStderr)
 			}
 		})
 	}

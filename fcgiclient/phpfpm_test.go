@@ -102,37 +102,14 @@ func TestPHPFPM(t *testing.T) {
 		}
 		return p
 	}
-	tests := []struct {
-		name       string
-		req        Request
-		wantStatus int
-		wantBody   string
-		wantHeader string // X-App
-		wantStderr string
-	}{
-		{name: "status, header and body", req: Request{Params: php("page.php")}, wantStatus: 418, wantBody: "teapot\n", wantHeader: "page"},
+	runFetches(t, sock, []fetchCase{
+		{name: "status, header and body", req: Request{Params: php("page.php")}, wantStatus: 418, wantBody: "teapot\n",
+			wantHeader: [2]string{"X-App", "page"}},
 		{name: "PHP errors on stderr", req: Request{Params: php("warn.php")}, wantStatus: 200, wantBody: "said", wantStderr: "something to say"},
 		{name: "request body", req: Request{Params: php("post.php", "REQUEST_METHOD", "POST", "CONTENT_LENGTH", "5",
 			"CONTENT_TYPE", "text/plain"), Body: strings.NewReader("hello")}, wantStatus: 200, wantBody: "HELLO"},
 		{name: "missing script", req: Request{Params: php("nothing.php")}, wantStatus: 404, wantBody: "File not found.\n"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			resp, err := Fetch(t.Context(), "unix", sock, tt.req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.Status != tt.wantStatus || string(resp.Body) != tt.wantBody {
-				t.Errorf("got %d %q, want %d %q", resp.Status, resp.Body, tt.wantStatus, tt.wantBody)
-			}
-			if got := resp.Header.Get("X-App"); got != tt.wantHeader {
-				t.Errorf("X-App = %q, want %q", got, tt.wantHeader)
-			}
-			if !strings.Contains(resp.Stderr, tt.wantStderr) {
-				t.Errorf("stderr %q, want it to hold %q", resp.Stderr, tt.wantStderr)
-			}
-		})
-	}
+	})
 
 	t.Run("kept connection", func(t *testing.T) {
 		conn, err := net.Dial("unix", sock)

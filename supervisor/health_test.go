@@ -16,6 +16,7 @@ import (
 
 	"github.com/fpmux/fpmux/config"
 	"github.com/fpmux/fpmux/fcgiclient"
+	"github.com/fpmux/fpmux/fcgiclient/fcgitest"
 )
 
 func TestAnswerQuote(t *testing.T) {
@@ -62,7 +63,7 @@ func TestCheckHealth(t *testing.T) {
 	s, _ := newTestSupervisor(t)
 	hold := make(chan struct{})
 	t.Cleanup(func() { close(hold) })
-	sock, _ := serveFCGI(t, func(w http.ResponseWriter, r *http.Request) {
+	sock := fcgitest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Fpmux-Health") != "1" || fcgi.ProcessEnv(r)["FPMUX_RELEASE"] != "r1" {
 			w.WriteHeader(400)
 			return
@@ -78,7 +79,7 @@ func TestCheckHealth(t *testing.T) {
 		case "/hang.php":
 			<-hold
 		}
-	})
+	})).Sock
 	r := &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}
 	ms := config.Duration(300 * time.Millisecond)
 	check := func(path string, status int, body string) config.HealthCheck {
@@ -143,17 +144,17 @@ func TestCheckHealth(t *testing.T) {
 // first request ends the warm-up there, before the spread to every worker.
 func TestWarmAppFailFast(t *testing.T) {
 	s, _ := newTestSupervisor(t)
-	sock, ln := serveFCGI(t, func(w http.ResponseWriter, r *http.Request) {
+	app := fcgitest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/missing.php" {
 			w.WriteHeader(404)
 		}
-	})
+	}))
 	r := &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}
-	got := s.warmApp(context.Background(), r, warmBackend(t, sock), 4, "", []string{"/", "/missing.php"}, true)
+	got := s.warmApp(context.Background(), r, warmBackend(t, app.Sock), 4, "", []string{"/", "/missing.php"}, true)
 	if len(got) != 2 || got[0].Requests != 1 || got[1].Requests != 1 || got[1].Failed != 1 || got[0].Failed != 0 {
 		t.Fatalf("%+v: want each path sent once, /missing.php failed", got)
 	}
-	if n := ln.n.Load(); n != 1 {
+	if n := app.Conns(); n != 1 {
 		t.Errorf("%d connections, want 1 (no spread)", n)
 	}
 	err := warmupError(got)

@@ -2,19 +2,18 @@ package supervisor
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/fcgi"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fpmux/fpmux/config"
+	"github.com/fpmux/fpmux/fcgiclient/fcgitest"
 	"github.com/fpmux/fpmux/fcgimux"
 )
 
@@ -100,42 +99,6 @@ func TestCheckWarmupList(t *testing.T) {
 	}
 }
 
-// countingListener counts the connections it accepts.
-type countingListener struct {
-	net.Listener
-	n atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
-	}
-	return c, err
-}
-
-// serveFCGI serves h as a FastCGI app on a unix socket under the test's
-// temp dir, standing in for a php-fpm pool.
-func serveFCGI(t *testing.T, h http.HandlerFunc) (string, *countingListener) {
-	t.Helper()
-	sock := filepath.Join(t.TempDir(), "fpm.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &countingListener{Listener: ln}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fcgi.Serve(cl, h)
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-	})
-	return sock, cl
-}
-
 // warmBackend is a Backend to the app on sock, closed with the test.
 func warmBackend(t *testing.T, sock string) *fcgimux.Backend {
 	b := fcgimux.NewBackend("unix", sock, 0, 8)
@@ -150,7 +113,7 @@ func TestWarmApp(t *testing.T) {
 		hits  = map[string]int{}
 		marks = map[string]int{}
 	)
-	sock, ln := serveFCGI(t, func(w http.ResponseWriter, r *http.Request) {
+	app := fcgitest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		env := fcgi.ProcessEnv(r)
 		mu.Lock()
 		// net/http/fcgi keeps SCRIPT_FILENAME in the env and REQUEST_URI
@@ -167,11 +130,11 @@ func TestWarmApp(t *testing.T) {
 			w.WriteHeader(404)
 		}
 		w.Write([]byte("body"))
-	})
+	}))
 	r := &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}
 	paths := []string{"/", "/ok.php?x=1", "/fail.php", "/missing.php"}
 	const workers = 3
-	got := s.warmApp(context.Background(), r, warmBackend(t, sock), workers, "", paths, false)
+	got := s.warmApp(context.Background(), r, warmBackend(t, app.Sock), workers, "", paths, false)
 
 	if len(got) != len(paths) {
 		t.Fatalf("%d results for %d paths: %+v", len(got), len(paths), got)
@@ -203,7 +166,7 @@ func TestWarmApp(t *testing.T) {
 	}
 	mu.Unlock()
 	// One connection per worker, each holding its worker for every path.
-	if n := ln.n.Load(); n != workers {
+	if n := app.Conns(); n != workers {
 		t.Errorf("%d connections, want %d (one per worker)", n, workers)
 	}
 	var m dto.Metric
@@ -219,9 +182,9 @@ func TestWarmAppGivesUpWithItsContext(t *testing.T) {
 	s, _ := newTestSupervisor(t)
 	hold := make(chan struct{})
 	t.Cleanup(func() { close(hold) })
-	sock, _ := serveFCGI(t, func(w http.ResponseWriter, r *http.Request) {
+	sock := fcgitest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-hold // a worker that never answers
-	})
+	})).Sock
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	got := s.warmApp(ctx, &release{id: "r1", root: "/srv/r1", createdAt: time.Now()}, warmBackend(t, sock), 2, "", []string{"/", "/b.php"}, false)
