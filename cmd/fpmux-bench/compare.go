@@ -338,7 +338,6 @@ type wayResult struct {
 type wayRun struct {
 	name string
 	s    *stack // its dir, nginx and, for the fpmux way, fpmux
-	fpm  *proc  // the php-fpm master of the other ways
 	app  map[string]string
 	live []string // release ids whose directories exist, oldest first
 }
@@ -402,20 +401,10 @@ func (b *bench) runWay(ctx context.Context, name string, app map[string]string) 
 	w := &wayRun{name: name, s: s, app: app}
 	res = &wayResult{name: name, loadBefore: loadavg()}
 	defer func() {
-		// nginx first, then the backend; close stops fpmux and fails when
-		// any process of the way is left.
-		var errs []error
-		if s.nginx != nil {
-			errs = append(errs, s.nginx.stop(syscall.SIGQUIT, 15*time.Second))
-		}
-		if w.fpm != nil {
-			errs = append(errs, w.fpm.stop(syscall.SIGQUIT, 15*time.Second))
-		}
 		if name == wayFpmux {
 			res.fpmuxLog = logSummary(s.fpmuxLog)
 		}
-		errs = append(errs, s.close())
-		if cerr := errors.Join(errs...); cerr != nil {
+		if cerr := s.close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("stop: %w", cerr))
 		}
 	}()
@@ -588,7 +577,7 @@ func (w *wayRun) deploy(ctx context.Context, n int) (deployMark, error) {
 		}
 		// As systemd's php-fpm unit reloads (ExecReload=kill -USR2): the
 		// deploy returns once the signal is sent.
-		if err := w.fpm.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		if err := w.s.fpm.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 			return m, fmt.Errorf("reload php-fpm: %w", err)
 		}
 	default:
@@ -660,7 +649,7 @@ func (w *wayRun) startPHPFPM(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.fpm = p
+	w.s.fpm = p
 	w.s.mu.Lock()
 	w.s.pgids[p.pid()] = true
 	w.s.mu.Unlock()

@@ -31,37 +31,39 @@ func (b *bench) writeReleases(prefix string, n int) ([]string, error) {
 	return roots, nil
 }
 
-// bgLoad is an open loop through fpmux running while a section deploys.
-type bgLoad struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	p      openPhase
-	err    error
-}
-
-func (b *bench) startLoad(ctx context.Context, path string, rate float64, d time.Duration) *bgLoad {
-	ctx, cancel := context.WithCancel(ctx)
-	l := &bgLoad{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		l.p, l.err = openLoop(ctx, newTarget(b.s.via, path), rate, d, maxOpenConns)
-	}()
-	return l
-}
-
-// underLoad runs an open loop through fpmux on path at rate for n+1
-// periods of every and, while it runs, calls deploy(i) at the end of
-// period i for each i below n; an error from deploy ends both. The load's
-// failures count as the section's.
+// underLoad runs an open loop through fpmux on path at rate while it
+// calls deploy(i) for each i below n, the i-th at the end of period i of
+// every. The load lasts n+1 periods or, with every 0 (deploys back to
+// back), until the last deploy returned; an error from deploy ends both.
+// The load's failures count as the section's.
 func (b *bench) underLoad(ctx context.Context, section, path string, rate float64, n int, every time.Duration, deploy func(i int) error) (openPhase, error) {
-	load := b.startLoad(ctx, path, rate, time.Duration(n+1)*every)
-	err := paced(ctx, n, every, deploy)
-	if err != nil {
-		load.cancel()
+	d := time.Duration(n+1) * every
+	if every == 0 {
+		d = 30 * time.Minute // only a cap
 	}
-	lp, lerr := load.wait(ctx, err != nil)
-	if err = errors.Join(err, lerr); err != nil {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		lp   openPhase
+		lerr error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		lp, lerr = openLoop(lctx, newTarget(b.s.via, path), rate, d, maxOpenConns)
+	}()
+	err := paced(ctx, n, every, deploy)
+	if err != nil || every == 0 {
+		cancel()
+	}
+	<-done
+	switch {
+	case ctx.Err() != nil:
+		return lp, ctx.Err()
+	case err != nil:
 		return lp, err
+	case lerr != nil && (every > 0 || !errors.Is(lerr, context.Canceled)):
+		return lp, lerr
 	}
 	b.count(section, lp.phase)
 	return lp, nil
@@ -82,20 +84,6 @@ func paced(ctx context.Context, n int, every time.Duration, f func(i int) error)
 		}
 	}
 	return nil
-}
-
-// wait waits for the load to end; stopped is true when it was ended by
-// stop rather than by its duration, which is then no error.
-func (l *bgLoad) wait(parent context.Context, stopped bool) (openPhase, error) {
-	<-l.done
-	l.cancel()
-	if parent.Err() != nil {
-		return l.p, parent.Err()
-	}
-	if stopped && errors.Is(l.err, context.Canceled) {
-		return l.p, nil
-	}
-	return l.p, l.err
 }
 
 // deployStats collects deploy→active times and failed deploys.
@@ -379,13 +367,13 @@ func (b *bench) deploys(ctx context.Context) (*table, error) {
 	}
 	logf("deploys: before: %+v", before)
 	const lightRate = 200
-	// The load ends when the deploys do; 30 min is only a cap.
-	load := b.startLoad(ctx, "/hello.php", lightRate, 30*time.Minute)
-	var ds deployStats
-	start := time.Now()
-	for i := range n {
-		if ctx.Err() != nil {
-			break
+	var (
+		ds         deployStats
+		start, end time.Time
+	)
+	lp, err := b.underLoad(ctx, "deploys", "/hello.php", lightRate, n, 0, func(i int) error {
+		if i == 0 {
+			start = time.Now()
 		}
 		id := fmt.Sprintf("d%d", i+1)
 		took, _, err := b.s.deploy(ctx, id, roots[i], true, nil)
@@ -393,15 +381,14 @@ func (b *bench) deploys(ctx context.Context) (*table, error) {
 		if (i+1)%20 == 0 {
 			logf("deploys: %d/%d, last took %.0f ms", i+1, n, ms(took))
 		}
-	}
-	all := time.Since(start)
-	load.cancel()
-	lp, err := load.wait(ctx, true)
+		end = time.Now()
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	all := end.Sub(start)
 	logTimeline("deploys", lp, 5*time.Second)
-	b.count("deploys", lp.phase)
 	b.countDeploys("deploys", ds)
 
 	drainStart := time.Now()

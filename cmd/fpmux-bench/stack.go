@@ -53,6 +53,7 @@ type stack struct {
 	fpmuxLog    string
 
 	fpmux, nginx *proc
+	fpm          *proc // the compare section's plain php-fpm, for the ways without fpmux
 	admin        *http.Client
 
 	mu    sync.Mutex
@@ -542,15 +543,17 @@ func (s *stack) logTail(n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// close stops nginx (SIGQUIT), then fpmux (SIGTERM, which stops its pools),
-// checks that no php-fpm or nginx of the temp dir is left (killing any
-// such process group, which is then an error), and removes the temp dir
-// unless asked to keep it. Calling it again returns the first result.
+// close stops nginx (SIGQUIT), then the backend: a plain php-fpm (SIGQUIT)
+// or fpmux (SIGTERM, which stops its pools); checks that no php-fpm or
+// nginx of the temp dir is left (killing any such process group, which is
+// then an error), and removes the temp dir unless asked to keep it. Calling it again returns the first result.
 func (s *stack) close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
-		if s.nginx != nil {
-			errs = append(errs, s.nginx.stop(syscall.SIGQUIT, 15*time.Second))
+		for _, p := range []*proc{s.nginx, s.fpm} {
+			if p != nil {
+				errs = append(errs, p.stop(syscall.SIGQUIT, 15*time.Second))
+			}
 		}
 		if s.fpmux != nil {
 			errs = append(errs, s.fpmux.stop(syscall.SIGTERM, 60*time.Second))
