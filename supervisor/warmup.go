@@ -44,8 +44,8 @@ type WarmupResult struct {
 	// ran cold; Status is 0 when it got no answer.
 	Status int   `json:"status"`
 	MS     int64 `json:"ms"`
-	// Requests is how many times the path was sent (once per worker the
-	// pool started with); Failed, how many got no answer, a 404 or a 5xx.
+	// Requests is how many times the path was sent (once, on one of the
+	// pool's workers); Failed, how many got no answer, a 404 or a 5xx.
 	Requests int `json:"requests"`
 	Failed   int `json:"failed"`
 	// Error is the first failure: what PHP answered (status, the first
@@ -155,12 +155,14 @@ func (s *Supervisor) warm(ctx context.Context, r *release, p *pool.Pool, b *fcgi
 //
 // First each of paths goes once on one connection, which fills what the
 // pool's workers share (opcache, APCu, files the app writes) with each
-// script compiled once. Then each path goes once more on each other worker
-// php-fpm started with, all at once, so that every worker has run every
-// path: what a worker keeps for itself (its realpath cache, persistent
-// connections, a framework's per-process state) is warm too, and those
-// runs find the scripts compiled already. Last, every worker gets
-// php-fpm's ping (ping, which runs no PHP; "" sends none): without paths, each worker's
+// script compiled once. The paths go to no other worker: once the
+// scripts are compiled, a worker's first run of a page costs it little
+// more than its next (PHP builds a request's state anew each time).
+// Sending every path to every worker as well took a MediaWiki release's
+// pool (16 workers, three paths; fpmux-bench's realapp section) from 0.6
+// to 2.0 s of CPU before the switch, and the 2 s after it were no faster
+// for it. Then every worker gets php-fpm's ping (ping, which runs no PHP;
+// "" sends none): without it, each worker's
 // first request costs it milliseconds (8 to 12 ms measured on an idle
 // machine, several times that under load), and the first requests after a
 // switch would pay it, with all the traffic queued behind them. The
@@ -188,7 +190,7 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, b *fcgimux.Backend
 		results[i].Path = pth
 		params[i] = warmupParams(pth, r.root, r.id)
 	}
-	var mu sync.Mutex // guards results and pingErrs during the spread
+	var mu sync.Mutex // guards pingErrs
 	count := func(i int, resp *fcgiclient.Response, err error) {
 		results[i].Requests++
 		if err == nil && !warmupFailed(resp.Status) {
@@ -203,10 +205,10 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, b *fcgimux.Backend
 			}
 		}
 	}
-	// run sends every path on c, the first round's figures going into
-	// results; once c fails, the paths left are counted failed with its
-	// error, unsent. It returns that error.
-	run := func(c net.Conn, firstRound bool) error {
+	// run sends every path on c, the figures going into results; once c
+	// fails, the paths left are counted failed with its error, unsent. It
+	// returns that error.
+	run := func(c net.Conn) error {
 		var cerr error
 		for i := range paths {
 			t := time.Now()
@@ -219,15 +221,11 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, b *fcgimux.Backend
 					cerr = err
 				}
 			}
-			mu.Lock()
-			if firstRound {
-				results[i].MS = time.Since(t).Milliseconds()
-				if resp != nil {
-					results[i].Status = resp.Status
-				}
+			results[i].MS = time.Since(t).Milliseconds()
+			if resp != nil {
+				results[i].Status = resp.Status
 			}
 			count(i, resp, err)
-			mu.Unlock()
 		}
 		return cerr
 	}
@@ -237,7 +235,7 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, b *fcgimux.Backend
 	if len(paths) > 0 {
 		first = func(c net.Conn) error {
 			firstRan = true
-			if err := run(c, true); err != nil {
+			if err := run(c); err != nil {
 				c.Close() // broken: b dials another for its ping
 			}
 			for _, res := range results {
@@ -250,14 +248,12 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, b *fcgimux.Backend
 		}
 	}
 	var pingErrs []error
-	var spread, pinged atomic.Int64 // connections the paths went to, that answered their ping
-	err := b.Warm(workers, first, func(i int, c net.Conn) error {
-		if i > 0 && len(paths) > 0 {
-			spread.Add(1)
-			if err := run(c, false); err != nil {
-				return err
-			}
-		}
+	var pinged atomic.Int64 // connections that answered their ping
+	conns := workers
+	if !pinging {
+		conns = 1 // the paths' own
+	}
+	err := b.Warm(conns, first, func(_ int, c net.Conn) error {
 		if !pinging {
 			return errors.New("not kept: the pool starts no workers")
 		}
@@ -280,16 +276,6 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, b *fcgimux.Backend
 		return results
 	}
 	if len(paths) > 0 {
-		// A worker the paths could not be spread to (its connection
-		// failed to dial) counts as failed for each path.
-		for range max(0, int64(workers-1)-spread.Load()) {
-			if stopped {
-				break
-			}
-			for i := range results {
-				count(i, nil, err)
-			}
-		}
 		requests, failed := 0, 0
 		for _, res := range results {
 			requests += res.Requests

@@ -17,19 +17,17 @@ type warmupProbe struct {
 
 // TestWarmupReachesThePoolBeforeActivation deploys with the config's
 // warm-up list without activating, then activates: the first real request
-// finds that the pool's every worker ran the path, with the warm-up header
-// and the release's id. Then a deploy's own list replaces the config's, and
+// finds that the pool ran the path, once, on one worker (the others get
+// php-fpm's ping), with the warm-up header and the release's id. Then a deploy's own list replaces the config's, and
 // -no-warmup sends none.
 func TestWarmupReachesThePoolBeforeActivation(t *testing.T) {
 	s := newStack(t, stackOptions{yaml: "warmup: [\"/warmup.php?from=config\"]\n"})
-	const workers = 4 // the harness's pm static, pm.max_children 4
-
 	root := s.newRelease("r1")
 	code, out, errs := s.cli("deploy", "-id", "r1", "-root", root, "-no-activate")
 	if code != 0 {
 		t.Fatalf("deploy r1: exit %d: %s%s", code, out, errs)
 	}
-	if !strings.Contains(out, "warmed 1 paths in 4 requests") || strings.Contains(out, "failed") {
+	if !strings.Contains(out, "warmed 1 paths in 1 requests") || strings.Contains(out, "failed") {
 		t.Errorf("deploy r1 said %q, want the warm-up figures and no failure", out)
 	}
 	if st := s.releasesByID()["r1"].State; st != "ready" {
@@ -40,7 +38,7 @@ func TestWarmupReachesThePoolBeforeActivation(t *testing.T) {
 	}
 	var p warmupProbe
 	getJSON(t, s, "/warmup.php", &p)
-	want := warmupProbe{Release: "r1", Hits: workers, Pids: workers, URI: "/warmup.php?from=config", WarmRelease: "r1"}
+	want := warmupProbe{Release: "r1", Hits: 1, Pids: 1, URI: "/warmup.php?from=config", WarmRelease: "r1"}
 	if p != want {
 		t.Errorf("r1's pool after activation: %+v, want %+v", p, want)
 	}
@@ -53,11 +51,11 @@ func TestWarmupReachesThePoolBeforeActivation(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("deploy r2: exit %d: %s%s", code, out, errs)
 	}
-	if !strings.Contains(out, "warmed 2 paths in 8 requests") || strings.Contains(out, "failed") {
+	if !strings.Contains(out, "warmed 2 paths in 2 requests") || strings.Contains(out, "failed") {
 		t.Errorf("deploy r2 said %q, want 2 paths warmed and no failure", out)
 	}
 	getJSON(t, s, "/warmup.php", &p)
-	want = warmupProbe{Release: "r2", Hits: workers, Pids: workers, URI: "/warmup.php?from=flag", WarmRelease: "r2"}
+	want = warmupProbe{Release: "r2", Hits: 1, Pids: 1, URI: "/warmup.php?from=flag", WarmRelease: "r2"}
 	if p != want {
 		t.Errorf("r2's pool: %+v, want %+v", p, want)
 	}
@@ -88,14 +86,14 @@ func TestWarmupFailureDoesNotFailTheDeploy(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("deploy: exit %d: %s%s", code, out, errs)
 	}
-	if !strings.Contains(out, "warmed 2 paths in 8 requests, 8 failed: /nope.php 404, /warmup.php?fail=1 500") {
+	if !strings.Contains(out, "warmed 2 paths in 2 requests, 2 failed: /nope.php 404, /warmup.php?fail=1 500") {
 		t.Errorf("deploy said %q, want the failed paths with their status", out)
 	}
 	if st := s.releasesByID()["r1"].State; st != "active" {
 		t.Errorf("r1 is %s, want active", st)
 	}
-	if v := s.metric("fpmux_warmup_failures_total"); v != 8 {
-		t.Errorf("fpmux_warmup_failures_total = %v, want 8", v)
+	if v := s.metric("fpmux_warmup_failures_total"); v != 2 {
+		t.Errorf("fpmux_warmup_failures_total = %v, want 2", v)
 	}
 	if code, out, errs := s.cli("deploy", "-id", "bad", "-root", root, "-warmup", "index.php"); code != 2 || !strings.Contains(errs, "must start with '/'") {
 		t.Errorf("deploy -warmup index.php: exit %d: %s%s; want a usage error", code, out, errs)
