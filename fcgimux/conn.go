@@ -218,7 +218,7 @@ func (c *conn) reset(s *Server, nc net.Conn) {
 	c.wbuf, c.wdeadline, c.waited, c.queued = trim(c.wbuf), time.Time{}, false, 0
 	c.id, c.keepConn, c.phase = 0, false, phaseNone
 	c.params, c.out, c.ends, c.up, c.upSent, c.holding = trim(c.params), trim(c.out), c.ends[:0], trim(c.up), 0, false
-	c.rel.pin, c.rel.bc, c.rel.held = Pin{}, nil, nil
+	c.rel.clear()
 	c.relActive, c.crossing, c.stdinDone, c.started = false, false, false, time.Time{}
 	c.upConn.Store(nil)
 	c.cut.Store(false)
@@ -476,7 +476,7 @@ func (c *conn) handle(h header, content []byte) error {
 		switch c.phase {
 		case phaseParams:
 			c.phase = phaseAnswered
-			c.finishRequest(h.ID, 0, statusRequestComplete, c.keepConn)
+			c.ended(c.writeEnd(h.ID, "", 0, statusRequestComplete), c.keepConn)
 		case phaseRelaying:
 			if c.rel.ended.Load() {
 				return nil // the response is complete; nothing to abort
@@ -506,7 +506,7 @@ func (c *conn) begin(h header, content []byte) error {
 		if h.ID == c.id {
 			return fmt.Errorf("request id %d begun again while in flight", h.ID)
 		}
-		c.writeEnd(h.ID, 0, statusCantMpxConn)
+		c.refuseBegin(h.ID, statusCantMpxConn)
 		return nil
 	}
 	br, err := parseBeginRequest(content)
@@ -517,7 +517,7 @@ func (c *conn) begin(h header, content []byte) error {
 		c.waitRelay() // its goroutine is past END_REQUEST; let it finish
 	}
 	if br.Role != roleResponder {
-		c.writeEnd(h.ID, 0, statusUnknownRole)
+		c.refuseBegin(h.ID, statusUnknownRole)
 		return nil
 	}
 	c.mu.Lock()
@@ -599,7 +599,7 @@ func (c *conn) startRelay() {
 		return
 	}
 	c.phase = phaseRelaying
-	c.rel.reset(pin, bc)
+	c.rel.reset(c.s, c.id, c.keepConn, c.params, c.started, pin, bc)
 	c.relActive = true
 	c.record(pin.Release)
 }
@@ -664,7 +664,7 @@ func (c *conn) flushUp() {
 			if !c.holding {
 				// Too large to hold for retry: a new connection,
 				// which no php-fpm child can have ended.
-				err = c.redialUp()
+				err = r.redialUp()
 			}
 		}
 		if c.holding && len(c.up) > 2*maxHeld {
@@ -675,7 +675,7 @@ func (c *conn) flushUp() {
 		}
 		if err != nil && first && r.bc.reused && !c.cut.Load() {
 			c.holding = false
-			if err = c.redialUp(); err == nil {
+			if err = r.redialUp(); err == nil {
 				err = r.sendUp(c.up, 0, false)
 			}
 		}
@@ -753,19 +753,6 @@ func (c *conn) cutAtBound() {
 	}
 }
 
-// redialUp puts the request, not yet written, on a new pool connection in
-// place of the kept one it was given. Only before the relay's goroutine
-// runs, so r.bc is the connection goroutine's alone.
-func (c *conn) redialUp() error {
-	r := &c.rel
-	bc, err := r.pin.Backend.redial(r.bc)
-	if err != nil {
-		return err // upFailed closes r.bc again, harmlessly
-	}
-	r.bc = bc
-	return nil
-}
-
 // contentLength returns the request's CONTENT_LENGTH param, and false when
 // it is missing or not a length.
 func contentLength(params []byte) (int, bool) {
@@ -805,50 +792,51 @@ func (c *conn) holdUp() bool {
 // answer ends the current request with a response fpmux writes itself.
 func (c *conn) answer(status int, msg string) {
 	c.phase = phaseAnswered
-	c.answerFrom(c.id, c.keepConn, status, msg)
+	c.ended(c.writeEnd(c.id, answerText(status, msg), 0, statusRequestComplete), c.keepConn)
 }
 
-// answerFrom writes a whole response for request id: a short plain-text body
-// with the status, then END_REQUEST. The relay's goroutine uses it too.
-func (c *conn) answerFrom(id uint16, keepConn bool, status int, msg string) {
+// answerText is a whole response fpmux makes itself: the status, and a
+// short plain-text body saying why. The relay's fail answers with it too.
+func answerText(status int, msg string) string {
 	body := "fpmux: " + msg + "\n"
-	resp := "Status: " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n" +
+	return "Status: " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n" +
 		"Content-Type: text/plain; charset=utf-8\r\n" +
 		"Cache-Control: no-store\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
-	c.wmu.Lock()
-	c.wbuf = appendStream(c.wbuf[:0], typeStdout, id, []byte(resp))
-	c.wbuf = appendRecord(c.wbuf, typeStdout, id, nil)
-	c.wbuf = appendEndRequest(c.wbuf, id, 0, statusRequestComplete)
-	_, err := c.writeLocked(c.wbuf)
-	c.wmu.Unlock()
-	if err != nil {
-		c.nc.Close()
-		return
-	}
-	c.requestEnded(keepConn)
 }
 
-// finishRequest writes END_REQUEST for the current request and marks the
-// connection idle. A write failure closes the connection.
-func (c *conn) finishRequest(id uint16, appStatus uint32, protocolStatus uint8, keepConn bool) {
-	c.wmu.Lock()
-	c.wbuf = appendEndRequest(c.wbuf[:0], id, appStatus, protocolStatus)
-	_, err := c.writeLocked(c.wbuf)
-	c.wmu.Unlock()
-	if err != nil {
-		c.nc.Close()
-		return
-	}
-	c.requestEnded(keepConn)
-}
-
-// writeEnd writes a lone END_REQUEST refusing a request that never began.
-func (c *conn) writeEnd(id uint16, appStatus uint32, protocolStatus uint8) {
+// writeEnd writes the records fpmux ends request id with itself: resp as
+// its STDOUT stream (none when resp is empty), then END_REQUEST. It is the
+// one place those are built, in wbuf under wmu, for the serve goroutine and
+// the relay's alike (see front).
+func (c *conn) writeEnd(id uint16, resp string, appStatus uint32, protocolStatus uint8) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.wbuf = appendEndRequest(c.wbuf[:0], id, appStatus, protocolStatus)
-	if _, err := c.writeLocked(c.wbuf); err != nil {
+	c.wbuf = c.wbuf[:0]
+	if resp != "" {
+		c.wbuf = appendStream(c.wbuf, typeStdout, id, []byte(resp))
+		c.wbuf = appendRecord(c.wbuf, typeStdout, id, nil)
+	}
+	c.wbuf = appendEndRequest(c.wbuf, id, appStatus, protocolStatus)
+	_, err := c.writeLocked(c.wbuf)
+	return err
+}
+
+// ended ends the current request once its last records were written, err
+// being that write's error: the connection goes idle (requestEnded), or,
+// when the write failed, is closed. See front.
+func (c *conn) ended(err error, keepConn bool) {
+	if err != nil {
+		c.nc.Close()
+		return
+	}
+	c.requestEnded(keepConn)
+}
+
+// refuseBegin answers a BEGIN_REQUEST that starts no request with a lone
+// END_REQUEST; a failed write closes the connection.
+func (c *conn) refuseBegin(id uint16, protocolStatus uint8) {
+	if c.writeEnd(id, "", 0, protocolStatus) != nil {
 		c.nc.Close()
 	}
 }

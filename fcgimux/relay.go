@@ -19,14 +19,46 @@ import (
 	"time"
 )
 
+// front is what a relay needs of the web server's connection it carries a
+// request for; conn implements it. The conn drives the relay (reset, sendUp,
+// abort, abandon, run); the relay answers only through these methods, so it
+// reads none of the conn's fields.
+type front interface {
+	// write passes response records to the web server as they are, in one
+	// write serialized with the connection's own.
+	write(b []byte) error
+	// writeUp writes request bytes to php-fpm on bc. It goes through the
+	// connection so that Shutdown's bound can cut a write php-fpm stopped
+	// reading (see conn.cutAtBound).
+	writeUp(bc *backendConn, b []byte) error
+	// writeEnd ends request id with records fpmux makes itself: resp as
+	// its STDOUT (none when empty), then END_REQUEST. fail needs it for the
+	// 502, 504 and aborted answers, which only the connection can build,
+	// since it owns the buffer they are built in.
+	writeEnd(id uint16, resp string, appStatus uint32, protocolStatus uint8) error
+	// ended is told that the request is over on the connection, err being
+	// the last write's error: with nil its response is whole and the
+	// connection goes idle (or closes without keepConn); with an error
+	// the connection is closed, so that the web server never takes a cut
+	// response for a whole one.
+	ended(err error, keepConn bool)
+}
+
 // relay is the state of one request between its pool connection and the
 // web server. A conn keeps one and reuses it for each request it carries.
 type relay struct {
-	c        *conn
+	front front // the web server's connection; set once, with the conn
+	// Given by reset for each request. s is the server whose settings
+	// (backend_timeout), log and refusal counts the request is under;
+	// params are the request's as the web server sent them, which the
+	// connection goroutine leaves as they are until it has waited for the
+	// relay (retry looks up the method in them).
+	s        *Server
+	params   []byte
 	id       uint16
 	keepConn bool
 	pin      Pin
-	bc       *backendConn // swapped only before run starts (see conn.flushUp)
+	bc       *backendConn // swapped by redialUp before run starts, then only by retry, under mu
 	start    time.Time
 	running  bool          // run was started and not yet waited for; conn goroutine only
 	done     chan struct{} // run sends one value as it returns; cap 1, reused
@@ -57,13 +89,19 @@ type relay struct {
 	deferred bool
 }
 
-// reset readies the relay for the connection's current request.
-func (r *relay) reset(pin Pin, bc *backendConn) {
-	c := r.c
-	r.id, r.keepConn, r.pin, r.bc, r.start = c.id, c.keepConn, pin, bc, c.started
+// reset readies the relay for a request: id, begun at start with params,
+// pinned to pin and given the pool connection bc.
+func (r *relay) reset(s *Server, id uint16, keepConn bool, params []byte, start time.Time, pin Pin, bc *backendConn) {
+	r.s, r.id, r.keepConn, r.params, r.start, r.pin, r.bc = s, id, keepConn, params, start, pin, bc
 	r.held = nil
 	r.ended.Store(false)
 	r.stdinDone, r.upErr, r.aborted, r.abandoned, r.retried, r.deferred = false, nil, false, false, false, false
+}
+
+// clear drops what the relay holds of its last request, so that a conn
+// kept between connections keeps nothing of it alive.
+func (r *relay) clear() {
+	r.s, r.params, r.pin, r.bc, r.held = nil, nil, Pin{}, nil, nil
 }
 
 // pool returns the pool connection the request is on now.
@@ -103,9 +141,8 @@ func (r *relay) retry(err error) bool {
 	ok := !r.retried && bc.reused && r.held != nil && !r.aborted && !r.abandoned
 	r.retried = true
 	r.mu.Unlock()
-	// The method is looked up only now, on this rare path: c.params stays
-	// as it is until the connection goroutine has waited for the relay.
-	if !ok || !idempotent(r.c.params) && !(errors.Is(err, io.EOF) && bc.peerDraining()) {
+	// The method is looked up only now, on this rare path.
+	if !ok || !idempotent(r.params) && !(errors.Is(err, io.EOF) && bc.peerDraining()) {
 		return false
 	}
 	nbc, err := r.pin.Backend.redial(bc)
@@ -120,7 +157,19 @@ func (r *relay) retry(err error) bool {
 		nbc.Close()
 		return false
 	}
-	return r.c.writeUp(nbc, r.held) == nil
+	return r.front.writeUp(nbc, r.held) == nil
+}
+
+// redialUp puts the request, not yet written, on a new pool connection in
+// place of the kept one it was given. Only before run starts, so r.bc is
+// the connection goroutine's alone.
+func (r *relay) redialUp() error {
+	bc, err := r.pin.Backend.redial(r.bc)
+	if err != nil {
+		return err // upFailed closes r.bc again, harmlessly
+	}
+	r.bc = bc
+	return nil
 }
 
 // sendUp writes up[from:] to php-fpm, the rest of the request as the
@@ -132,7 +181,7 @@ func (r *relay) sendUp(up []byte, from int, hold bool) error {
 	if hold {
 		r.held = up
 	}
-	return r.c.writeUp(r.bc, up[from:]) // r.bc changes only under upMu
+	return r.front.writeUp(r.bc, up[from:]) // r.bc changes only under upMu
 }
 
 // bodySent notes that the whole body reached php-fpm. php-fpm may have
@@ -141,7 +190,7 @@ func (r *relay) sendUp(up []byte, from int, hold bool) error {
 func (r *relay) bodySent() {
 	r.mu.Lock()
 	r.stdinDone = true
-	if to := r.c.s.backendTO; to > 0 {
+	if to := r.s.backendTO; to > 0 {
 		r.bc.SetReadDeadline(time.Now().Add(to))
 	}
 	r.mu.Unlock()
@@ -176,7 +225,7 @@ func (r *relay) settleDeferred(reuse bool) {
 // putBack hands the pool connection back for reuse, without the read
 // deadline BackendTimeout set on it.
 func (r *relay) putBack() {
-	if r.c.s.backendTO > 0 {
+	if r.s.backendTO > 0 {
 		r.bc.SetReadDeadline(time.Time{})
 	}
 	r.pin.Backend.put(r.bc)
@@ -244,7 +293,6 @@ func (r *relay) run() {
 	defer func() { r.done <- struct{}{} }()
 	buf := getBuf()
 	defer putBuf(buf)
-	c := r.c
 	var start, pos, end int // buf[start:pos] is to send; buf[pos:end] is not yet scanned
 	status, wrote, got := 0, false, false
 	// send writes what is scanned and not yet sent; false: the request
@@ -253,7 +301,7 @@ func (r *relay) run() {
 		if pos == start {
 			return true
 		}
-		if err := c.write(buf[start:pos]); err != nil {
+		if err := r.front.write(buf[start:pos]); err != nil {
 			r.fail(&frontError{err}, true, status)
 			return false
 		}
@@ -266,7 +314,7 @@ func (r *relay) run() {
 	// that keeps coming is never cut, an upload never bounded. The
 	// deadline is moved only once it has aged by an eighth of the bound,
 	// since moving it costs; moved is when run last did.
-	to := c.s.backendTO
+	to := r.s.backendTO
 	var moved time.Time
 	bc := r.pool()
 	for {
@@ -370,11 +418,7 @@ func (r *relay) finish(er endRequest, status int, out []byte, cleanEnd bool) {
 		status = 200
 	}
 	r.pin.Done(status, time.Since(r.start))
-	if err := r.c.write(out); err != nil {
-		r.c.nc.Close()
-		return
-	}
-	r.c.requestEnded(r.keepConn)
+	r.front.ended(r.front.write(out), r.keepConn)
 }
 
 // fail ends a request whose pool connection broke. Before any response byte
@@ -387,16 +431,17 @@ func (r *relay) fail(err error, wrote bool, status int) {
 	aborted, upErr := r.aborted, r.upErr
 	r.mu.Unlock()
 	r.bc.Close()
-	c := r.c
+	s := r.s
 	var fe *frontError
 	timedOut := errors.Is(err, os.ErrDeadlineExceeded) && !errors.As(err, &fe)
 	if timedOut {
-		c.s.refusals[RefusedTimeout].Add(1)
+		s.refusals[RefusedTimeout].Add(1)
 	}
+	var last error // the last write's, for ended
 	switch {
 	case aborted:
 		r.pin.Done(499, time.Since(r.start))
-		c.finishRequest(r.id, 1, statusRequestComplete, r.keepConn)
+		last = r.front.writeEnd(r.id, "", 1, statusRequestComplete)
 	case wrote:
 		if status == 0 {
 			status = 200
@@ -405,27 +450,28 @@ func (r *relay) fail(err error, wrote bool, status int) {
 		switch {
 		case errors.Is(err, net.ErrClosed):
 		case timedOut:
-			c.s.logRefusal("response cut: php-fpm sent nothing more for backend_timeout", "release", r.pin.Release, "bound", c.s.backendTO)
+			s.logRefusal("response cut: php-fpm sent nothing more for backend_timeout", "release", r.pin.Release, "bound", s.backendTO)
 		case errors.As(err, &fe) && errors.Is(err, os.ErrDeadlineExceeded):
-			c.s.log.Warn("response cut: the web server stopped reading it for write_timeout", "release", r.pin.Release, "bound", c.s.writeTO)
+			s.log.Warn("response cut: the web server stopped reading it for write_timeout", "release", r.pin.Release, "bound", s.writeTO)
 		case errors.As(err, &fe):
-			c.s.log.Info("response cut: the web server went away", "release", r.pin.Release, "err", fe.err)
+			s.log.Info("response cut: the web server went away", "release", r.pin.Release, "err", fe.err)
 		default:
-			c.s.log.Warn("response cut: pool connection broke mid-response", "release", r.pin.Release, "err", err)
+			s.log.Warn("response cut: pool connection broke mid-response", "release", r.pin.Release, "err", err)
 		}
-		c.nc.Close()
+		last = err // not nil: the web server's connection is cut
 	case timedOut:
 		r.pin.Done(504, time.Since(r.start))
-		c.s.logRefusal("request failed: php-fpm did not answer within backend_timeout", "release", r.pin.Release, "status", 504, "bound", c.s.backendTO)
-		c.answerFrom(r.id, r.keepConn, 504, "release "+r.pin.Release+" did not answer within "+c.s.backendTO.String())
+		s.logRefusal("request failed: php-fpm did not answer within backend_timeout", "release", r.pin.Release, "status", 504, "bound", s.backendTO)
+		last = r.front.writeEnd(r.id, answerText(504, "release "+r.pin.Release+" did not answer within "+s.backendTO.String()), 0, statusRequestComplete)
 	default:
 		if upErr != nil {
 			err = upErr
 		}
 		r.pin.Done(502, time.Since(r.start))
-		c.s.log.Warn("request failed: pool connection broke", "release", r.pin.Release, "err", err)
-		c.answerFrom(r.id, r.keepConn, 502, "the pool of release "+r.pin.Release+" failed")
+		s.log.Warn("request failed: pool connection broke", "release", r.pin.Release, "err", err)
+		last = r.front.writeEnd(r.id, answerText(502, "the pool of release "+r.pin.Release+" failed"), 0, statusRequestComplete)
 	}
+	r.front.ended(last, r.keepConn)
 }
 
 // frontError is a failed write to the web server, told apart from a

@@ -250,7 +250,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c, _ := s.free.Get().(*conn)
 	if c == nil {
 		c = &conn{rr: &recordReader{}}
-		c.rel.c = c
+		c.rel.front = c
 		c.rel.done = make(chan struct{}, 1)
 	}
 	c.reset(s, nc)
