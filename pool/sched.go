@@ -1,10 +1,11 @@
 // sched.go owns the CPU priority of a pool's processes: SCHED_IDLE at
-// nice 19 while the pool starts (or sits kept), so that its CPU (php-fpm's
-// module set-up and forks) comes out of what the release serving traffic
-// leaves idle; once that has lasted idleBound, fpmux's own priority for a
-// starting pool (its app warm-up is what the deploy waits for, and a
-// machine kept busy must not hold a deploy for long) and nice 5 for a kept
-// one; nice 5 while it stops; fpmux's own priority while it serves.
+// nice 19 while the pool starts, sits kept or stops, so that its CPU
+// (php-fpm's module set-up and forks, its workers' module shutdown) comes
+// out of what the release serving traffic leaves idle; once that has
+// lasted idleBound, fpmux's own priority for a starting pool (its app
+// warm-up is what the deploy waits for, and a machine kept busy must not
+// hold a deploy for long) and nice 5 for a kept or stopping one; fpmux's
+// own priority while it serves.
 
 package pool
 
@@ -28,7 +29,7 @@ import (
 // fpmux-bench's switchcost section. At normal priority, or at nice 5, that
 // is taken from the release serving traffic, whose p99 jumps for as long.
 const (
-	// backgroundNice, under SCHED_IDLE, is a starting (or kept) pool's
+	// backgroundNice, under SCHED_IDLE, is a starting, kept or stopping pool's
 	// priority for its first idleBound.
 	backgroundNice = 19
 	// idleBound bounds how long a pool runs at SCHED_IDLE in one go: on a
@@ -36,13 +37,18 @@ const (
 	// task gets next to no CPU, and a start would wait for as long as the
 	// load lasts.
 	idleBound = 200 * time.Millisecond
-	// lateNice is a kept pool's priority after idleBound, and a stopping
-	// pool's: less than a serving worker's, not starved. A stop is not put
-	// at SCHED_IDLE: nothing waits for it but the memory it frees, and in
-	// switchcost runs an idle stop held the old pool 130 to 140 ms after
-	// the switch instead of 70 to 110, the pools' PSS over a 2.5 s deploy
-	// cycle 1.08 to 1.10 of steady instead of 1.04 to 1.05. A starting
-	// pool goes to fpmux's own priority after idleBound instead: its app
+	// lateNice is a kept or stopping pool's priority after idleBound: less
+	// than a serving worker's, not starved. A stop starts at SCHED_IDLE:
+	// at nice 5, 16 workers' module shutdown (50 to 60 ms of CPU within
+	// about 40 ms) took the serving release's workers' CPU, and the p99
+	// of fpmux-bench's switch section (16 workers, 1000 req/s, a quiet
+	// machine) rose to 20 ms in the 40 ms after each switch, 2.4 to 3.1
+	// times steady over the 2 s after a deploy (1.1 with the idle stop).
+	// It is bounded: unbounded, on a busy machine an idle stop held the
+	// old pool 130 to 140 ms after the switch instead of 70 to 110, the
+	// pools' PSS over a 2.5 s deploy cycle 1.08 to 1.10 of steady instead
+	// of 1.04 to 1.05. A starting pool goes to fpmux's own priority after
+	// idleBound instead: its app
 	// warm-up (1.4 to 2.3 s of CPU for a MediaWiki release, fpmux-bench's
 	// realapp section) is what the deploy waits for, and at nice 5, with a
 	// third of the weight of each serving worker, it yielded to the
@@ -65,7 +71,7 @@ func init() { idleFor.Store(int64(idleBound)) }
 
 // lower puts process group pgid at SCHED_IDLE and backgroundNice, and
 // after idleFor at SCHED_OTHER and, for a start, fpmux's own priority, else
-// lateNice, unless raise or end came first. start is true for a master
+// (a kept or a stopping pool) lateNice, unless raise or end came first. start is true for a master
 // just spawned: its workers are still to come and inherit its priority, so
 // only it is set.
 func (pr *priority) lower(pgid int, start bool, log func(string, error)) {
@@ -135,23 +141,6 @@ func ownNice() int {
 	return 20 - prio
 }
 
-// settle puts process group pgid at SCHED_OTHER and lateNice, ending a
-// SCHED_IDLE stretch: for a pool that stops.
-func (pr *priority) settle(pgid int, log func(string, error)) {
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	pr.stopTimerLocked()
-	if pr.lowered {
-		if err := setPolicy(pgid, unix.SCHED_NORMAL); err != nil {
-			log("could not end the pool's SCHED_IDLE", err)
-		}
-	}
-	pr.lowered = true
-	if err := syscall.Setpriority(syscall.PRIO_PGRP, pgid, lateNice); err != nil && !errors.Is(err, syscall.ESRCH) {
-		log("could not lower the pool's priority", err)
-	}
-}
-
 // isLowered reports whether the pool is in the background.
 func (pr *priority) isLowered() bool {
 	pr.mu.Lock()
@@ -215,14 +204,15 @@ func (p *Pool) toBackground() {
 	}
 }
 
-// toStopping gives the pool's processes a stopping pool's priority: nice
-// 5, below the releases serving. Only when fpmux runs as root.
+// toStopping gives the pool's processes a stopping pool's priority:
+// SCHED_IDLE for at most idleBound, then nice 5, below the releases
+// serving. Only when fpmux runs as root.
 func (p *Pool) toStopping() {
 	if os.Geteuid() != 0 {
 		return
 	}
 	if pid := p.Pid(); pid > 0 {
-		p.prio.settle(pid, p.logPrio)
+		p.prio.lower(pid, false, p.logPrio)
 	}
 }
 
