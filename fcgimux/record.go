@@ -139,12 +139,9 @@ type beginRequest struct {
 
 func parseBeginRequest(c []byte) (beginRequest, error) {
 	if len(c) < 8 {
-		return beginRequest{}, fmt.Errorf("fastcgi: begin request body is %d bytes, want 8", len(c))
+		return beginRequest{}, shortBody("begin request", c)
 	}
-	return beginRequest{
-		Role:     binary.BigEndian.Uint16(c[0:2]),
-		KeepConn: c[2]&flagKeepConn != 0,
-	}, nil
+	return beginRequest{Role: binary.BigEndian.Uint16(c[0:2]), KeepConn: c[2]&flagKeepConn != 0}, nil
 }
 
 // endRequest is the body of FCGI_END_REQUEST.
@@ -155,12 +152,16 @@ type endRequest struct {
 
 func parseEndRequest(c []byte) (endRequest, error) {
 	if len(c) < 8 {
-		return endRequest{}, fmt.Errorf("fastcgi: end request body is %d bytes, want 8", len(c))
+		return endRequest{}, shortBody("end request", c)
 	}
-	return endRequest{
-		AppStatus:      binary.BigEndian.Uint32(c[0:4]),
-		ProtocolStatus: c[4],
-	}, nil
+	return endRequest{AppStatus: binary.BigEndian.Uint32(c[0:4]), ProtocolStatus: c[4]}, nil
+}
+
+// shortBody is the error for the body c of a what record shorter than the
+// 8 bytes FCGI_BEGIN_REQUEST and FCGI_END_REQUEST both have. The length is
+// checked by the caller, so the per-request path makes no call.
+func shortBody(what string, c []byte) error {
+	return fmt.Errorf("fastcgi: %s body is %d bytes, want 8", what, len(c))
 }
 
 // maxRecordLen is the longest a record can be on the wire.

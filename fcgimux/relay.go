@@ -246,45 +246,37 @@ func (r *relay) upFailed(err error) {
 // abort honours FCGI_ABORT_REQUEST: php-fpm has no abort of its own that is
 // safe to send, so the relay drops the pool connection, which is how php-fpm
 // learns a request is abandoned; run then ends the request.
-func (r *relay) abort() {
-	r.mu.Lock()
-	if r.ended.Load() && !r.deferred {
-		// Too late: php-fpm ended the request and its connection went
-		// back to the pool (or was closed), where another request may be
-		// using it now.
-		r.mu.Unlock()
-		return
-	}
-	r.aborted = true
-	r.deferred = false
-	bc := r.bc
-	r.mu.Unlock()
-	bc.Close()
-}
+func (r *relay) abort() { r.cut(&r.aborted) }
 
 // abandon cuts the request because the web server's connection is gone.
-// Whether the pool connection is closed here is decided under mu, where
-// finish decides whether it goes back to the pool: either finish came
-// first and the connection is the pool's now, or finish sees abandoned and
-// keeps it out of the pool.
-func (r *relay) abandon() {
+func (r *relay) abandon() { r.cut(&r.abandoned) }
+
+// cut sets why (aborted or abandoned) and closes the pool connection,
+// unless it is too late: php-fpm ended the request and its connection went
+// back to the pool (or was closed), where another request may be using it
+// now. One that finish left to the connection goroutine (deferred) is
+// closed here instead. Whether to close is decided under mu, where finish
+// decides whether the connection goes back to the pool: either finish came
+// first and the connection is the pool's now, or finish sees why and keeps
+// it out of the pool.
+func (r *relay) cut(why *bool) {
 	r.mu.Lock()
-	r.abandoned = true
-	bc, cut := r.bc, !r.ended.Load()
+	*why = true
+	bc, cut := r.bc, !r.ended.Load() || r.deferred
+	r.deferred = false
 	r.mu.Unlock()
 	if cut {
-		if abandonHook != nil {
-			abandonHook()
+		if cutHook != nil {
+			cutHook()
 		}
 		bc.Close()
 	}
-	r.settleDeferred(false)
 }
 
-// abandonHook, when set (by tests only), runs in abandon after it decided
-// to close the pool connection and before it does, so a test can run
-// finish in between.
-var abandonHook func()
+// cutHook, when set (by tests only), runs in cut after it decided to close
+// the pool connection and before it does, so a test can run finish in
+// between.
+var cutHook func()
 
 // run streams php-fpm's response to the web server until END_REQUEST. Each
 // read from php-fpm goes out in one write, minus any incomplete record at

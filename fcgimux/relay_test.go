@@ -10,7 +10,7 @@ import (
 
 // TestAbandonRacingFinishLeavesNoClosedConnectionInThePool: the web server
 // goes away while php-fpm is answering, so abandon (the connection
-// goroutine) and finish (the relay's) run at once. abandonHook parks abandon
+// goroutine) and finish (the relay's) run at once. cutHook parks abandon
 // after it has decided to close the pool connection; finish then runs to its
 // end; then abandon goes on. Whatever the order, the pool must never hold a
 // connection that is closed, or the next request on it fails or redials.
@@ -22,11 +22,11 @@ func TestAbandonRacingFinishLeavesNoClosedConnectionInThePool(t *testing.T) {
 	s, front := startServer(t, router)
 	t.Cleanup(router.pin.Backend.Close)
 	parked, resume := make(chan struct{}), make(chan struct{})
-	abandonHook = func() {
+	cutHook = func() {
 		parked <- struct{}{}
 		<-resume
 	}
-	t.Cleanup(func() { abandonHook = nil })
+	t.Cleanup(func() { cutHook = nil })
 
 	c := dialRaw(t, front)
 	c.send(getRequest(1))
