@@ -490,11 +490,7 @@ func (c *conn) handle(h header, content []byte) error {
 	default:
 		var b [8]byte
 		b[0] = byte(h.Type)
-		c.wmu.Lock()
-		defer c.wmu.Unlock()
-		c.wbuf = appendRecord(c.wbuf[:0], typeUnknownType, 0, b[:])
-		_, err := c.writeLocked(c.wbuf)
-		return err
+		return c.writeRecord(typeUnknownType, b[:])
 	}
 	return nil
 }
@@ -822,6 +818,17 @@ func (c *conn) writeEnd(id uint16, resp string, appStatus uint32, protocolStatus
 	return err
 }
 
+// writeRecord writes a management record (request id 0) fpmux answers with
+// itself, FCGI_GET_VALUES_RESULT or FCGI_UNKNOWN_TYPE, built in wbuf under
+// wmu as writeEnd builds a request's.
+func (c *conn) writeRecord(t recType, content []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf = appendRecord(c.wbuf[:0], t, 0, content)
+	_, err := c.writeLocked(c.wbuf)
+	return err
+}
+
 // ended ends the current request once its last records were written, err
 // being that write's error: the connection goes idle (requestEnded), or,
 // when the write failed, is closed. See front.
@@ -943,9 +950,5 @@ func (c *conn) getValues(content []byte) error {
 	if err != nil {
 		return fmt.Errorf("get values: %w", err)
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.wbuf = appendRecord(c.wbuf[:0], typeGetValuesResult, 0, out)
-	_, err = c.writeLocked(c.wbuf)
-	return err
+	return c.writeRecord(typeGetValuesResult, out)
 }

@@ -131,23 +131,24 @@ func appendEndRequest(dst []byte, id uint16, appStatus uint32, protocolStatus ui
 	return appendRecord(dst, typeEndRequest, id, b[:])
 }
 
-// beginRequest is the body of FCGI_BEGIN_REQUEST.
-type beginRequest struct {
-	Role     uint16
-	KeepConn bool
-}
+// beginRequest and endRequest are the bodies of FCGI_BEGIN_REQUEST and
+// FCGI_END_REQUEST, as parseBeginRequest and parseEndRequest read them.
+type (
+	beginRequest struct {
+		Role     uint16
+		KeepConn bool
+	}
+	endRequest struct {
+		AppStatus      uint32
+		ProtocolStatus uint8
+	}
+)
 
 func parseBeginRequest(c []byte) (beginRequest, error) {
 	if len(c) < 8 {
 		return beginRequest{}, shortBody("begin request", c)
 	}
 	return beginRequest{Role: binary.BigEndian.Uint16(c[0:2]), KeepConn: c[2]&flagKeepConn != 0}, nil
-}
-
-// endRequest is the body of FCGI_END_REQUEST.
-type endRequest struct {
-	AppStatus      uint32
-	ProtocolStatus uint8
 }
 
 func parseEndRequest(c []byte) (endRequest, error) {
