@@ -72,7 +72,6 @@ func (s *stack) takeCPU() cpuSnap { return takeCPU(s.nginx, s.fpmux) }
 // left out).
 func takeCPU(nginx *proc, fpmuxes ...*proc) cpuSnap {
 	sn := cpuSnap{procs: map[int]procCPU{}}
-	ps := processes()
 	add := func(pid int, group string) {
 		if d, err := statTicks(pid, 14); err == nil {
 			sn.procs[pid] = procCPU{group, d}
@@ -80,8 +79,8 @@ func takeCPU(nginx *proc, fpmuxes ...*proc) cpuSnap {
 	}
 	if nginx != nil {
 		add(nginx.pid(), "nginx")
-		for _, p := range descendants(ps, nginx.pid()) {
-			add(p.pid, "nginx")
+		for _, p := range descendants(nginx.pid()) {
+			add(p, "nginx")
 		}
 	}
 	for _, f := range fpmuxes {
@@ -89,8 +88,8 @@ func takeCPU(nginx *proc, fpmuxes ...*proc) cpuSnap {
 			continue
 		}
 		add(f.pid(), "fpmux")
-		for _, p := range phpFPMBelow(ps, f.pid()) {
-			add(p.pid, "php-fpm")
+		for _, p := range phpFPMBelow(f.pid()) {
+			add(p, "php-fpm")
 		}
 	}
 	var ru syscall.Rusage

@@ -203,12 +203,11 @@ func (b *bench) pinnedNginx(ctx context.Context, tcp *stack) ([]string, error) {
 // all their descendants (nginx's workers, php-fpm's masters and children)
 // to cpus.
 func pinTrees(pids []int, cpus []int) error {
-	ps := processes()
 	var errs []error
 	for _, pid := range pids {
 		errs = append(errs, setAffinity(pid, cpus))
-		for _, p := range descendants(ps, pid) {
-			errs = append(errs, setAffinity(p.pid, cpus))
+		for _, p := range descendants(pid) {
+			errs = append(errs, setAffinity(p, cpus))
 		}
 	}
 	return errors.Join(errs...)

@@ -46,8 +46,8 @@ func TestPinTrees(t *testing.T) {
 	})
 	var child int
 	if err := waitFor(t.Context(), "sleep to start", 10e9, func() (bool, error) {
-		for _, p := range descendants(processes(), cmd.Process.Pid) {
-			child = p.pid
+		for _, p := range descendants(cmd.Process.Pid) {
+			child = p
 			return true, nil
 		}
 		return false, nil

@@ -184,39 +184,68 @@ func processes() []procInfo {
 		}
 		ppid, _ := strconv.Atoi(f[1])
 		pgrp, _ := strconv.Atoi(f[2])
-		cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		ps = append(ps, procInfo{pid: pid, ppid: ppid, pgrp: pgrp,
-			cmdline: strings.TrimSpace(strings.ReplaceAll(string(cl), "\x00", " "))})
+		ps = append(ps, procInfo{pid: pid, ppid: ppid, pgrp: pgrp, cmdline: cmdline(pid)})
 	}
 	return ps
 }
 
-// descendants returns the processes whose parent chain leads to pid.
-func descendants(ps []procInfo, pid int) []procInfo {
-	parent := map[int]int{}
-	for _, p := range ps {
-		parent[p.pid] = p.ppid
-	}
-	var out []procInfo
-	for _, p := range ps {
-		for q, hops := p.ppid, 0; q > 1 && hops < 64; q, hops = parent[q], hops+1 {
-			if q == pid {
-				out = append(out, p)
-				break
+// cmdline is pid's command line, its NUL-separated arguments joined with
+// spaces.
+func cmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+}
+
+// children lists the children of pid, from every thread's
+// /proc/<pid>/task/<tid>/children: a cheaper read than all of /proc, which
+// the realapp section makes every 20 ms while a pool starts.
+func children(pid int) []int {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var out []int
+	for _, t := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
 			}
 		}
 	}
 	return out
 }
 
-// phpFPMBelow returns the php-fpm processes (masters and children) of ps
-// below pid.
-func phpFPMBelow(ps []procInfo, pid int) []procInfo {
-	var out []procInfo
-	for _, p := range descendants(ps, pid) {
-		if strings.HasPrefix(p.cmdline, "php-fpm") {
+// descendants returns the pids below pid: its children, theirs, and so on.
+func descendants(pid int) []int {
+	var out []int
+	for next := children(pid); len(next) > 0; next = next[1:] {
+		out = append(out, next[0])
+		next = append(next, children(next[0])...)
+	}
+	return out
+}
+
+// phpFPMBelow returns the php-fpm processes (masters and workers) below
+// pid.
+func phpFPMBelow(pid int) []int {
+	var out []int
+	for _, p := range descendants(pid) {
+		if strings.HasPrefix(cmdline(p), "php-fpm") {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// poolCPU is the CPU a pool's master and its workers have run so far
+// (schedstat's nanoseconds, not /proc's 10 ms ticks), and how many of them
+// there are.
+func poolCPU(master int) (time.Duration, int) {
+	var sum time.Duration
+	n := 0
+	for _, pid := range append([]int{master}, children(master)...) {
+		if d, err := schedRuntime(pid); err == nil {
+			sum += d
+			n++
+		}
+	}
+	return sum, n
 }

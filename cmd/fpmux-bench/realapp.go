@@ -246,22 +246,6 @@ func timedLoop(ctx context.Context, t target, conns int, stop <-chan struct{}) (
 	return all, &errs
 }
 
-// children lists the children of pid, from every thread's
-// /proc/<pid>/task/<tid>/children: a cheaper read than all of /proc.
-func children(pid int) []int {
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	var out []int
-	for _, t := range tasks {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
-		for _, f := range strings.Fields(string(b)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
-}
-
 // activePool returns the pid of the active release's php-fpm master, or
 // 0 when none is active.
 func (s *stack) activePool(ctx context.Context) (int, error) {
@@ -275,17 +259,6 @@ func (s *stack) activePool(ctx context.Context) (int, error) {
 		}
 	}
 	return 0, nil
-}
-
-// poolRun is the CPU a pool's master and its live workers have run so far.
-func poolRun(master int) time.Duration {
-	sum, _ := schedRuntime(master)
-	for _, w := range children(master) {
-		if d, err := schedRuntime(w); err == nil {
-			sum += d
-		}
-	}
-	return sum
 }
 
 // cpuAt is the CPU a new pool had run at one moment.
@@ -309,7 +282,8 @@ func traceNewPool(fpmuxPid int, old map[int]bool, stop <-chan struct{}) (master 
 			}
 		}
 		if master != 0 {
-			trace = append(trace, cpuAt{time.Now(), poolRun(master)})
+			cpu, _ := poolCPU(master)
+			trace = append(trace, cpuAt{time.Now(), cpu})
 		}
 		select {
 		case <-stop:
@@ -511,7 +485,7 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 		d.posted = time.Now()
 		d.activated, d.took, err = on.deployWarm(ctx, d.id, roots[i], realappWarmup)
 		busy1, total1 := machineCPU()
-		oldCPU := poolRun(oldPid)
+		oldCPU, _ := poolCPU(oldPid)
 		close(traceStop)
 		<-traced
 		ds.add("realapp", d.id, d.took, err)

@@ -73,7 +73,7 @@ func (b *bench) snapshot() (snapshot, error) {
 			return sn, err
 		}
 	}
-	sn.phpFPM = len(phpFPMBelow(processes(), pid))
+	sn.phpFPM = len(phpFPMBelow(pid))
 	return sn, nil
 }
 

@@ -17,29 +17,11 @@ import (
 // smaps_rollup walks each process's page tables, so not more often.
 const pssEvery = 100 * time.Millisecond
 
-// groupCPU returns the CPU time run so far by the live processes of process
-// group pgid (schedstat's nanoseconds, not /proc's 10 ms ticks), and how
-// many there are.
-func groupCPU(ps []procInfo, pgid int) (time.Duration, int) {
-	var sum time.Duration
-	n := 0
-	for _, p := range ps {
-		if p.pgrp != pgid {
-			continue
-		}
-		if d, err := schedRuntime(p.pid); err == nil {
-			sum += d
-			n++
-		}
-	}
-	return sum, n
-}
-
 // poolsPSS sums the PSS of every php-fpm process under fpmux.
 func poolsPSS(fpmuxPid int) uint64 {
 	var sum uint64
-	for _, p := range phpFPMBelow(processes(), fpmuxPid) {
-		if kb, err := procKB(p.pid, "smaps_rollup", "Pss:"); err == nil {
+	for _, p := range phpFPMBelow(fpmuxPid) {
+		if kb, err := procKB(p, "smaps_rollup", "Pss:"); err == nil {
 			sum += uint64(kb)
 		}
 	}
@@ -151,16 +133,14 @@ func (b *bench) switchCost(ctx context.Context) (*table, error) {
 		if err != nil || r.Pool == nil {
 			return nil
 		}
-		ps := processes()
-		cpu, k := groupCPU(ps, r.Pool.Pid)
-		oldCPU, _ := groupCPU(ps, oldPid)
+		cpu, k := poolCPU(r.Pool.Pid)
+		oldCPU, _ := poolCPU(oldPid)
 		startCPU = append(startCPU, ms(cpu))
 		workers = append(workers, k-1)
 		// The old pool retires: wait for its master to be reaped.
 		gone := time.Now()
 		if err := waitFor(ctx, "the old pool to stop", 30*time.Second, func() (bool, error) {
-			_, k := groupCPU(processes(), oldPid)
-			return k == 0, nil
+			return !slices.ContainsFunc(processes(), func(p procInfo) bool { return p.pgrp == oldPid }), nil
 		}); err != nil {
 			return err
 		}
