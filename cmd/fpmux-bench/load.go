@@ -167,70 +167,92 @@ func (e *errCounter) add(err error) {
 	e.n++
 }
 
-// closedLoop runs conns workers against t for d: each sends a request as
-// soon as its previous one ended. Connections are opened before the clock
-// starts. Throughput counts the requests that ended by the deadline;
-// latencies include the ones in flight at the deadline.
-func closedLoop(ctx context.Context, t target, conns int, d time.Duration) (phase, error) {
-	workers := make([]*worker, conns)
+// dialWorkers opens n connections to t, one worker each, before a load
+// loop's clock starts; after an error it closes those it opened.
+func dialWorkers(t target, n int) ([]*worker, error) {
+	workers := make([]*worker, n)
 	for i := range workers {
 		c, err := dialHTTP(t)
 		if err != nil {
 			for _, w := range workers[:i] {
 				w.close()
 			}
-			return phase{}, fmt.Errorf("closed loop: %w", err)
+			return nil, err
 		}
 		workers[i] = &worker{t: t, c: c}
 	}
+	return workers, nil
+}
+
+// closedLoop runs conns workers against t for d: each sends a request as
+// soon as its previous one ended. Connections are opened before the clock
+// starts. Throughput counts the requests that ended by the deadline;
+// latencies include the ones in flight at the deadline.
+func closedLoop(ctx context.Context, t target, conns int, d time.Duration) (phase, error) {
+	workers, err := dialWorkers(t, conns)
+	if err != nil {
+		return phase{}, fmt.Errorf("closed loop: %w", err)
+	}
+	end := time.Now().Add(d)
+	samples, errs := closedLoopUntil(ctx, workers, end)
+	p := phase{lat: make([]time.Duration, 0, len(samples)), failed: errs.n, firstErr: errs.first, elapsed: d}
+	for _, s := range samples {
+		p.lat = append(p.lat, s.lat)
+		if !s.failed && !s.at.Add(s.lat).After(end) {
+			p.ok++
+		}
+	}
+	slices.Sort(p.lat)
+	return p, ctx.Err()
+}
+
+// timedSample is one closed-loop request: when it started, how long it
+// took, and whether it failed.
+type timedSample struct {
+	at     time.Time
+	lat    time.Duration
+	failed bool
+}
+
+// closedLoopUntil runs each worker on a goroutine of its own, sending its
+// target's request as soon as its previous one ended, until end (zero:
+// none) or ctx ends, then closes it; it returns every request run, in no
+// order, and the failures.
+func closedLoopUntil(ctx context.Context, workers []*worker, end time.Time) ([]timedSample, *errCounter) {
 	var (
-		wg    sync.WaitGroup
-		errs  errCounter
-		mu    sync.Mutex
-		all   []time.Duration
-		ok    int
-		start = time.Now()
-		end   = start.Add(d)
+		wg   sync.WaitGroup
+		errs errCounter
+		mu   sync.Mutex
+		all  []timedSample
 	)
 	for _, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer w.close()
-			lat := make([]time.Duration, 0, 4096)
-			n := 0
+			mine := make([]timedSample, 0, 4096)
 			for ctx.Err() == nil {
 				t0 := time.Now()
-				if !t0.Before(end) {
+				if !end.IsZero() && !t0.Before(end) {
 					break
 				}
 				err := w.do()
-				t1 := time.Now()
-				lat = append(lat, t1.Sub(t0))
+				lat := time.Since(t0)
+				mine = append(mine, timedSample{at: t0, lat: lat, failed: err != nil})
 				if err != nil {
 					errs.add(err)
-					if w.c == nil && t1.Sub(t0) < time.Millisecond {
+					if w.c == nil && lat < time.Millisecond {
 						time.Sleep(10 * time.Millisecond) // a refused dial: do not spin
 					}
-					continue
-				}
-				if !t1.After(end) {
-					n++
 				}
 			}
 			mu.Lock()
-			all = append(all, lat...)
-			ok += n
+			all = append(all, mine...)
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	slices.Sort(all)
-	p := phase{lat: all, ok: ok, failed: errs.n, firstErr: errs.first, elapsed: d}
-	if ctx.Err() != nil {
-		return p, ctx.Err()
-	}
-	return p, nil
+	return all, &errs
 }
 
 // sample is one open-loop request: when it was meant to start (from the
@@ -282,9 +304,8 @@ func openLoopEach(ctx context.Context, t target, rate float64, d time.Duration, 
 		start  time.Time
 		nconns int
 	)
-	run := func(first int, c *httpConn) {
+	run := func(first int, w *worker) {
 		defer wg.Done()
-		w := &worker{t: t, c: c}
 		defer w.close()
 		handle := func(i int) {
 			err := each(w, i)
@@ -305,17 +326,14 @@ func openLoopEach(ctx context.Context, t target, rate float64, d time.Duration, 
 	}
 	// Open some connections before the clock starts: enough for the
 	// requests of a few milliseconds.
-	pre := min(maxConns, max(8, int(math.Ceil(rate*0.005))))
-	for range pre {
-		c, err := dialHTTP(t)
-		if err != nil {
-			close(jobs)
-			wg.Wait()
-			return openPhase{}, fmt.Errorf("open loop: %w", err)
-		}
+	pre, err := dialWorkers(t, min(maxConns, max(8, int(math.Ceil(rate*0.005)))))
+	if err != nil {
+		return openPhase{}, fmt.Errorf("open loop: %w", err)
+	}
+	for _, w := range pre {
 		wg.Add(1)
 		nconns++
-		go run(-1, c)
+		go run(-1, w)
 	}
 	var waited int
 	var lateness time.Duration
@@ -341,7 +359,7 @@ func openLoopEach(ctx context.Context, t target, rate float64, d time.Duration, 
 		if nconns < maxConns {
 			nconns++
 			wg.Add(1)
-			go run(i, nil)
+			go run(i, &worker{t: t})
 			continue
 		}
 		waited++

@@ -192,60 +192,6 @@ func writeWikiRelease(root string, w wiki) error {
 	return writeFile(filepath.Join(root, "LocalSettings.php"), w.settings)
 }
 
-// timedSample is one closed-loop request: when it started and how long
-// it took.
-type timedSample struct {
-	at     time.Time
-	lat    time.Duration
-	failed bool
-}
-
-// timedLoop runs conns workers against t until stop is closed, each
-// sending a request as soon as its previous one ended, and returns every
-// request it ran. A closed loop keeps the CPUs as busy as conns requests
-// at a time can, without a backlog that grows for as long as a deploy
-// slows the serving release.
-func timedLoop(ctx context.Context, t target, conns int, stop <-chan struct{}) ([]timedSample, *errCounter) {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		all  []timedSample
-		errs errCounter
-	)
-	for range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w := &worker{t: t}
-			defer w.close()
-			var mine []timedSample
-			for ctx.Err() == nil {
-				select {
-				case <-stop:
-					mu.Lock()
-					all = append(all, mine...)
-					mu.Unlock()
-					return
-				default:
-				}
-				t0 := time.Now()
-				err := w.do()
-				mine = append(mine, timedSample{at: t0, lat: time.Since(t0), failed: err != nil})
-				if err != nil {
-					errs.add(err)
-					time.Sleep(10 * time.Millisecond) // a refused dial: do not spin
-				}
-			}
-			mu.Lock()
-			all = append(all, mine...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	slices.SortFunc(all, func(a, b timedSample) int { return a.at.Compare(b.at) })
-	return all, &errs
-}
-
 // activePool returns the pid of the active release's php-fpm master, or
 // 0 when none is active.
 func (s *stack) activePool(ctx context.Context) (int, error) {
@@ -430,7 +376,14 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 		return nil, fmt.Errorf("realapp: check %s: %d %v: %.300s", page, code, err, body)
 	}
 
-	stop := make(chan struct{})
+	// A closed loop keeps the CPUs as busy as realappConns requests at a
+	// time can, without a backlog that grows for as long as a deploy slows
+	// the serving release; it runs until endLoad.
+	workers, err := dialWorkers(page, realappConns)
+	if err != nil {
+		return nil, fmt.Errorf("realapp: %w", err)
+	}
+	lctx, stopLoad := context.WithCancel(ctx)
 	var (
 		samples []timedSample
 		errs    *errCounter
@@ -438,16 +391,10 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 	)
 	go func() {
 		defer close(loaded)
-		samples, errs = timedLoop(ctx, page, realappConns, stop)
+		samples, errs = closedLoopUntil(lctx, workers, time.Time{})
+		slices.SortFunc(samples, func(a, b timedSample) int { return a.at.Compare(b.at) })
 	}()
-	ended := false
-	endLoad := func() {
-		if !ended {
-			ended = true
-			close(stop)
-			<-loaded
-		}
-	}
+	endLoad := sync.OnceFunc(func() { stopLoad(); <-loaded })
 	defer endLoad()
 
 	fpid := st.fpmux.pid()
