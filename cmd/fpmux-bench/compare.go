@@ -24,7 +24,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -394,10 +393,10 @@ func (b *bench) countWay(r *wayResult) {
 // runWay brings up one way's stack, warms it, runs the measured load with
 // the deploys, and stops everything it started.
 func (b *bench) runWay(ctx context.Context, name string, app map[string]string) (res *wayResult, err error) {
-	dir := filepath.Join(b.s.dir, "compare", wayDirs[name])
-	o := stackOptions{nginxWorkers: b.o.nginxWorkers, keepalive: b.o.keepalive, children: b.o.compareChildren, keep: b.o.keep}
-	s := stackIn(dir, o, b.s.phpFPM, b.s.nginxBin)
-	s.fpmuxBin = b.s.fpmuxBin
+	s, err := b.s.sub(filepath.Join("compare", wayDirs[name]), b.o.compareChildren)
+	if err != nil {
+		return nil, err
+	}
 	w := &wayRun{name: name, s: s, app: app}
 	res = &wayResult{name: name, loadBefore: loadavg()}
 	defer func() {
@@ -409,11 +408,6 @@ func (b *bench) runWay(ctx context.Context, name string, app map[string]string) 
 		}
 	}()
 
-	for _, d := range []string{dir, filepath.Dir(s.releases), s.releases} {
-		if err := mkdir(d); err != nil {
-			return res, err
-		}
-	}
 	if err := w.writeRelease(1); err != nil {
 		return res, err
 	}
@@ -654,18 +648,7 @@ func (w *wayRun) startPHPFPM(ctx context.Context) error {
 	w.s.pgids[p.pid()] = true
 	w.s.mu.Unlock()
 	logf("compare %s: php-fpm started (pid %d)", w.name, p.pid())
-	return waitFor(ctx, "php-fpm", 20*time.Second, func() (bool, error) {
-		if p.exited() {
-			b, _ := os.ReadFile(filepath.Join(dir, "php-fpm.log"))
-			return false, fmt.Errorf("php-fpm exited at start: %s", b)
-		}
-		c, err := net.Dial("unix", sock)
-		if err != nil {
-			return false, nil
-		}
-		c.Close()
-		return true, nil
-	})
+	return p.waitUp(ctx, 20*time.Second, filepath.Join(dir, "php-fpm.log"), func() bool { return accepting("unix", sock) })
 }
 
 // nginxFor returns the way's nginx config for a server on listen, rooted
@@ -683,11 +666,10 @@ func (w *wayRun) nginxFor(listen string) string {
 }
 
 func (w *wayRun) startNginx(ctx context.Context) (string, error) {
-	port, err := freePort()
+	addr, err := freeAddr()
 	if err != nil {
 		return "", err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if err := w.s.launchNginx(ctx, w.nginxFor(addr), addr); err != nil {
 		return "", err
 	}

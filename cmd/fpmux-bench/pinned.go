@@ -131,17 +131,14 @@ func cpuBound(d, f summary) float64 {
 // tcpStack starts a second fpmux serving the main stack's releases on a
 // TCP port, and deploys r1 on it.
 func (b *bench) tcpStack(ctx context.Context) (*stack, error) {
-	dir := filepath.Join(b.s.dir, "tcp")
-	if err := mkdir(dir); err != nil {
-		return nil, err
-	}
-	s := stackIn(dir, b.s.o, b.s.phpFPM, b.s.nginxBin)
-	s.fpmuxBin, s.releases, s.current = b.s.fpmuxBin, b.s.releases, b.s.current
-	port, err := freePort()
+	s, err := b.s.sub("tcp", b.s.o.children)
 	if err != nil {
 		return nil, err
 	}
-	s.sock = fmt.Sprintf("127.0.0.1:%d", port)
+	s.releases, s.current = b.s.releases, b.s.current
+	if s.sock, err = freeAddr(); err != nil {
+		return nil, err
+	}
 	if err := s.startFpmux(ctx); err != nil {
 		return s, err
 	}
@@ -168,11 +165,10 @@ func (b *bench) pinnedNginx(ctx context.Context, tcp *stack) ([]string, error) {
 			front = st.sock
 		}
 		for j, pass := range []string{pool, front} {
-			port, err := freePort()
+			addr, err := freeAddr()
 			if err != nil {
 				return nil, err
 			}
-			addr := fmt.Sprintf("127.0.0.1:%d", port)
 			addrs = append(addrs, addr)
 			root := filepath.Join(b.s.releases, "r1")
 			if j == 1 {

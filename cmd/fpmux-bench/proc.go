@@ -1,13 +1,17 @@
 // This file owns the child processes the bench starts itself (fpmux,
 // nginx, the compare section's php-fpm): each in its own process group,
-// waited for by one goroutine, and stopped by a signal with a bound.
+// waited for by one goroutine, ready once it answers, and stopped by a
+// signal with a bound.
 
 package main
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -55,6 +59,37 @@ func startProc(name string, cmd *exec.Cmd) (*proc, error) {
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
 func (p *proc) exited() bool { return p.gone.Load() }
+
+// waitUp waits up to bound for ready to hold, and fails at once, quoting
+// the last lines of the file at logPath, when p exits first.
+func (p *proc) waitUp(ctx context.Context, bound time.Duration, logPath string, ready func() bool) error {
+	return waitFor(ctx, p.name, bound, func() (bool, error) {
+		if p.exited() {
+			return false, fmt.Errorf("%s exited at start: %s", p.name, tail(logPath, 20))
+		}
+		return ready(), nil
+	})
+}
+
+// accepting reports whether each of addrs on network ("tcp", "unix")
+// accepts a connection: a server that listens.
+func accepting(network string, addrs ...string) bool {
+	for _, a := range addrs {
+		c, err := net.Dial(network, a)
+		if err != nil {
+			return false
+		}
+		c.Close()
+	}
+	return true
+}
+
+// tail returns the last n lines of the file at path.
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
 
 // stop sends sig and waits up to bound for the process to exit, then kills
 // its process group; that, or an exit before being asked, is an error.

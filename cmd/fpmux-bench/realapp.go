@@ -192,21 +192,6 @@ func writeWikiRelease(root string, w wiki) error {
 	return writeFile(filepath.Join(root, "LocalSettings.php"), w.settings)
 }
 
-// activePool returns the pid of the active release's php-fpm master, or
-// 0 when none is active.
-func (s *stack) activePool(ctx context.Context) (int, error) {
-	rs, err := s.releaseList(ctx)
-	if err != nil {
-		return 0, err
-	}
-	for _, r := range rs {
-		if r.State == "active" && r.Pool != nil {
-			return r.Pool.Pid, nil
-		}
-	}
-	return 0, nil
-}
-
 // cpuAt is the CPU a new pool had run at one moment.
 type cpuAt struct {
 	at  time.Time
@@ -336,14 +321,11 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 	if b.o.quick {
 		n = 3
 	}
-	st := stackIn(filepath.Join(b.s.dir, "realapp"), stackOptions{nginxWorkers: b.o.nginxWorkers, keepalive: b.o.keepalive, children: realappChildren, keep: b.o.keep}, b.s.phpFPM, b.s.nginxBin)
-	st.fpmuxBin = b.s.fpmuxBin
-	defer st.close()
-	for _, d := range []string{st.dir, filepath.Dir(st.releases), st.releases} {
-		if err := mkdir(d); err != nil {
-			return nil, err
-		}
+	st, err := b.s.sub("realapp", realappChildren)
+	if err != nil {
+		return nil, err
 	}
+	defer st.close()
 	logf("realapp: installing MediaWiki with SQLite")
 	w, err := installWiki(ctx, st.dir, php)
 	if err != nil {
@@ -356,19 +338,9 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 			return nil, err
 		}
 	}
-	if err := os.Symlink("releases/mw0", st.current); err != nil {
-		return nil, fmt.Errorf("link %s: %w", st.current, err)
-	}
-	if err := st.startFpmux(ctx); err != nil {
-		return nil, err
-	}
-	on := &bench{o: b.o, s: st}
-	if _, _, err := on.deployWarm(ctx, "mw0", roots[0], realappWarmup); err != nil {
-		return nil, err
-	}
 	// The stack's nginx; its direct server, to a release r1 this stack
 	// does not have, is not used.
-	if err := st.startNginx(ctx); err != nil {
+	if err := st.serve(ctx, "mw0", realappWarmup); err != nil {
 		return nil, err
 	}
 	page := newTarget(st.via, realappPage)
@@ -430,7 +402,7 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 		}()
 		busy0, total0 := machineCPU()
 		d.posted = time.Now()
-		d.activated, d.took, err = on.deployWarm(ctx, d.id, roots[i], realappWarmup)
+		d.activated, d.took, err = st.deployWarm(ctx, d.id, roots[i], realappWarmup)
 		busy1, total1 := machineCPU()
 		oldCPU, _ := poolCPU(oldPid)
 		close(traceStop)

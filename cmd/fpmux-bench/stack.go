@@ -115,6 +115,30 @@ func stackIn(dir string, o stackOptions, phpFPM, nginxBin string) *stack {
 	return s
 }
 
+// sub lays out a stack of its own under s's dir/name, with s's binaries
+// and options but pm.max_children children, and makes its dirs; nothing is
+// started. Closing it stops only what it started.
+func (s *stack) sub(name string, children int) (*stack, error) {
+	o := s.o
+	o.children = children
+	st := stackIn(filepath.Join(s.dir, name), o, s.phpFPM, s.nginxBin)
+	st.fpmuxBin = s.fpmuxBin
+	if err := st.makeDirs(); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// makeDirs makes the stack's dir and the dir of its releases.
+func (s *stack) makeDirs() error {
+	for _, d := range []string{s.dir, filepath.Dir(s.releases), s.releases} {
+		if err := mkdir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // adminClient talks to fpmux's admin API on the unix socket sock.
 func adminClient(sock string) *http.Client {
 	return &http.Client{
@@ -174,23 +198,21 @@ func buildFpmux(out string) error {
 	return nil
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
+// freeAddr returns a TCP address on 127.0.0.1 that was free a moment ago.
+func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+		return "", fmt.Errorf("find a free port: %w", err)
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return ln.Addr().String(), nil
 }
 
 // start writes release r1 (the hello page, the APCu page and the framework
-// app), starts fpmux, deploys r1 and starts nginx.
+// app) and serves it.
 func (s *stack) start(ctx context.Context) error {
-	for _, d := range []string{filepath.Dir(s.releases), s.releases} {
-		if err := mkdir(d); err != nil {
-			return err
-		}
+	if err := s.makeDirs(); err != nil {
+		return err
 	}
 	r1 := filepath.Join(s.releases, "r1")
 	if err := writeHelloRelease(r1); err != nil {
@@ -202,24 +224,29 @@ func (s *stack) start(ctx context.Context) error {
 	if _, err := writeFramework(filepath.Join(r1, "fw")); err != nil {
 		return err
 	}
-	if err := os.Symlink("releases/r1", s.current); err != nil {
+	return s.serve(ctx, "r1", nil)
+}
+
+// serve links current to the written release id, starts fpmux, deploys id
+// with warmup as its warm-up list (nil: fpmux's, none) and starts nginx.
+func (s *stack) serve(ctx context.Context, id string, warmup []string) error {
+	if err := os.Symlink(filepath.Join("releases", id), s.current); err != nil {
 		return fmt.Errorf("link %s: %w", s.current, err)
 	}
 	if err := s.startFpmux(ctx); err != nil {
 		return err
 	}
-	if _, _, err := s.deploy(ctx, "r1", r1, true, nil); err != nil {
+	if _, _, err := s.deployWarm(ctx, id, filepath.Join(s.releases, id), warmup); err != nil {
 		return err
 	}
 	return s.startNginx(ctx)
 }
 
 func (s *stack) startFpmux(ctx context.Context) error {
-	port, err := freePort()
-	if err != nil {
+	var err error
+	if s.metricsAddr, err = freeAddr(); err != nil {
 		return err
 	}
-	s.metricsAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	// pm static: the default pool is dynamic, whose spare-server settings
 	// are dropped (null) since they mean nothing to a static pool.
 	listen := s.sock
@@ -252,12 +279,9 @@ php_fpm:
 	}
 	s.fpmux = p
 	logf("fpmux started (pid %d), log %s", p.pid(), s.fpmuxLog)
-	return waitFor(ctx, "fpmux admin API", 20*time.Second, func() (bool, error) {
-		if p.exited() {
-			return false, fmt.Errorf("fpmux exited at start: %s", s.logTail(20))
-		}
+	return p.waitUp(ctx, 20*time.Second, s.fpmuxLog, func() bool {
 		_, err := s.releaseList(ctx)
-		return err == nil, nil
+		return err == nil
 	})
 }
 
@@ -318,11 +342,10 @@ func nginxUpstream(name, server string, keepalive int, extra string) string {
 func (s *stack) startNginx(ctx context.Context) error {
 	addrs := make([]string, 3)
 	for i := range addrs {
-		port, err := freePort()
-		if err != nil {
+		var err error
+		if addrs[i], err = freeAddr(); err != nil {
 			return err
 		}
-		addrs[i] = fmt.Sprintf("127.0.0.1:%d", port)
 	}
 	s.direct, s.via, s.realpath = addrs[0], addrs[1], addrs[2]
 	if err := s.launchNginx(ctx, s.nginxConfig(), addrs...); err != nil {
@@ -380,20 +403,7 @@ func (s *stack) launchNginx(ctx context.Context, conf string, addrs ...string) e
 		return err
 	}
 	s.nginx = p
-	return waitFor(ctx, "nginx", 10*time.Second, func() (bool, error) {
-		if p.exited() {
-			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			return false, fmt.Errorf("nginx exited at start: %s", b)
-		}
-		for _, a := range addrs {
-			c, err := net.Dial("tcp", a)
-			if err != nil {
-				return false, nil
-			}
-			c.Close()
-		}
-		return true, nil
-	})
+	return p.waitUp(ctx, 10*time.Second, filepath.Join(dir, "error.log"), func() bool { return accepting("tcp", addrs...) })
 }
 
 // waitFor polls cond every 20ms until it holds, fails, or bound passes.
@@ -489,6 +499,27 @@ func (s *stack) deploy(ctx context.Context, id, root string, activate bool, warm
 	return took, r, nil
 }
 
+// deployWarm deploys and activates id from root with warmup as its own
+// warm-up list ([] for none, nil for fpmux's), and returns when the release
+// became active by fpmux's clock (activated_at) and how long the deploy
+// took; a warm-up path that failed fails it.
+func (s *stack) deployWarm(ctx context.Context, id, root string, warmup []string) (time.Time, time.Duration, error) {
+	took, r, err := s.deploy(ctx, id, root, true, warmup)
+	if err == nil && r.ActivatedAt == nil {
+		err = fmt.Errorf("deploy %s: no activated_at in the answer", id)
+	}
+	if err != nil {
+		return time.Time{}, took, err
+	}
+	for _, w := range r.Warmup {
+		logf("warmup: %s warmed %s: first request %d in %d ms, %d failed", id, w.Path, w.Status, w.MS, w.Failed)
+		if w.Failed > 0 {
+			return *r.ActivatedAt, took, fmt.Errorf("deploy %s: warm-up of %s failed %d times", id, w.Path, w.Failed)
+		}
+	}
+	return *r.ActivatedAt, took, nil
+}
+
 // notePools records the process groups of the releases' pools (each
 // master leads its own), so that close can find what outlives the run.
 func (s *stack) notePools(rs ...release) {
@@ -536,11 +567,19 @@ func (s *stack) releaseList(ctx context.Context) ([]release, error) {
 	return rs, nil
 }
 
-// logTail returns the last n lines of fpmux's log.
-func (s *stack) logTail(n int) string {
-	b, _ := os.ReadFile(s.fpmuxLog)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+// activePool returns the pid of the active release's php-fpm master, or
+// 0 when none is active.
+func (s *stack) activePool(ctx context.Context) (int, error) {
+	rs, err := s.releaseList(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range rs {
+		if r.State == "active" && r.Pool != nil {
+			return r.Pool.Pid, nil
+		}
+	}
+	return 0, nil
 }
 
 // close stops nginx (SIGQUIT), then the backend: a plain php-fpm (SIGQUIT)
@@ -561,7 +600,7 @@ func (s *stack) close() error {
 		errs = append(errs, s.reapLeftovers())
 		s.closeErr = errors.Join(errs...)
 		if s.closeErr != nil && s.fpmux != nil {
-			logf("fpmux log, last lines:\n%s", s.logTail(30))
+			logf("fpmux log, last lines:\n%s", tail(s.fpmuxLog, 30))
 		}
 		if s.o.keep {
 			logf("kept %s", s.dir)
@@ -597,23 +636,20 @@ func (s *stack) leftovers() []procInfo {
 // reapLeftovers waits up to 10 s for the run's processes to go, then kills
 // the process groups of any still there and reports them.
 func (s *stack) reapLeftovers() error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		left := s.leftovers()
-		if len(left) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			var desc []string
-			for _, p := range left {
-				desc = append(desc, fmt.Sprintf("%d (pgrp %d) %s", p.pid, p.pgrp, p.cmdline))
-				if p.pgrp > 1 && p.pgrp != syscall.Getpgrp() {
-					syscall.Kill(-p.pgrp, syscall.SIGKILL)
-				}
-				syscall.Kill(p.pid, syscall.SIGKILL)
-			}
-			return fmt.Errorf("processes outlived the run and were killed: %s", strings.Join(desc, "; "))
-		}
-		time.Sleep(100 * time.Millisecond)
+	var left []procInfo
+	if waitFor(context.Background(), "the run's processes to go", 10*time.Second, func() (bool, error) {
+		left = s.leftovers()
+		return len(left) == 0, nil
+	}) == nil {
+		return nil
 	}
+	var desc []string
+	for _, p := range left {
+		desc = append(desc, fmt.Sprintf("%d (pgrp %d) %s", p.pid, p.pgrp, p.cmdline))
+		if p.pgrp > 1 && p.pgrp != syscall.Getpgrp() {
+			syscall.Kill(-p.pgrp, syscall.SIGKILL)
+		}
+		syscall.Kill(p.pid, syscall.SIGKILL)
+	}
+	return fmt.Errorf("processes outlived the run and were killed: %s", strings.Join(desc, "; "))
 }

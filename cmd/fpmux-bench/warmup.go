@@ -37,26 +37,6 @@ type warmDeploy struct {
 	failed    int
 }
 
-// deployWarm deploys id from root with warmup as its own warm-up list ([]
-// for none), and returns when the release became active by fpmux's clock
-// (activated_at) and how long the deploy took.
-func (b *bench) deployWarm(ctx context.Context, id, root string, warmup []string) (time.Time, time.Duration, error) {
-	took, r, err := b.s.deploy(ctx, id, root, true, warmup)
-	if err == nil && r.ActivatedAt == nil {
-		err = fmt.Errorf("deploy %s: no activated_at in the answer", id)
-	}
-	if err != nil {
-		return time.Time{}, took, err
-	}
-	for _, w := range r.Warmup {
-		logf("warmup: %s warmed %s: first request %d in %d ms, %d failed", id, w.Path, w.Status, w.MS, w.Failed)
-		if w.Failed > 0 {
-			return *r.ActivatedAt, took, fmt.Errorf("deploy %s: warm-up of %s failed %d times", id, w.Path, w.Failed)
-		}
-	}
-	return *r.ActivatedAt, took, nil
-}
-
 func (b *bench) warmupSection(ctx context.Context) (*table, error) {
 	n := warmupDeploys
 	if b.o.quick {
@@ -88,7 +68,7 @@ func (b *bench) warmupSection(ctx context.Context) (*table, error) {
 		}
 		id := fmt.Sprintf("w%d", i+1)
 		d.posted = time.Now()
-		activated, took, err := b.deployWarm(ctx, id, root, paths)
+		activated, took, err := b.s.deployWarm(ctx, id, root, paths)
 		ds.add("warmup", id, took, err)
 		if err == nil {
 			d.activated, d.took = activated, took
