@@ -452,21 +452,12 @@ func (b *bench) runWay(ctx context.Context, name string, app map[string]string) 
 
 	n, every := b.o.compareDeploys, b.o.compareEvery
 	res.span = time.Duration(n+1) * every
-	type loaded struct {
-		p    openPhase
-		recs []reqRecord
-		err  error
-	}
-	done := make(chan loaded, 1)
-	lctx, stopLoad := context.WithCancel(ctx)
-	defer stopLoad()
+	var recs []reqRecord
 	busy0, total0 := machineCPU()
-	go func() {
-		var l loaded
-		l.p, l.recs, l.err = w.load(lctx, addr, b.o.compareRate, res.span)
-		done <- l
-	}()
-	err = paced(ctx, n, every, func(i int) error {
+	p, err := loadWhile(ctx, n, every, func(ctx context.Context, d time.Duration) (p openPhase, err error) {
+		p, recs, err = w.load(ctx, addr, b.o.compareRate, d)
+		return p, err
+	}, func(i int) error {
 		m, err := w.deploy(ctx, i+2)
 		switch {
 		case err != nil && name != wayFpmux:
@@ -483,26 +474,17 @@ func (b *bench) runWay(ctx context.Context, name string, app map[string]string) 
 		}
 		return nil
 	})
+	res.busy = busyShareSince(busy0, total0)
 	if err != nil {
-		stopLoad()
-		<-done
 		return res, err
 	}
-	l := <-done
-	busy1, total1 := machineCPU()
-	if l.err != nil {
-		return res, l.err
-	}
-	if total1 > total0 {
-		res.busy = float64(busy1-busy0) / float64(total1-total0)
-	}
-	res.start, res.phase, res.recs = l.p.start, l.p, l.recs
-	res.verdicts = make([]verdict, len(l.recs))
-	for i, r := range l.recs {
+	res.start, res.phase, res.recs = p.start, p, recs
+	res.verdicts = make([]verdict, len(recs))
+	for i, r := range recs {
 		res.verdicts[i] = classify(r, res.deploys, 1)
 	}
 	res.fig = figures(res.start, res.recs, res.verdicts, res.deploys, afterWindow)
-	logTimeline("compare "+name, l.p, every)
+	logTimeline("compare "+name, p, every)
 	f := res.fig
 	logf("compare %s: %d requests, %d failed (%s), %d mixed, %d stale; served (oldest release named): %v",
 		name, f.requests, f.failed, failKindsText(f.failKinds, f.failFirst), f.mixed, f.stale, f.served)

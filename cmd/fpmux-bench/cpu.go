@@ -113,6 +113,13 @@ func (sn cpuSnap) since(before cpuSnap) cpuUse {
 	return u
 }
 
+// busyShareSince is the machine's busy time as a share of all its CPUs
+// since machineCPU returned busy0 and total0.
+func busyShareSince(busy0, total0 time.Duration) float64 {
+	busy, total := machineCPU()
+	return cpuUse{busy: busy - busy0, total: total - total0}.busyShare()
+}
+
 // machineCPU returns the busy and total CPU time of all CPUs from the
 // first line of /proc/stat (idle and iowait are not busy).
 func machineCPU() (busy, total time.Duration) {

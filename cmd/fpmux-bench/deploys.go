@@ -32,11 +32,22 @@ func (b *bench) writeReleases(prefix string, n int) ([]string, error) {
 }
 
 // underLoad runs an open loop through fpmux on path at rate while it
-// calls deploy(i) for each i below n, the i-th at the end of period i of
-// every. The load lasts n+1 periods or, with every 0 (deploys back to
-// back), until the last deploy returned; an error from deploy ends both.
-// The load's failures count as the section's.
+// deploys as loadWhile does; the load's failures count as the section's.
 func (b *bench) underLoad(ctx context.Context, section, path string, rate float64, n int, every time.Duration, deploy func(i int) error) (openPhase, error) {
+	lp, err := loadWhile(ctx, n, every, func(ctx context.Context, d time.Duration) (openPhase, error) {
+		return openLoop(ctx, newTarget(b.s.via, path), rate, d, maxOpenConns)
+	}, deploy)
+	if err == nil {
+		b.count(section, lp.phase)
+	}
+	return lp, err
+}
+
+// loadWhile runs load while it calls deploy(i) for each i below n, the
+// i-th at the end of period i of every. The load lasts n+1 periods or,
+// with every 0 (deploys back to back), until the last deploy returned; an
+// error from deploy ends both.
+func loadWhile(ctx context.Context, n int, every time.Duration, load func(ctx context.Context, d time.Duration) (openPhase, error), deploy func(i int) error) (openPhase, error) {
 	d := time.Duration(n+1) * every
 	if every == 0 {
 		d = 30 * time.Minute // only a cap
@@ -50,7 +61,7 @@ func (b *bench) underLoad(ctx context.Context, section, path string, rate float6
 	)
 	go func() {
 		defer close(done)
-		lp, lerr = openLoop(lctx, newTarget(b.s.via, path), rate, d, maxOpenConns)
+		lp, lerr = load(lctx, d)
 	}()
 	err := paced(ctx, n, every, deploy)
 	if err != nil || every == 0 {
@@ -65,7 +76,6 @@ func (b *bench) underLoad(ctx context.Context, section, path string, rate float6
 	case lerr != nil && (every > 0 || !errors.Is(lerr, context.Canceled)):
 		return lp, lerr
 	}
-	b.count(section, lp.phase)
 	return lp, nil
 }
 

@@ -11,13 +11,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -25,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fpmux/fpmux/pool"
 )
 
 // Settings of the realapp section.
@@ -82,7 +82,7 @@ type wiki struct {
 
 // installWiki runs MediaWiki's installer into dir with SQLite and returns
 // the settings every release gets. The workers write the data dir: as
-// root it is handed to the pool's user.
+// root it is handed to the user the pool's workers run as.
 func installWiki(ctx context.Context, dir, php string) (wiki, error) {
 	w := wiki{data: filepath.Join(dir, "data")}
 	conf := filepath.Join(dir, "conf")
@@ -91,12 +91,9 @@ func installWiki(ctx context.Context, dir, php string) (wiki, error) {
 			return w, err
 		}
 	}
-	cmd := exec.CommandContext(ctx, php, filepath.Join(mediawikiDir, "maintenance", "install.php"),
-		"--dbtype=sqlite", "--dbpath="+w.data, "--dbname=wiki", "--server=http://127.0.0.1", "--scriptpath=",
-		"--pass=fpmux-bench-admin", "--confpath="+conf, "fpmux bench wiki", "admin")
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return w, fmt.Errorf("install MediaWiki into %s: %w\n%s", dir, err, out)
+	if err := maintenance(ctx, php, "install.php", "--dbtype=sqlite", "--dbpath="+w.data, "--dbname=wiki", "--server=http://127.0.0.1",
+		"--scriptpath=", "--pass=fpmux-bench-admin", "--confpath="+conf, "fpmux bench wiki", "admin"); err != nil {
+		return w, fmt.Errorf("install MediaWiki into %s: %w", dir, err)
 	}
 	b, err := os.ReadFile(filepath.Join(conf, "LocalSettings.php"))
 	if err != nil {
@@ -117,28 +114,34 @@ $wgLocalisationCacheConf['manualRecache'] = true;
 	if err := writeFile(filepath.Join(conf, "LocalSettings.php"), w.settings); err != nil {
 		return w, err
 	}
-	cmd = exec.CommandContext(ctx, php, filepath.Join(mediawikiDir, "maintenance", "rebuildLocalisationCache.php"),
-		"--lang=en", "--conf="+filepath.Join(conf, "LocalSettings.php"))
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return w, fmt.Errorf("build MediaWiki's localisation cache: %w\n%s", err, out)
+	if err := maintenance(ctx, php, "rebuildLocalisationCache.php", "--lang=en", "--conf="+filepath.Join(conf, "LocalSettings.php")); err != nil {
+		return w, fmt.Errorf("build MediaWiki's localisation cache: %w", err)
 	}
 	if os.Geteuid() == 0 {
-		if err := chownTree(w.data, "www-data"); err != nil {
+		wk, err := pool.WorkerOf(nil)
+		if err != nil {
+			return w, fmt.Errorf("install MediaWiki: %w", err)
+		}
+		if err := chownTree(w.data, wk.UID, wk.GIDs[0]); err != nil {
 			return w, err
 		}
 	}
 	return w, nil
 }
 
-// chownTree gives dir and everything under it to user name.
-func chownTree(dir, name string) error {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return fmt.Errorf("chown %s: %w", dir, err)
+// maintenance runs one of MediaWiki's maintenance scripts with php, in
+// the environment of the php-fpm the bench starts itself.
+func maintenance(ctx context.Context, php, script string, args ...string) error {
+	cmd := exec.CommandContext(ctx, php, append([]string{filepath.Join(mediawikiDir, "maintenance", script)}, args...)...)
+	cmd.Env = []string{phpPath}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %w\n%s", script, err, out)
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+	return nil
+}
+
+// chownTree gives dir and everything under it to uid and gid.
+func chownTree(dir string, uid, gid int) error {
 	return filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -403,16 +406,13 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 		busy0, total0 := machineCPU()
 		d.posted = time.Now()
 		d.activated, d.took, err = st.deployWarm(ctx, d.id, roots[i], realappWarmup)
-		busy1, total1 := machineCPU()
+		d.busyShare = busyShareSince(busy0, total0)
 		oldCPU, _ := poolCPU(oldPid)
 		close(traceStop)
 		<-traced
 		ds.add("realapp", d.id, d.took, err)
 		if err != nil {
 			continue
-		}
-		if total1 > total0 {
-			d.busyShare = float64(busy1-busy0) / float64(total1-total0)
 		}
 		d.totalCPU = cpuBy(trace, time.Now())
 		d.workers = len(children(master))
@@ -428,13 +428,7 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 			return nil, err
 		}
 		d.stopFor = time.Since(d.activated)
-		var reaped time.Duration
-		_ = waitFor(ctx, "fpmux to reap the old master", 5*time.Second, func() (bool, error) {
-			c, err := childrenCPU(fpid)
-			reaped = c - reaped0
-			return err == nil && reaped >= oldCPU, err
-		})
-		d.stopCPU = reaped - oldCPU
+		d.stopCPU = stopCPU(ctx, fpid, reaped0, oldCPU)
 		logf("realapp: %s active in %.0f ms (%s); its pool ran %.0f ms of CPU (%.0f ms until %s), %d workers; the old pool stopped in %.0f ms on %.0f ms of CPU; the machine %.0f%% busy",
 			d.id, ms(d.took), stepSummary(d.steps), ms(d.totalCPU), ms(d.startCPU), firstStep(d.steps), d.workers, ms(d.stopFor), ms(d.stopCPU), 100*d.busyShare)
 		deploys = append(deploys, d)
@@ -480,13 +474,6 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 		span = samples[len(samples)-1].at.Sub(samples[0].at)
 	}
 
-	row := func(name string, xs []float64, f string) {
-		if len(xs) == 0 {
-			t.add(name, "", "")
-			return
-		}
-		t.add(name, fmt.Sprintf(f, median(xs)), fmt.Sprintf(f+" / "+f, slices.Min(xs), slices.Max(xs)))
-	}
 	var took, start, total, rest, stopC, stopF, busy, p99, ratio []float64
 	steps := map[string][]float64{}
 	var order []string
@@ -511,22 +498,22 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 			steps[s.step] = append(steps[s.step], ms(s.since))
 		}
 	}
-	row("deploy→active (ms)", took, "%.0f")
+	t.addSpread("deploy→active (ms)", took, "%.0f")
 	for _, s := range order {
-		row("  step "+s+", since the deploy began (ms)", steps[s], "%.0f")
+		t.addSpread("  step "+s+", since the deploy began (ms)", steps[s], "%.0f")
 	}
-	row("new pool's CPU until its first step (ms)", start, "%.0f")
-	row("new pool's CPU from then until active: checks, warm-up, ping (ms)", rest, "%.0f")
-	row("new pool's CPU until active (ms)", total, "%.0f")
-	row("old pool's stop: CPU (ms)", stopC, "%.0f")
-	row("old pool's stop: from the switch until gone (ms)", stopF, "%.0f")
-	row("machine's CPU busy from the POST to active (%)", busy, "%.0f")
-	row("p99 in the 2 s after a deploy (ms)", p99, "%.1f")
-	row("… over steady p99", ratio, "%.2f")
+	t.addSpread("new pool's CPU until its first step (ms)", start, "%.0f")
+	t.addSpread("new pool's CPU from then until active: checks, warm-up, ping (ms)", rest, "%.0f")
+	t.addSpread("new pool's CPU until active (ms)", total, "%.0f")
+	t.addSpread("old pool's stop: CPU (ms)", stopC, "%.0f")
+	t.addSpread("old pool's stop: from the switch until gone (ms)", stopF, "%.0f")
+	t.addSpread("machine's CPU busy from the POST to active (%)", busy, "%.0f")
+	t.addSpread("p99 in the 2 s after a deploy (ms)", p99, "%.1f")
+	t.addSpread("… over steady p99", ratio, "%.2f")
 	t.add("steady: p50 / p99 (ms), req/s", fmt.Sprintf("%.1f / %.1f", ms(percentile(steady, 50)), steadyP99),
 		fmt.Sprintf("%.0f", float64(len(samples))/span.Seconds()))
 	t.add("failed requests / deploys", fmt.Sprintf("%d / %d", errs.n, ds.failed), "")
-	t.note("MediaWiki %s with SQLite, installed by its installer into the temp dir; each release a tree of hard links to it with its own LocalSettings.php ($wgJobRunRate = 0), all sharing one database; pm static, %d workers, opcache on. Warm-up paths, per deploy: %s.", mediawikiVersion(), realappChildren, strings.Join(realappWarmup, ", "))
+	t.note("MediaWiki %s with SQLite, installed by its installer into the temp dir; each release a tree of hard links to it with its own LocalSettings.php ($wgJobRunRate = 0), all sharing one database; pm static, %d workers, opcache on. Warm-up paths, per deploy: %s.", firstLine("dpkg-query", "-W", "-f=${Version}", "mediawiki"), realappChildren, strings.Join(realappWarmup, ", "))
 	t.note("%d deploys, each %v after the last one's switch plus %v; steady: the requests that started neither during a deploy nor in the %v after its switch. New pool's CPU: schedstat run time of its master and workers, read every %v while it deployed; its first step is fpmux's first step line for the release. Old pool's stop: what fpmux's reaped children gained, less what the old pool had run at the switch (10 ms ticks).", len(deploys), realappAfter, realappSteady, realappAfter, realappTrace)
 	return t, nil
 }
@@ -545,13 +532,4 @@ func firstStep(steps []stepLine) string {
 		return "?"
 	}
 	return steps[0].step
-}
-
-// mediawikiVersion is the version of the MediaWiki package, as dpkg has it.
-func mediawikiVersion() string {
-	out, err := exec.Command("dpkg-query", "-W", "-f=${Version}", "mediawiki").Output()
-	if err != nil || len(bytes.TrimSpace(out)) == 0 {
-		return "(version unknown)"
-	}
-	return string(bytes.TrimSpace(out))
 }

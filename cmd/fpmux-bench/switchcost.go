@@ -48,6 +48,21 @@ func sampleMemory(ctx context.Context, fpmuxPid int) []pssSample {
 	}
 }
 
+// stopCPU waits up to 5 s for fpmux to reap the master of a pool that
+// stopped, and returns the CPU its stop took: what fpmux's (pid fpid)
+// reaped children gained since they stood at reaped0, less ran, what the
+// pool had run at the switch. fpmux reaps the master after its group is
+// gone; its times reach fpmux's cutime then.
+func stopCPU(ctx context.Context, fpid int, reaped0, ran time.Duration) time.Duration {
+	var reaped time.Duration
+	_ = waitFor(ctx, "fpmux to reap the old master", 5*time.Second, func() (bool, error) {
+		c, err := childrenCPU(fpid)
+		reaped = c - reaped0
+		return err == nil && reaped >= ran, err
+	})
+	return reaped - ran
+}
+
 // cycleMemory returns, for each deploy i, the time average of the pools'
 // PSS from deploy i's start to the next's (or to end) over that cycle's
 // steady PSS: the median of its samples in the last second before the
@@ -115,11 +130,11 @@ func (b *bench) switchCost(ctx context.Context) (*table, error) {
 	defer func() { memStop(); memDone.Wait() }()
 
 	var (
-		ds                deployStats
-		starts            []time.Time
-		startCPU, stopCPU []float64 // ms
-		workers           []int
-		retireMS          []float64
+		ds                 deployStats
+		starts             []time.Time
+		startCPU, stopCPUs []float64 // ms
+		workers            []int
+		retireMS           []float64
 	)
 	lp, err := b.underLoad(ctx, "switchcost", "/hello.php", rate, n, every, func(i int) error {
 		id := fmt.Sprintf("c%d", i+1)
@@ -145,17 +160,10 @@ func (b *bench) switchCost(ctx context.Context) (*table, error) {
 			return err
 		}
 		retireMS = append(retireMS, ms(time.Since(gone)))
-		// fpmux reaps the master after its group is gone; its times
-		// reach fpmux's cutime then.
-		var reaped time.Duration
-		_ = waitFor(ctx, "fpmux to reap the old master", 5*time.Second, func() (bool, error) {
-			c, err := childrenCPU(fpid)
-			reaped = c - reaped0
-			return err == nil && reaped >= oldCPU, err
-		})
-		stopCPU = append(stopCPU, ms(reaped-oldCPU))
+		stop := stopCPU(ctx, fpid, reaped0, oldCPU)
+		stopCPUs = append(stopCPUs, ms(stop))
 		logf("switchcost: %s active in %.0f ms, its %d workers and master ran %.1f ms; the old pool stopped in %.0f ms on %.1f ms of CPU",
-			id, ms(took), k-1, ms(cpu), retireMS[len(retireMS)-1], ms(reaped-oldCPU))
+			id, ms(took), k-1, ms(cpu), retireMS[len(retireMS)-1], ms(stop))
 		oldPid = r.Pool.Pid
 		return nil
 	})
@@ -171,26 +179,16 @@ func (b *bench) switchCost(ctx context.Context) (*table, error) {
 		title:  fmt.Sprintf("switchcost: %d deploys %v apart through fpmux, open loop at %.0f req/s", n, every, rate),
 		header: []string{"metric", "median", "min / max", "target", "met?"},
 	}
-	minMax := func(xs []float64, f func(float64) string) string {
-		if len(xs) == 0 {
-			return ""
-		}
-		return f(slices.Min(xs)) + " / " + f(slices.Max(xs))
-	}
-	one := func(x float64) string { return fmt.Sprintf("%.1f", x) }
-	ratio := func(x float64) string { return fmt.Sprintf("%.3f", x) }
-	med := median(ds.took)
-	t.add("deploy→active (ms)", one(med), minMax(ds.took, one), "<= 150", met(med <= 150))
+	t.addSpread("deploy→active (ms)", ds.took, "%.1f", "<= 150", met(median(ds.took) <= 150))
 	wk := make([]float64, len(workers))
 	for i, w := range workers {
 		wk[i] = float64(w)
 	}
-	t.add("new pool's workers at active", one(median(wk)), minMax(wk, one), "", "")
-	t.add("new pool's CPU until active (ms)", one(median(startCPU)), minMax(startCPU, one), "", "")
-	t.add("old pool's stop: CPU (ms)", one(median(stopCPU)), minMax(stopCPU, one), "", "")
-	t.add("old pool's stop: from the switch until gone (ms)", one(median(retireMS)), minMax(retireMS, one), "", "")
-	rm := median(ratios)
-	t.add("pools' PSS, time average over a cycle / steady", ratio(rm), minMax(ratios, ratio), "<= 1.05", met(rm <= 1.05))
+	t.addSpread("new pool's workers at active", wk, "%.1f")
+	t.addSpread("new pool's CPU until active (ms)", startCPU, "%.1f")
+	t.addSpread("old pool's stop: CPU (ms)", stopCPUs, "%.1f")
+	t.addSpread("old pool's stop: from the switch until gone (ms)", retireMS, "%.1f")
+	t.addSpread("pools' PSS, time average over a cycle / steady", ratios, "%.3f", "<= 1.05", met(median(ratios) <= 1.05))
 	t.add("pools' PSS steady (MB)", fmt.Sprintf("%.1f", steady/1024), "", "", "")
 	t.add("failed requests / deploys", fmt.Sprintf("%d / %d", lp.failed, ds.failed), "", "0", met(lp.failed+ds.failed == 0))
 	t.note("CPU of the new pool: schedstat run time of its master and workers when the deploy answered. CPU of the stop: what fpmux's reaped children gained while the old pool retired, less what the old pool had run at the switch (/proc ticks of 10 ms).")

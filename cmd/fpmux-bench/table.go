@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -19,6 +20,16 @@ type table struct {
 }
 
 func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+// addSpread adds a row of name, the median of xs and their "min / max",
+// each figure in format f (both empty for no xs), then rest.
+func (t *table) addSpread(name string, xs []float64, f string, rest ...string) {
+	med, minMax := "", ""
+	if len(xs) > 0 {
+		med, minMax = fmt.Sprintf(f, median(xs)), fmt.Sprintf(f+" / "+f, slices.Min(xs), slices.Max(xs))
+	}
+	t.add(append([]string{name, med, minMax}, rest...)...)
+}
 
 func (t *table) note(format string, args ...any) {
 	t.notes = append(t.notes, fmt.Sprintf(format, args...))
