@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/fpmux/fpmux/pool"
+	"github.com/fpmux/fpmux/supervisor"
 )
 
 // stackOptions configures a stack.
@@ -428,22 +429,6 @@ func waitFor(ctx context.Context, what string, bound time.Duration, cond func() 
 	}
 }
 
-// release is the part of the admin API's release the bench reads.
-type release struct {
-	ID          string     `json:"id"`
-	State       string     `json:"state"`
-	ActivatedAt *time.Time `json:"activated_at"`
-	Pool        *struct {
-		Pid int `json:"pid"`
-	} `json:"pool"`
-	Warmup []struct {
-		Path   string `json:"path"`
-		Status int    `json:"status"`
-		MS     int64  `json:"ms"`
-		Failed int    `json:"failed"`
-	} `json:"warmup"`
-}
-
 // adminCall sends method path to the admin API with body as JSON (none
 // when nil) and, when the answer has status want, decodes it into out
 // (unless nil).
@@ -483,12 +468,12 @@ func (s *stack) adminCall(ctx context.Context, method, path string, body any, wa
 // deploy registers a release and, with activate, makes it active; warmup,
 // when not nil, is the deploy's own warm-up list. It returns how long the
 // admin POST took to answer 201: deploy to active.
-func (s *stack) deploy(ctx context.Context, id, root string, activate bool, warmup []string) (time.Duration, release, error) {
+func (s *stack) deploy(ctx context.Context, id, root string, activate bool, warmup []string) (time.Duration, supervisor.Release, error) {
 	body := map[string]any{"id": id, "root": root, "activate": activate}
 	if warmup != nil {
 		body["warmup"] = warmup
 	}
-	var r release
+	var r supervisor.Release
 	start := time.Now()
 	err := s.adminCall(ctx, "POST", "/v1/releases", body, http.StatusCreated, &r)
 	took := time.Since(start)
@@ -522,7 +507,7 @@ func (s *stack) deployWarm(ctx context.Context, id, root string, warmup []string
 
 // notePools records the process groups of the releases' pools (each
 // master leads its own), so that close can find what outlives the run.
-func (s *stack) notePools(rs ...release) {
+func (s *stack) notePools(rs ...supervisor.Release) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range rs {
@@ -551,7 +536,7 @@ func (s *stack) waitRetired(ctx context.Context, bound time.Duration) (notRetire
 		notRetired = notRetired[:0]
 		for _, r := range rs {
 			if r.State != "active" && r.State != "retired" && r.State != "failed" {
-				notRetired = append(notRetired, r.ID+" "+r.State)
+				notRetired = append(notRetired, r.ID+" "+string(r.State))
 			}
 		}
 		return len(notRetired) == 0, nil
@@ -559,8 +544,8 @@ func (s *stack) waitRetired(ctx context.Context, bound time.Duration) (notRetire
 	return notRetired, err
 }
 
-func (s *stack) releaseList(ctx context.Context) ([]release, error) {
-	var rs []release
+func (s *stack) releaseList(ctx context.Context) ([]supervisor.Release, error) {
+	var rs []supervisor.Release
 	if err := s.adminCall(ctx, "GET", "/v1/releases", nil, http.StatusOK, &rs); err != nil {
 		return nil, fmt.Errorf("list releases: %w", err)
 	}
