@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -35,6 +34,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fpmux/fpmux/pool"
 )
 
 // The ways, as -compare-ways names them.
@@ -606,12 +607,13 @@ func (w *wayRun) startPHPFPM(ctx context.Context) error {
 	sock := filepath.Join(dir, "php-fpm.sock")
 	ident := ""
 	if os.Geteuid() == 0 {
-		// php-fpm will not run workers as root; fpmux's pools run as the
-		// same user.
-		ident = "user = nobody"
-		if _, err := user.Lookup("www-data"); err == nil {
-			ident = "user = www-data\ngroup = www-data"
+		// php-fpm will not run workers as root: they run as fpmux's pools'
+		// do (php-fpm takes a numeric group).
+		wk, err := pool.WorkerOf(nil)
+		if err != nil {
+			return fmt.Errorf("start php-fpm: %w", err)
 		}
+		ident = fmt.Sprintf("user = %s\ngroup = %d", wk.Name, wk.GIDs[0])
 	}
 	conf := strings.NewReplacer("{{dir}}", dir, "{{sock}}", sock, "{{user}}", ident,
 		"{{children}}", strconv.Itoa(w.s.o.children)).Replace(plainFPMConf)

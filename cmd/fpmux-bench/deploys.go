@@ -282,7 +282,7 @@ func (b *bench) switches(ctx context.Context) (*table, error) {
 	go func() {
 		defer close(ctlDone)
 		if b.o.controlRate > 0 {
-			ctlStart, ctlSamples = controlLoop(ctlCtx, filepath.Join(b.s.stateDir, "pools", "ctl", "fpm.sock"), ctlRoot, b.o.controlRate)
+			ctlStart, ctlSamples = controlLoop(ctlCtx, b.s.poolSock("ctl"), ctlRoot, b.o.controlRate)
 		}
 	}()
 	var (

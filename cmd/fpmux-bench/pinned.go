@@ -159,7 +159,7 @@ func (b *bench) pinnedNginx(ctx context.Context, tcp *stack) ([]string, error) {
 		if w.tcp {
 			st = tcp
 		}
-		pool := "unix:" + filepath.Join(st.stateDir, "pools", "r1", "fpm.sock")
+		pool := "unix:" + st.poolSock("r1")
 		front := "unix:" + st.sock
 		if w.tcp {
 			front = st.sock

@@ -201,13 +201,11 @@ type cpuAt struct {
 	cpu time.Duration
 }
 
-// traceNewPool reads, every realappTrace until stop is closed, the CPU of
-// the php-fpm master fpmux starts that is not one of old (the masters
-// already there): the pool being deployed.
-func traceNewPool(fpmuxPid int, old map[int]bool, stop <-chan struct{}) (master int, trace []cpuAt) {
-	tick := time.NewTicker(realappTrace)
-	defer tick.Stop()
-	for {
+// traceNewPool reads, every realappTrace until ctx ends, the CPU of the
+// php-fpm master fpmux starts that is not one of old (the masters already
+// there): the pool being deployed.
+func traceNewPool(ctx context.Context, fpmuxPid int, old map[int]bool) (master int, trace []cpuAt) {
+	sampleEvery(ctx, realappTrace, func() {
 		if master == 0 {
 			for _, c := range children(fpmuxPid) {
 				if !old[c] {
@@ -219,12 +217,8 @@ func traceNewPool(fpmuxPid int, old map[int]bool, stop <-chan struct{}) (master 
 			cpu, _ := poolCPU(master)
 			trace = append(trace, cpuAt{time.Now(), cpu})
 		}
-		select {
-		case <-stop:
-			return master, trace
-		case <-tick.C:
-		}
-	}
+	})
+	return master, trace
 }
 
 // cpuBy is the last traced CPU at or before t.
@@ -393,7 +387,7 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 		if err != nil {
 			return nil, err
 		}
-		traceStop := make(chan struct{})
+		tctx, traceStop := context.WithCancel(ctx)
 		var (
 			master int
 			trace  []cpuAt
@@ -401,14 +395,14 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 		)
 		go func() {
 			defer close(traced)
-			master, trace = traceNewPool(fpid, old, traceStop)
+			master, trace = traceNewPool(tctx, fpid, old)
 		}()
 		busy0, total0 := machineCPU()
 		d.posted = time.Now()
 		d.activated, d.took, err = st.deployWarm(ctx, d.id, roots[i], realappWarmup)
 		d.busyShare = busyShareSince(busy0, total0)
 		oldCPU, _ := poolCPU(oldPid)
-		close(traceStop)
+		traceStop()
 		<-traced
 		ds.add("realapp", d.id, d.took, err)
 		if err != nil {

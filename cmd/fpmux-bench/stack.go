@@ -116,6 +116,10 @@ func stackIn(dir string, o stackOptions, phpFPM, nginxBin string) *stack {
 	return s
 }
 
+// poolSock is the socket of release id's php-fpm pool, where fpmux puts it
+// under its state dir.
+func (s *stack) poolSock(id string) string { return filepath.Join(s.stateDir, "pools", id, "fpm.sock") }
+
 // sub lays out a stack of its own under s's dir/name, with s's binaries
 // and options but pm.max_children children, and makes its dirs; nothing is
 // started. Closing it stops only what it started.
@@ -363,7 +367,7 @@ func (s *stack) startNginx(ctx context.Context) error {
 // fpmux, to the same pool; via fpmux keeps its connections to fpmux, as
 // config/examples/nginx.conf recommends.
 func (s *stack) nginxConfig() string {
-	pool := "unix:" + filepath.Join(s.stateDir, "pools", "r1", "fpm.sock")
+	pool := "unix:" + s.poolSock("r1")
 	return nginxHead + nginxUpstream("fpmux", "unix:"+s.sock, s.o.keepalive, "") +
 		nginxServer(s.direct, filepath.Join(s.releases, "r1"), "$document_root", pool, false) +
 		nginxServer(s.realpath, s.current, "$realpath_root", pool, false) +

@@ -34,15 +34,20 @@ type pssSample struct {
 }
 
 // sampleMemory sums the pools' PSS every pssEvery until ctx ends.
-func sampleMemory(ctx context.Context, fpmuxPid int) []pssSample {
-	var out []pssSample
-	t := time.NewTicker(pssEvery)
+func sampleMemory(ctx context.Context, fpmuxPid int) (out []pssSample) {
+	sampleEvery(ctx, pssEvery, func() { out = append(out, pssSample{time.Now(), poolsPSS(fpmuxPid)}) })
+	return out
+}
+
+// sampleEvery calls f at once, then every d until ctx ends.
+func sampleEvery(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
-		out = append(out, pssSample{time.Now(), poolsPSS(fpmuxPid)})
+		f()
 		select {
 		case <-ctx.Done():
-			return out
+			return
 		case <-t.C:
 		}
 	}
