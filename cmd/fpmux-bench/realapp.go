@@ -291,16 +291,14 @@ func logfmt(line string) map[string]string {
 
 // realDeploy is what one deploy of the section measured.
 type realDeploy struct {
-	id                  string
-	posted, activated   time.Time
-	took                time.Duration
-	steps               []stepLine
-	startCPU, totalCPU  time.Duration // the new pool's, until its first step and until active
-	workers             int
-	stopCPU, stopFor    time.Duration // the old pool's stop: CPU, and from the switch until gone
-	busyShare           float64       // the machine's busy CPU share from the POST to active
-	after               []time.Duration
-	failedAfter, inside int
+	switchWindow
+	id                 string
+	took               time.Duration
+	steps              []stepLine
+	startCPU, totalCPU time.Duration // the new pool's, until its first step and until active
+	workers            int
+	stopCPU, stopFor   time.Duration // the old pool's stop: CPU, and from the switch until gone
+	busyShare          float64       // the machine's busy CPU share from the POST to active
 }
 
 func (b *bench) realapp(ctx context.Context) (*table, error) {
@@ -446,16 +444,7 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 	for _, s := range samples {
 		in := false
 		for k := range deploys {
-			d := &deploys[k]
-			switch {
-			case !s.at.Before(d.activated) && s.at.Before(d.activated.Add(realappAfter)):
-				d.after = append(d.after, s.lat)
-				d.failedAfter += btoi(s.failed)
-				in = true
-			case !s.at.Before(d.posted) && s.at.Before(d.activated):
-				d.inside++
-				in = true
-			}
+			in = deploys[k].file(s.at, s.lat, s.failed, realappAfter) || in
 		}
 		if !in && !s.failed {
 			steady = append(steady, s.lat)

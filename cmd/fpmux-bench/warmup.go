@@ -28,13 +28,33 @@ const (
 // warmDeploy is one deploy of the section and the requests of its first
 // second.
 type warmDeploy struct {
-	warm      bool
-	posted    time.Time // the deploy's POST
-	activated time.Time
-	during    []time.Duration // requests meant to start between posted and activated
-	took      time.Duration
-	lat       []time.Duration // sorted
-	failed    int
+	switchWindow
+	warm bool
+	took time.Duration
+}
+
+// switchWindow is one deploy and the requests around it, filed by when
+// they started: while it ran, or in a window after its switch.
+type switchWindow struct {
+	posted, activated time.Time // the deploy's POST, and activated_at
+	during            []time.Duration
+	after             []time.Duration
+	failedAfter       int
+}
+
+// file puts a request that started at at into w.during or w.after when it
+// lies there, and reports whether it did.
+func (w *switchWindow) file(at time.Time, lat time.Duration, failed bool, window time.Duration) bool {
+	switch {
+	case !at.Before(w.activated) && at.Before(w.activated.Add(window)):
+		w.after = append(w.after, lat)
+		w.failedAfter += btoi(failed)
+	case !at.Before(w.posted) && at.Before(w.activated):
+		w.during = append(w.during, lat)
+	default:
+		return false
+	}
+	return true
 }
 
 func (b *bench) warmupSection(ctx context.Context) (*table, error) {
@@ -87,19 +107,9 @@ func (b *bench) warmupSection(ctx context.Context) (*table, error) {
 		if !s.done {
 			continue
 		}
-		at := lp.start.Add(s.intended)
 		in := false
 		for k := range deploys {
-			d := &deploys[k]
-			switch {
-			case !at.Before(d.activated) && at.Before(d.activated.Add(warmupWindow)):
-				d.lat = append(d.lat, s.lat)
-				d.failed += btoi(s.failed)
-				in = true
-			case !at.Before(d.posted) && at.Before(d.activated):
-				d.during = append(d.during, s.lat)
-				in = true
-			}
+			in = deploys[k].file(lp.start.Add(s.intended), s.lat, s.failed, warmupWindow) || in
 		}
 		if !in {
 			steady = append(steady, s.lat)
@@ -111,17 +121,17 @@ func (b *bench) warmupSection(ctx context.Context) (*table, error) {
 	var failed [2]int
 	for k := range deploys {
 		d := &deploys[k]
-		slices.Sort(d.lat)
+		slices.Sort(d.after)
 		m := btoi(d.warm)
-		figs[m][0] = append(figs[m][0], ms(percentile(d.lat, 50)))
-		figs[m][1] = append(figs[m][1], ms(percentile(d.lat, 99)))
-		figs[m][2] = append(figs[m][2], ms(percentile(d.lat, 100)))
+		figs[m][0] = append(figs[m][0], ms(percentile(d.after, 50)))
+		figs[m][1] = append(figs[m][1], ms(percentile(d.after, 99)))
+		figs[m][2] = append(figs[m][2], ms(percentile(d.after, 100)))
 		figs[m][3] = append(figs[m][3], ms(d.took))
 		slices.Sort(d.during)
 		figs[m][4] = append(figs[m][4], ms(percentile(d.during, 99)))
-		failed[m] += d.failed
+		failed[m] += d.failedAfter
 		logf("warmup: %s (warm-up %v): first second p50 %.2f p99 %.2f max %.2f ms over %d requests",
-			fmt.Sprintf("w%d", k+1), d.warm, ms(percentile(d.lat, 50)), ms(percentile(d.lat, 99)), ms(percentile(d.lat, 100)), len(d.lat))
+			fmt.Sprintf("w%d", k+1), d.warm, ms(percentile(d.after, 50)), ms(percentile(d.after, 99)), ms(percentile(d.after, 100)), len(d.after))
 	}
 	t := &table{
 		title: fmt.Sprintf("warmup: %d deploys of the framework-like app %v apart, alternating without and with app warm-up, open loop at %d req/s on %s",
