@@ -1,32 +1,14 @@
 package pool
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/fpmux/fpmux/internal/logtest"
 )
-
-// syncBuffer is a bytes.Buffer a logger and a test may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestWrapperWithoutExecIsRefused starts a pool through a wrapper script
 // that runs php-fpm as its child. php-fpm leads a session of its own, so
@@ -65,11 +47,11 @@ func TestWrapperWithoutExecIsRefused(t *testing.T) {
 func TestDrainingMasterIsNotRestarted(t *testing.T) {
 	bin := phpFPM(t)
 	root := newRelease(t, map[string]string{"index.php": `<?php echo "up";`})
-	var log syncBuffer
+	var log logtest.Buffer
 	dir := poolDir(t)
 	p := startPool(t, Options{
 		ID: "drained1", Root: root, Dir: dir, Binary: bin,
-		Logger: slog.New(slog.NewTextHandler(&log, nil)),
+		Logger: log.Logger(slog.LevelInfo),
 	})
 	old := p.Pid()
 	p.Drain()

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fpmux/fpmux/internal/logtest"
 )
 
 // TestGateReopen: a gate reopens only once its drain has finished, then
@@ -153,9 +155,9 @@ func TestUndrainKeepsTheMaster(t *testing.T) {
 func TestUndrainRefusedAfterMasterDiedDraining(t *testing.T) {
 	bin := phpFPM(t)
 	root := newRelease(t, map[string]string{"index.php": `<?php echo "up";`})
-	var log syncBuffer
+	var log logtest.Buffer
 	p := startPool(t, Options{ID: "kept2", Root: root, Dir: poolDir(t), Binary: bin,
-		Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		Logger: log.Logger(slog.LevelInfo)})
 
 	// Undrained first: a death is restarted.
 	p.Drain()

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,34 +8,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fpmux/fpmux/config"
 	"github.com/fpmux/fpmux/fcgiclient"
+	"github.com/fpmux/fpmux/internal/logtest"
 	"github.com/fpmux/fpmux/pool"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// keepLog is a log a Supervisor writes and a test reads.
-type keepLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *keepLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *keepLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // keepStack is a Supervisor with real php-fpm pools, its log and its
 // metrics registry.
@@ -44,7 +25,7 @@ type keepStack struct {
 	t   *testing.T
 	s   *Supervisor
 	dir string
-	log *keepLog
+	log *logtest.Buffer
 	reg *prometheus.Registry
 }
 
@@ -76,9 +57,9 @@ func newKeepStack(t *testing.T, keep int, keepFor time.Duration) *keepStack {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	k := &keepStack{t: t, dir: dir, log: &keepLog{}, reg: prometheus.NewRegistry()}
+	k := &keepStack{t: t, dir: dir, log: &logtest.Buffer{}, reg: prometheus.NewRegistry()}
 	s, err := New(Options{Config: cfg, Registerer: k.reg,
-		Logger: slog.New(slog.NewTextHandler(k.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Logger: k.log.Logger(slog.LevelDebug)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fpmux/fpmux/internal/logtest"
 	"github.com/fpmux/fpmux/pool"
 )
 
@@ -90,8 +91,8 @@ type stack struct {
 	mu     sync.Mutex
 	fpmux  *exec.Cmd
 	exited chan struct{}
-	logBuf *lockedBuffer
-	pgids  map[int]bool // process groups of every php-fpm master seen
+	logBuf *logtest.Buffer // fpmux's stdout and stderr
+	pgids  map[int]bool    // process groups of every php-fpm master seen
 }
 
 type stackOptions struct {
@@ -130,23 +131,6 @@ type stackOptions struct {
 	// pprof runs fpmux with -pprof, so that a test can read its goroutines
 	// (goroutineDump) when they do not come back to a baseline.
 	pprof bool
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // tempDir returns a short, world-traversable temp dir: php-fpm workers run
@@ -201,7 +185,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		cfgPath:  filepath.Join(dir, "fpmux.yaml"),
 		pprof:    o.pprof,
 		pgids:    map[int]bool{},
-		logBuf:   &lockedBuffer{},
+		logBuf:   &logtest.Buffer{},
 		watchdog: o.watchdog,
 	}
 	if o.releases != "" {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fpmux/fpmux/internal/logtest"
 )
 
 // TestCorruptStateStopsServe runs `fpmux serve` on a state_dir whose
@@ -77,7 +79,7 @@ func TestCorruptStateStopsServe(t *testing.T) {
 // reported with code -1.
 func (s *stack) serveOnce(t *testing.T) (code int, output string) {
 	t.Helper()
-	var out lockedBuffer
+	var out logtest.Buffer
 	cmd := exec.Command(os.Args[0], "serve", "-config", s.cfgPath)
 	cmd.Env = append(withoutSystemdEnv(os.Environ()), "FPMUX_TEST_EXEC=1")
 	cmd.Stdout, cmd.Stderr = &out, &out
