@@ -378,16 +378,9 @@ func (b *bench) compare(ctx context.Context) (*table, error) {
 // The other ways' bad answers are what this section measures, not faults
 // of the bench.
 func (b *bench) countWay(r *wayResult) {
-	if r.failedDeploys > 0 {
-		b.failed += r.failedDeploys
-		b.failures = append(b.failures, fmt.Sprintf("compare %s: %d deploys failed, first: %s", r.name, r.failedDeploys, r.firstDeploy))
-	}
-	if r.name != wayFpmux {
-		return
-	}
-	if bad := r.fig.failed + r.fig.mixed + r.fig.stale; bad > 0 {
-		b.failed += bad
-		b.failures = append(b.failures, fmt.Sprintf("compare fpmux: %d failed (%s), %d mixed, %d stale", r.fig.failed, failKindsText(r.fig.failKinds, r.fig.failFirst), r.fig.mixed, r.fig.stale))
+	b.fail(r.failedDeploys, "compare %s: %d deploys failed, first: %s", r.name, r.failedDeploys, r.firstDeploy)
+	if f := r.fig; r.name == wayFpmux {
+		b.fail(f.failed+f.mixed+f.stale, "compare fpmux: %d failed (%s), %d mixed, %d stale", f.failed, failKindsText(f.failKinds, f.failFirst), f.mixed, f.stale)
 	}
 }
 
@@ -650,15 +643,12 @@ func (w *wayRun) nginxFor(listen string) string {
 }
 
 func (w *wayRun) startNginx(ctx context.Context) (string, error) {
-	addr, err := freeAddr()
+	addrs, err := w.s.launchNginx(ctx, 1, func(addrs []string) string { return w.nginxFor(addrs[0]) })
 	if err != nil {
 		return "", err
 	}
-	if err := w.s.launchNginx(ctx, w.nginxFor(addr), addr); err != nil {
-		return "", err
-	}
-	logf("compare %s: nginx started (pid %d) on http://%s", w.name, w.s.nginx.pid(), addr)
-	return addr, nil
+	logf("compare %s: nginx started (pid %d) on http://%s", w.name, w.s.nginx.pid(), addrs[0])
+	return addrs[0], nil
 }
 
 // load runs the open loop against index.php at rate for d and records

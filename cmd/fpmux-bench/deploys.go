@@ -138,10 +138,7 @@ func addDeployRows(t *table, d deployStats, cols int, target float64) {
 
 // countDeploys adds failed deploys to the run's failures.
 func (b *bench) countDeploys(section string, d deployStats) {
-	if d.failed > 0 {
-		b.failed += d.failed
-		b.failures = append(b.failures, fmt.Sprintf("%s: %d deploys failed, first: %s", section, d.failed, d.first))
-	}
+	b.fail(d.failed, "%s: %d deploys failed, first: %s", section, d.failed, d.first)
 }
 
 // controlLoop sends GET /hello.php over FastCGI straight to a pool's
@@ -344,10 +341,7 @@ func (b *bench) switches(ctx context.Context) (*table, error) {
 		t.add("control, p50 latency (ms)", fmtMS(c50s), fmtMS(c50d), fmtRatio(c50d/c50s), "", "")
 		t.add("control, p99 latency (ms)", fmtMS(c99s), fmtMS(c99d), fmtRatio(c99d/c99s), "", "")
 		t.add("control, requests / failed", fmt.Sprintf("%d / %d", len(c.steady), c.failSteady), fmt.Sprintf("%d / %d", len(c.during), c.failDuring), "", "", "")
-		b.failed += c.failSteady + c.failDuring
-		if c.failSteady+c.failDuring > 0 {
-			b.failures = append(b.failures, fmt.Sprintf("switch control: %d failed", c.failSteady+c.failDuring))
-		}
+		b.fail(c.failSteady+c.failDuring, "switch control: %d failed", c.failSteady+c.failDuring)
 		t.note("Control: %.0f req/s of FastCGI (fcgiclient), a new connection each, straight to the socket of a pool fpmux keeps ready but sends nothing to (release ctl, deployed without activating). It shares the machine, not fpmux's routing: a stall after a deploy that it shows too comes from starting php-fpm on two cores.", b.o.controlRate)
 	}
 	t.note("p50/p99 latency (ms) of the requests by when after a deploy began they were meant to start, over all deploys: %s.", strings.Join(profile, "; "))

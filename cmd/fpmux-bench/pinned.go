@@ -151,9 +151,24 @@ func (b *bench) tcpStack(ctx context.Context) (*stack, error) {
 // pinnedNginx starts tcp's nginx with a pair of servers (direct, fpmux)
 // per pinned way, and returns their addresses in pinnedWays' order.
 func (b *bench) pinnedNginx(ctx context.Context, tcp *stack) ([]string, error) {
+	addrs, err := tcp.launchNginx(ctx, 2*len(pinnedWays), func(addrs []string) string { return b.pinnedConfig(tcp, addrs) })
+	if err != nil {
+		return nil, err
+	}
+	logf("pinned: nginx started (pid %d)", tcp.nginx.pid())
+	for _, a := range addrs {
+		if code, body, err := fetch(newTarget(a, "/hello.php")); err != nil || code != 200 {
+			return nil, fmt.Errorf("pinned: check http://%s/hello.php: %d %v %.200s", a, code, err, body)
+		}
+	}
+	return addrs, nil
+}
+
+// pinnedConfig is the pinned section's nginx config: a pair of servers
+// (direct, fpmux) per pinned way, on addrs in pinnedWays' order.
+func (b *bench) pinnedConfig(tcp *stack, addrs []string) string {
 	var conf strings.Builder
 	conf.WriteString(strings.Replace(nginxHead, "{{workers}}", "1", 1))
-	var addrs []string
 	for i, w := range pinnedWays {
 		st := b.s
 		if w.tcp {
@@ -165,11 +180,6 @@ func (b *bench) pinnedNginx(ctx context.Context, tcp *stack) ([]string, error) {
 			front = st.sock
 		}
 		for j, pass := range []string{pool, front} {
-			addr, err := freeAddr()
-			if err != nil {
-				return nil, err
-			}
-			addrs = append(addrs, addr)
 			root := filepath.Join(b.s.releases, "r1")
 			if j == 1 {
 				root = b.s.current
@@ -179,20 +189,11 @@ func (b *bench) pinnedNginx(ctx context.Context, tcp *stack) ([]string, error) {
 				conf.WriteString(nginxUpstream(up, pass, b.o.children, "        keepalive_timeout 2s;\n"))
 				pass = up
 			}
-			conf.WriteString(nginxServer(addr, root, "$document_root", pass, w.keepAlive))
+			conf.WriteString(nginxServer(addrs[2*i+j], root, "$document_root", pass, w.keepAlive))
 		}
 	}
 	conf.WriteString("}\n")
-	if err := tcp.launchNginx(ctx, conf.String(), addrs...); err != nil {
-		return nil, err
-	}
-	logf("pinned: nginx started (pid %d)", tcp.nginx.pid())
-	for _, a := range addrs {
-		if code, body, err := fetch(newTarget(a, "/hello.php")); err != nil || code != 200 {
-			return nil, fmt.Errorf("pinned: check http://%s/hello.php: %d %v %.200s", a, code, err, body)
-		}
-	}
-	return addrs, nil
+	return conf.String()
 }
 
 // pinTrees sets the CPU affinity of every thread of each of pids and of

@@ -218,10 +218,9 @@ func (b *bench) scale(ctx context.Context) (*table, error) {
 	ic := b.openIdle(ctx, n)
 	var idleFailed int
 	countIdle := func(ic *idleConns) {
+		idleFailed += ic.failed
+		b.fail(ic.failed, "scale: %d idle-connection requests failed, first: %s", ic.failed, ic.first)
 		if ic.failed > 0 {
-			idleFailed += ic.failed
-			b.failed += ic.failed
-			b.failures = append(b.failures, fmt.Sprintf("scale: %d idle-connection requests failed, first: %s", ic.failed, ic.first))
 			logf("scale: %d of the idle connections failed, first: %s", ic.failed, ic.first)
 		}
 	}

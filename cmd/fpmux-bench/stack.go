@@ -345,15 +345,10 @@ func nginxUpstream(name, server string, keepalive int, extra string) string {
 }
 
 func (s *stack) startNginx(ctx context.Context) error {
-	addrs := make([]string, 3)
-	for i := range addrs {
-		var err error
-		if addrs[i], err = freeAddr(); err != nil {
-			return err
-		}
-	}
-	s.direct, s.via, s.realpath = addrs[0], addrs[1], addrs[2]
-	if err := s.launchNginx(ctx, s.nginxConfig(), addrs...); err != nil {
+	if _, err := s.launchNginx(ctx, 3, func(addrs []string) string {
+		s.direct, s.via, s.realpath = addrs[0], addrs[1], addrs[2]
+		return s.nginxConfig()
+	}); err != nil {
 		return err
 	}
 	logf("nginx started (pid %d): direct http://%s, via fpmux http://%s, realpath_root http://%s", s.nginx.pid(), s.direct, s.via, s.realpath)
@@ -374,41 +369,48 @@ func (s *stack) nginxConfig() string {
 		nginxServer(s.via, s.current, "$document_root", "fpmux", true) + "}\n"
 }
 
-// launchNginx fills in nginxHead's placeholders in conf, writes it under
-// the stack's nginx dir, starts nginx on it as s.nginx and waits until
-// every one of addrs accepts a connection.
-func (s *stack) launchNginx(ctx context.Context, conf string, addrs ...string) error {
+// launchNginx finds n free addresses, fills in nginxHead's placeholders in
+// conf(addresses), writes it under the stack's nginx dir, starts nginx on
+// it as s.nginx and waits until every address accepts a connection.
+func (s *stack) launchNginx(ctx context.Context, n int, conf func(addrs []string) string) ([]string, error) {
 	const params = "/etc/nginx/fastcgi_params"
 	if _, err := os.Stat(params); err != nil {
-		return fmt.Errorf("nginx fastcgi params: %w", err)
+		return nil, fmt.Errorf("nginx fastcgi params: %w", err)
+	}
+	addrs := make([]string, n)
+	for i := range addrs {
+		var err error
+		if addrs[i], err = freeAddr(); err != nil {
+			return nil, err
+		}
 	}
 	dir := filepath.Join(s.dir, "nginx")
 	for _, d := range []string{dir, filepath.Join(dir, "tmp")} {
 		if err := mkdir(d); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	user := ""
 	if os.Geteuid() == 0 {
 		user = "user root;" // the pool's socket is root's, mode 0600
 	}
-	conf = strings.NewReplacer(
+	text := strings.NewReplacer(
 		"{{user}}", user,
 		"{{workers}}", s.o.nginxWorkers,
 		"{{dir}}", dir,
 		"{{params}}", params,
-	).Replace(conf)
+	).Replace(conf(addrs))
 	confPath := filepath.Join(dir, "nginx.conf")
-	if err := writeFile(confPath, conf); err != nil {
-		return err
+	if err := writeFile(confPath, text); err != nil {
+		return nil, err
 	}
 	cmd := exec.Command(s.nginxBin, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
 	p, err := startLogged("nginx", cmd, filepath.Join(dir, "stderr.log"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s.nginx = p
-	return p.waitUp(ctx, 10*time.Second, filepath.Join(dir, "error.log"), func() bool { return accepting("tcp", addrs...) })
+	return addrs, p.waitUp(ctx, 10*time.Second, filepath.Join(dir, "error.log"), func() bool { return accepting("tcp", addrs...) })
 }
 
 // waitFor polls cond every 20ms until it holds, fails, or bound passes.

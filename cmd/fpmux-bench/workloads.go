@@ -133,11 +133,19 @@ func (b *bench) checkPages() error {
 	return nil
 }
 
+// fail adds n failed requests or deploys to the run's, with a message
+// that describes them, when there are any.
+func (b *bench) fail(n int, format string, args ...any) {
+	if n > 0 {
+		b.failed += n
+		b.failures = append(b.failures, fmt.Sprintf(format, args...))
+	}
+}
+
 // count adds a phase's failures to the run's.
 func (b *bench) count(what string, p phase) {
+	b.fail(p.failed, "%s: %d failed, first: %s", what, p.failed, p.firstErr)
 	if p.failed > 0 {
-		b.failed += p.failed
-		b.failures = append(b.failures, fmt.Sprintf("%s: %d failed, first: %s", what, p.failed, p.firstErr))
 		logf("%s: %d requests failed, first: %s", what, p.failed, p.firstErr)
 	}
 }
