@@ -98,8 +98,7 @@ func (b *bench) pinned(ctx context.Context) (_ *table, err error) {
 		if err != nil {
 			return t, err
 		}
-		d, rawD := summarize(res[0])
-		f, rawF := summarize(res[1])
+		d, f := res[0], res[1]
 		ratio := f.rps / d.rps
 		target, ok := fmt.Sprintf(">= %.2f", pinnedMinKeptRatio), ratio >= pinnedMinKeptRatio
 		if !w.keepAlive {
@@ -110,8 +109,8 @@ func (b *bench) pinned(ctx context.Context) (_ *table, err error) {
 			fmt.Sprintf("%.0f, %.0f", d.cpu["nginx"], d.cpu["php-fpm"]),
 			fmt.Sprintf("%.0f, %.1f, %.0f", f.cpu["nginx"], f.cpu["fpmux"], f.cpu["php-fpm"]), fmtRatio(cpuBound(d, f)), target, met(ok))
 		t.note("%s: per round, direct: %s; fpmux: %s; others' CPU (median) %.0f%% / %.0f%% of the machine.",
-			w.name, rawD, rawF, 100*d.others, 100*f.others)
-		failed := failedOf(res[0]) + failedOf(res[1])
+			w.name, d.rounds, f.rounds, 100*d.others, 100*f.others)
+		failed := d.failed + f.failed
 		if failed > 0 {
 			t.note("%s: %d requests failed.", w.name, failed)
 		}

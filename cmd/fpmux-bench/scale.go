@@ -259,8 +259,7 @@ func (b *bench) scale(ctx context.Context) (*table, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, rawW := summarize(res[0])
-	wo, rawWO := summarize(res[1])
+	w, wo := res[0], res[1]
 	t.add("fpmux RSS (MB)", fmtMB(before.rssKB), fmtMB(after.rssKB), fmt.Sprintf("%+.1f MB", float64(after.rssKB-before.rssKB)/1024), "", "")
 	t.add("RSS per idle connection (KB)", "", "", fmt.Sprintf("%.1f", kb), "", "")
 	t.add("Go heap + stacks in use (MB)", fmt.Sprintf("%.1f", before.heapStack/(1<<20)), fmt.Sprintf("%.1f", after.heapStack/(1<<20)),
@@ -270,12 +269,11 @@ func (b *bench) scale(ctx context.Context) (*table, error) {
 	t.add("hello via fpmux, requests/s", fmtRate(wo.rps), fmtRate(w.rps), fmtRatio(w.rps/wo.rps), "", "")
 	t.add("hello via fpmux, p50 (ms)", fmtMS(wo.p50), fmtMS(w.p50), fmtDiffMS(w.p50-wo.p50), "", "")
 	t.add("hello via fpmux, p99 (ms)", fmtMS(wo.p99), fmtMS(w.p99), fmtDiffMS(w.p99-wo.p99), "", "")
-	failed := failedOf(res[0]) + failedOf(res[1]) + idleFailed
-	t.add("failed requests", fmt.Sprint(failedOf(res[1])), fmt.Sprint(failedOf(res[0])+idleFailed), "", "0", met(failed == 0))
+	t.add("failed requests", fmt.Sprint(wo.failed), fmt.Sprint(w.failed+idleFailed), "", "0", met(w.failed+wo.failed+idleFailed == 0))
 	addCPURows(t, wo, w)
 	t.note("Each idle connection did one GET /hello.php with FCGI_KEEP_CONN and then stayed open; RSS is VmRSS, after 1 s of quiet; it can grow less than the heap when Go reuses memory freed earlier, so the heap and stacks in use (go_memstats_heap_inuse_bytes + go_memstats_stack_inuse_bytes) are shown too. %d of %d connections opened.", held, n)
-	t.note("Load: closed loop, %d connections through nginx, medians over %d round(s) of %v, with and without alternating. Per round, with: %s.", b.o.conns, b.o.rounds, b.o.duration, rawW)
-	t.note("Per round, without: %s.", rawWO)
+	t.note("Load: closed loop, %d connections through nginx, medians over %d round(s) of %v, with and without alternating. Per round, with: %s.", b.o.conns, b.o.rounds, b.o.duration, w.rounds)
+	t.note("Per round, without: %s.", wo.rounds)
 	if len(stillOpen) > 0 {
 		t.note("Idle connections fpmux still held open when each with-phase ended: %s.", strings.Join(stillOpen, ", "))
 	}

@@ -174,15 +174,15 @@ func closedRun(conns int) runFunc {
 
 // ab runs modes 0 and 1 alternately for the rounds, each phase preceded by
 // hook(mode) (may be nil) and the pause; with warm, each mode first gets an
-// unmeasured warm-up. It returns the phases by mode.
-func (b *bench) ab(ctx context.Context, section string, names [2]string, targets [2]target, run runFunc, warm bool, hook func(mode int) error) ([2][]phase, error) {
+// unmeasured warm-up. It returns each mode's summary over its rounds.
+func (b *bench) ab(ctx context.Context, section string, names [2]string, targets [2]target, run runFunc, warm bool, hook func(mode int) error) ([2]summary, error) {
 	var res [2][]phase
 	if warm {
 		for m := range 2 {
 			logf("%s: warm-up %s %v", section, names[m], b.o.warmup)
 			p, err := run(ctx, targets[m], b.o.warmup)
 			if err != nil {
-				return res, err
+				return [2]summary{}, err
 			}
 			b.count(section+" warm-up "+names[m], p)
 		}
@@ -191,11 +191,11 @@ func (b *bench) ab(ctx context.Context, section string, names [2]string, targets
 		for m := range 2 {
 			if hook != nil {
 				if err := hook(m); err != nil {
-					return res, err
+					return [2]summary{}, err
 				}
 			}
 			if err := b.pause(ctx); err != nil {
-				return res, err
+				return [2]summary{}, err
 			}
 			if a := targets[m].addr; a == b.s.direct || a == b.s.realpath {
 				b.notePoolConns()
@@ -207,7 +207,7 @@ func (b *bench) ab(ctx context.Context, section string, names [2]string, targets
 			cpu0 := take()
 			p, err := run(ctx, targets[m], b.o.duration)
 			if err != nil {
-				return res, err
+				return [2]summary{}, err
 			}
 			p.cpu = take().since(cpu0)
 			b.count(fmt.Sprintf("%s round %d %s", section, r+1, names[m]), p)
@@ -216,7 +216,7 @@ func (b *bench) ab(ctx context.Context, section string, names [2]string, targets
 			res[m] = append(res[m], p)
 		}
 	}
-	return res, nil
+	return [2]summary{summarize(res[0]), summarize(res[1])}, nil
 }
 
 // notePoolConns records how many connections to php-fpm fpmux still holds
@@ -240,9 +240,11 @@ type summary struct {
 	cpu           map[string]float64 // µs of CPU per request, by group
 	busy          float64            // share of the machine's CPU in use
 	others        float64            // share of the machine's CPU outside the bench
+	failed        int                // failed requests over the rounds
+	rounds        string             // each round's throughput and latency, for the notes
 }
 
-func summarize(ps []phase) (summary, string) {
+func summarize(ps []phase) summary {
 	var rps, p50, p99, busy, others []float64
 	cpu := map[string][]float64{}
 	var raw []string
@@ -261,11 +263,14 @@ func summarize(ps []phase) (summary, string) {
 		cpu["all"] = append(cpu["all"], all)
 		raw = append(raw, fmt.Sprintf("%.0f req/s %.2f/%.2f ms", p.rps(), ms(p.p50()), ms(p.p99())))
 	}
-	s := summary{rps: median(rps), p50: median(p50), p99: median(p99), busy: median(busy), others: median(others), cpu: map[string]float64{}}
+	s := summary{rps: median(rps), p50: median(p50), p99: median(p99), busy: median(busy), others: median(others), cpu: map[string]float64{}, rounds: strings.Join(raw, "; ")}
 	for g, xs := range cpu {
 		s.cpu[g] = median(xs)
 	}
-	return s, strings.Join(raw, "; ")
+	for _, p := range ps {
+		s.failed += p.failed
+	}
+	return s
 }
 
 // addCPURows adds the CPU per request of each part of the stack, and the
@@ -328,8 +333,7 @@ func (b *bench) closedSection(ctx context.Context, name, path string, conns int,
 	if err != nil {
 		return nil, err
 	}
-	d, rawD := summarize(res[0])
-	f, rawF := summarize(res[1])
+	d, f := res[0], res[1]
 	if name == "hello" {
 		b.saturation = d.rps
 	}
@@ -341,10 +345,10 @@ func (b *bench) closedSection(ctx context.Context, name, path string, conns int,
 	t.add("requests/s", fmtRate(d.rps), fmtRate(f.rps), fmtRatio(ratio), fmt.Sprintf(">= %.2f", minRatio), met(ratio >= minRatio))
 	t.add("p50 latency (ms)", fmtMS(d.p50), fmtMS(f.p50), fmtDiffMS(f.p50-d.p50), "", "")
 	t.add("p99 latency (ms)", fmtMS(d.p99), fmtMS(f.p99), fmtDiffMS(f.p99-d.p99), "", "")
-	t.add("failed requests", fmt.Sprint(failedOf(res[0])), fmt.Sprint(failedOf(res[1])), "", "0", met(failedOf(res[0])+failedOf(res[1]) == 0))
+	t.add("failed requests", fmt.Sprint(d.failed), fmt.Sprint(f.failed), "", "0", met(d.failed+f.failed == 0))
 	addCPURows(t, d, f)
-	t.note("Medians over %d round(s) of %v each, modes alternating. Per round, %s: %s.", b.o.rounds, b.o.duration, names[0], rawD)
-	t.note("Per round, fpmux: %s.", rawF)
+	t.note("Medians over %d round(s) of %v each, modes alternating. Per round, %s: %s.", b.o.rounds, b.o.duration, names[0], d.rounds)
+	t.note("Per round, fpmux: %s.", f.rounds)
 	switch name {
 	case "framework":
 		if _, body, err := fetch(newTarget(b.s.via, path)); err == nil {
@@ -356,14 +360,6 @@ func (b *bench) closedSection(ctx context.Context, name, path string, conns int,
 			len(apcuLine)*apcuRepeat, b.o.keepalive)
 	}
 	return t, nil
-}
-
-func failedOf(ps []phase) int {
-	n := 0
-	for _, p := range ps {
-		n += p.failed
-	}
-	return n
 }
 
 // maxOpenConns bounds the connections of an open-loop client; past it a
@@ -413,15 +409,14 @@ func (b *bench) rate(ctx context.Context) (*table, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, rawD := summarize(res[0])
-	f, rawF := summarize(res[1])
+	d, f := res[0], res[1]
 	t := &table{
 		title:  fmt.Sprintf("rate: GET /hello.php, open loop at %.0f req/s", rate),
 		header: []string{"metric", "direct", "fpmux", "fpmux/direct or difference", "target", "met?"},
 	}
 	t.add("p50 latency (ms)", fmtMS(d.p50), fmtMS(f.p50), fmtDiffMS(f.p50-d.p50), "<= +0.30 ms", met(f.p50-d.p50 <= 0.3))
 	t.add("p99 latency (ms)", fmtMS(d.p99), fmtMS(f.p99), fmtDiffMS(f.p99-d.p99), "<= +0.30 ms", met(f.p99-d.p99 <= 0.3))
-	t.add("failed requests", fmt.Sprint(failedOf(res[0])), fmt.Sprint(failedOf(res[1])), "", "0", met(failedOf(res[0])+failedOf(res[1]) == 0))
+	t.add("failed requests", fmt.Sprint(d.failed), fmt.Sprint(f.failed), "", "0", met(d.failed+f.failed == 0))
 	addCPURows(t, d, f)
 	conns, waited, late := 0, 0, time.Duration(0)
 	for _, p := range info {
@@ -431,8 +426,8 @@ func (b *bench) rate(ctx context.Context) (*table, error) {
 	if b.o.rate > 0 {
 		src = "-rate"
 	}
-	t.note("Rate: %s. Latency counts from each request's intended start. Medians over %d round(s) of %v. Per round, direct: %s.", src, b.o.rounds, b.o.duration, rawD)
-	t.note("Per round, fpmux: %s.", rawF)
+	t.note("Rate: %s. Latency counts from each request's intended start. Medians over %d round(s) of %v. Per round, direct: %s.", src, b.o.rounds, b.o.duration, d.rounds)
+	t.note("Per round, fpmux: %s.", f.rounds)
 	t.note("Over all phases, warm-ups included, the client used up to %d connections; a request waited for a connection %d times; the dispatcher was at most %.2f ms late.", conns, waited, ms(late))
 	return t, nil
 }
