@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -180,7 +181,7 @@ func controlLoop(ctx context.Context, sock, root string, rate float64) (time.Tim
 		}()
 	}
 	wg.Wait()
-	slices.SortFunc(samples, func(a, b sample) int { return int(a.intended - b.intended) })
+	slices.SortFunc(samples, func(a, b sample) int { return cmp.Compare(a.intended, b.intended) })
 	return start, samples
 }
 

@@ -194,11 +194,11 @@ func closedLoop(ctx context.Context, t target, conns int, d time.Duration) (phas
 		return phase{}, fmt.Errorf("closed loop: %w", err)
 	}
 	end := time.Now().Add(d)
-	samples, errs := closedLoopUntil(ctx, workers, end)
+	start, samples, errs := closedLoopUntil(ctx, workers, end)
 	p := phase{lat: make([]time.Duration, 0, len(samples)), failed: errs.n, firstErr: errs.first, elapsed: d}
 	for _, s := range samples {
 		p.lat = append(p.lat, s.lat)
-		if !s.failed && !s.at.Add(s.lat).After(end) {
+		if !s.failed && !start.Add(s.intended+s.lat).After(end) {
 			p.ok++
 		}
 	}
@@ -206,31 +206,25 @@ func closedLoop(ctx context.Context, t target, conns int, d time.Duration) (phas
 	return p, ctx.Err()
 }
 
-// timedSample is one closed-loop request: when it started, how long it
-// took, and whether it failed.
-type timedSample struct {
-	at     time.Time
-	lat    time.Duration
-	failed bool
-}
-
 // closedLoopUntil runs each worker on a goroutine of its own, sending its
 // target's request as soon as its previous one ended, until end (zero:
-// none) or ctx ends, then closes it; it returns every request run, in no
-// order, and the failures.
-func closedLoopUntil(ctx context.Context, workers []*worker, end time.Time) ([]timedSample, *errCounter) {
+// none) or ctx ends, then closes it. It returns when it began, every
+// request run, in no order (a closed loop's request is meant to start when
+// it starts), and the failures.
+func closedLoopUntil(ctx context.Context, workers []*worker, end time.Time) (time.Time, []sample, *errCounter) {
 	var (
-		wg   sync.WaitGroup
-		errs errCounter
-		mu   sync.Mutex
-		all  []timedSample
+		wg    sync.WaitGroup
+		errs  errCounter
+		mu    sync.Mutex
+		all   []sample
+		start = time.Now()
 	)
 	for _, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer w.close()
-			mine := make([]timedSample, 0, 4096)
+			mine := make([]sample, 0, 4096)
 			for ctx.Err() == nil {
 				t0 := time.Now()
 				if !end.IsZero() && !t0.Before(end) {
@@ -238,7 +232,7 @@ func closedLoopUntil(ctx context.Context, workers []*worker, end time.Time) ([]t
 				}
 				err := w.do()
 				lat := time.Since(t0)
-				mine = append(mine, timedSample{at: t0, lat: lat, failed: err != nil})
+				mine = append(mine, sample{intended: t0.Sub(start), lat: lat, failed: err != nil, done: true})
 				if err != nil {
 					errs.add(err)
 					if w.c == nil && lat < time.Millisecond {
@@ -252,7 +246,7 @@ func closedLoopUntil(ctx context.Context, workers []*worker, end time.Time) ([]t
 		}()
 	}
 	wg.Wait()
-	return all, &errs
+	return start, all, &errs
 }
 
 // sample is one open-loop request: when it was meant to start (from the

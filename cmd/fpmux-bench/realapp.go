@@ -11,6 +11,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io/fs"
@@ -352,14 +353,15 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 	}
 	lctx, stopLoad := context.WithCancel(ctx)
 	var (
-		samples []timedSample
-		errs    *errCounter
-		loaded  = make(chan struct{})
+		loadStart time.Time
+		samples   []sample
+		errs      *errCounter
+		loaded    = make(chan struct{})
 	)
 	go func() {
 		defer close(loaded)
-		samples, errs = closedLoopUntil(lctx, workers, time.Time{})
-		slices.SortFunc(samples, func(a, b timedSample) int { return a.at.Compare(b.at) })
+		loadStart, samples, errs = closedLoopUntil(lctx, workers, time.Time{})
+		slices.SortFunc(samples, func(a, b sample) int { return cmp.Compare(a.intended, b.intended) })
 	}()
 	endLoad := sync.OnceFunc(func() { stopLoad(); <-loaded })
 	defer endLoad()
@@ -444,7 +446,7 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 	for _, s := range samples {
 		in := false
 		for k := range deploys {
-			in = deploys[k].file(s.at, s.lat, s.failed, realappAfter) || in
+			in = deploys[k].file(loadStart.Add(s.intended), s.lat, s.failed, realappAfter) || in
 		}
 		if !in && !s.failed {
 			steady = append(steady, s.lat)
@@ -454,7 +456,7 @@ func (b *bench) realapp(ctx context.Context) (*table, error) {
 	steadyP99 := ms(percentile(steady, 99))
 	span := time.Duration(0)
 	if len(samples) > 0 {
-		span = samples[len(samples)-1].at.Sub(samples[0].at)
+		span = samples[len(samples)-1].intended - samples[0].intended
 	}
 
 	var took, start, total, rest, stopC, stopF, busy, p99, ratio []float64
