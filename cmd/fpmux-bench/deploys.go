@@ -5,7 +5,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/fpmux/fpmux/fcgiclient"
@@ -143,46 +141,24 @@ func (b *bench) countDeploys(section string, d deployStats) {
 }
 
 // controlLoop sends GET /hello.php over FastCGI straight to a pool's
-// socket at rate per second, on a new connection each as nginx does without
-// keep-alive, until ctx ends (a request under way still ends on its own). It is the switch section's control: a pool
-// fpmux does not route to, so a stall it shares with the requests through
-// fpmux comes from the machine (php-fpm starting), not from fpmux's switch.
-func controlLoop(ctx context.Context, sock, root string, rate float64) (time.Time, []sample) {
+// socket, as an open loop at rate per second for at most d, on a new
+// connection each as nginx does without keep-alive, until ctx ends (a
+// request under way still ends on its own). It is the switch section's
+// control: a pool fpmux does not route to, so a stall it shares with the
+// requests through fpmux comes from the machine (php-fpm starting), not
+// from fpmux's switch.
+func controlLoop(ctx context.Context, sock, root string, rate float64, d time.Duration) (time.Time, []sample) {
 	req := fcgiclient.Request{Params: helloParams(root)}
-	period := time.Duration(float64(time.Second) / rate)
-	var (
-		mu      sync.Mutex
-		wg      sync.WaitGroup
-		samples []sample
-	)
-	start := time.Now()
-	for i := 0; ; i++ {
-		intended := time.Duration(i) * period
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Until(start.Add(intended))):
+	p, _ := openLoopEach(ctx, target{}, rate, d, maxOpenConns, func(*worker, int) error {
+		rctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		defer cancel()
+		resp, err := fcgiclient.Fetch(rctx, "unix", sock, req)
+		if err == nil && resp.Status != 200 {
+			err = fmt.Errorf("status %d", resp.Status)
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-			resp, err := fcgiclient.Fetch(rctx, "unix", sock, req)
-			cancel()
-			if err == nil && resp.Status != 200 {
-				err = fmt.Errorf("status %d", resp.Status)
-			}
-			s := sample{intended: intended, lat: time.Since(start.Add(intended)), failed: err != nil, done: true}
-			mu.Lock()
-			samples = append(samples, s)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	slices.SortFunc(samples, func(a, b sample) int { return cmp.Compare(a.intended, b.intended) })
-	return start, samples
+		return err
+	})
+	return p.start, p.samples
 }
 
 // aroundDeploys splits samples into those whose intended start lies within
@@ -280,7 +256,8 @@ func (b *bench) switches(ctx context.Context) (*table, error) {
 	go func() {
 		defer close(ctlDone)
 		if b.o.controlRate > 0 {
-			ctlStart, ctlSamples = controlLoop(ctlCtx, b.s.poolSock("ctl"), ctlRoot, b.o.controlRate)
+			// Ended by ctlStop; d, twice the load's length, only bounds it.
+			ctlStart, ctlSamples = controlLoop(ctlCtx, b.s.poolSock("ctl"), ctlRoot, b.o.controlRate, 2*time.Duration(n+1)*every)
 		}
 	}()
 	var (

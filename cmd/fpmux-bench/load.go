@@ -284,9 +284,10 @@ func openLoop(ctx context.Context, t target, rate float64, d time.Duration, maxC
 func openRequests(rate float64, d time.Duration) int { return int(rate * d.Seconds()) }
 
 // openLoopEach is openLoop with request i made by each on worker w (whose
-// connection goes to t); an error it returns counts the request as failed.
-// Each i is handed to one call only, so each may write to an i-th slot
-// without a lock.
+// connection goes to t; with t zero, each makes its own and no connection
+// is opened before the clock starts); an error it returns counts the
+// request as failed. Each i is handed to one call only, so each may write
+// to an i-th slot without a lock.
 func openLoopEach(ctx context.Context, t target, rate float64, d time.Duration, maxConns int, each func(w *worker, i int) error) (openPhase, error) {
 	n := openRequests(rate, d)
 	period := time.Duration(float64(time.Second) / rate)
@@ -320,9 +321,12 @@ func openLoopEach(ctx context.Context, t target, rate float64, d time.Duration, 
 	}
 	// Open some connections before the clock starts: enough for the
 	// requests of a few milliseconds.
-	pre, err := dialWorkers(t, min(maxConns, max(8, int(math.Ceil(rate*0.005)))))
-	if err != nil {
-		return openPhase{}, fmt.Errorf("open loop: %w", err)
+	var pre []*worker
+	if t.addr != "" {
+		var err error
+		if pre, err = dialWorkers(t, min(maxConns, max(8, int(math.Ceil(rate*0.005))))); err != nil {
+			return openPhase{}, fmt.Errorf("open loop: %w", err)
+		}
 	}
 	for _, w := range pre {
 		wg.Add(1)
