@@ -106,39 +106,68 @@ func (e *rejectError) Error() string { return e.reason }
 // where each pair ends, so the caller can cut records between pairs.
 func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, []int, error) {
 	sawScript := false
-	err := eachPair(src, func(name, value []byte) error {
+	// The pairs that pass as they are (most of them) are copied a run at
+	// a time: run is where the pairs not copied yet begin in src, and a
+	// pair that is dropped or mapped first copies the run before it. The
+	// walk is eachPair's, written out, so that a pair costs no call.
+	run := 0
+	for b := src; len(b) > 0; {
+		at := len(src) - len(b)
+		nl, s1, ok := readLen(b)
+		if !ok {
+			return dst, ends, errParamsFormat
+		}
+		vl, s2, ok := readLen(b[s1:])
+		if !ok {
+			return dst, ends, errParamsFormat
+		}
+		h := s1 + s2
+		if nl > len(b)-h || vl > len(b)-h-nl {
+			return dst, ends, errParamsFormat
+		}
+		name, value := b[h:h+nl], b[h+nl:h+nl+vl]
+		b = b[h+nl+vl:]
+		end := len(src) - len(b)
 		var err error
 		switch string(name) {
-		case "FPMUX_RELEASE":
-			return nil // fpmux's to set; a client's value is dropped
-		case paramHintRelease, paramHintToken:
-			return nil // for fpmux alone (route.go), honoured or not
+		case "FPMUX_RELEASE", // fpmux's to set; a client's value is dropped
+			paramHintRelease, paramHintToken: // for fpmux alone (route.go), honoured or not
+			dst, run = append(dst, src[run:at]...), end
+			continue
 		case "SCRIPT_FILENAME":
 			sawScript = true
+			dst, run = append(dst, src[run:at]...), end
 			dst, err = confinePath(dst, name, value, p, true)
 		case "PATH_TRANSLATED", "DOCUMENT_ROOT":
+			dst, run = append(dst, src[run:at]...), end
 			dst, err = confinePath(dst, name, value, p, false)
 		case "SCRIPT_NAME", "PATH_INFO", "REDIRECT_URL":
 			// php-fpm takes the URI it matches its ping and status
 			// paths against from any of these.
 			for _, r := range p.reserved {
 				if len(value) >= len(r) && string(value[:len(r)]) == r {
-					return &rejectError{404, fmt.Sprintf("%s %q names php-fpm's own pages (%s...)", name, value, r)}
+					return dst, ends, &rejectError{404, fmt.Sprintf("%s %q names php-fpm's own pages (%s...)", name, value, r)}
 				}
 			}
-			dst = appendBytesPair(dst, name, value)
-		default:
-			dst = appendBytesPair(dst, name, value)
 		}
 		if err != nil {
-			return err
+			return dst, ends, err
 		}
-		ends = append(ends, len(dst))
-		return nil
-	})
-	if err != nil {
-		return dst, ends, err
+		if run == end {
+			ends = append(ends, len(dst)) // mapped
+			continue
+		}
+		if s1 == 4 && nl < 128 || s2 == 4 && vl < 128 {
+			// A length in four bytes that fits in one is sent in one, as
+			// a pair encoded anew is.
+			dst, run = append(dst, src[run:at]...), end
+			dst = appendBytesPair(dst, name, value)
+			ends = append(ends, len(dst))
+			continue
+		}
+		ends = append(ends, len(dst)+end-run) // where it will end once its run is copied
 	}
+	dst = append(dst, src[run:]...)
 	if !sawScript {
 		return dst, ends, &rejectError{status: 404, reason: "no SCRIPT_FILENAME param"}
 	}
@@ -360,20 +389,30 @@ func isClean(s []byte) bool {
 	if len(s) > 1 && s[len(s)-1] == '/' {
 		return false
 	}
+	// One pass: at each '/', j finds where its segment ends.
 	for i := 0; i < len(s); i++ {
 		if s[i] != '/' {
 			continue
 		}
-		seg := s[i+1:]
-		if j := bytes.IndexByte(seg, '/'); j >= 0 {
-			seg = seg[:j]
+		j := i + 1
+		for j < len(s) && s[j] != '/' {
+			j++
 		}
-		switch {
-		case len(seg) == 0 && i+1 < len(s), // "//"
-			len(seg) == 1 && seg[0] == '.',
-			len(seg) == 2 && seg[0] == '.' && seg[1] == '.':
-			return false
+		switch j - i - 1 {
+		case 0: // "//"; a lone "/" at the end is the root
+			if j < len(s) {
+				return false
+			}
+		case 1:
+			if s[i+1] == '.' {
+				return false
+			}
+		case 2:
+			if s[i+1] == '.' && s[i+2] == '.' {
+				return false
+			}
 		}
+		i = j - 1
 	}
 	return true
 }
