@@ -295,26 +295,14 @@ func failKindsText(kinds map[string]int, first map[string]string) string {
 // binByTime puts requests into buckets of bin by their intended start,
 // over span, for the chart.
 func binByTime(recs []reqRecord, verdicts []verdict, bin, span time.Duration) []chartBin {
-	bins := make([]chartBin, int((span+bin-1)/bin))
-	lats := make([][]time.Duration, len(bins))
+	samples := make([]sample, len(recs))
 	for i, r := range recs {
-		k := int(r.intended / bin)
-		if k < 0 || k >= len(bins) {
-			continue
-		}
-		lats[k] = append(lats[k], r.lat)
-		b := &bins[k]
-		b.n++
-		v := verdicts[i]
-		b.failed += btoi(v.failed)
-		b.mixed += btoi(v.mixed)
-		b.stale += btoi(v.stale)
+		samples[i] = sample{intended: r.intended, lat: r.lat, failed: verdicts[i].failed, done: true}
 	}
-	for k, l := range lats {
-		slices.Sort(l)
-		bins[k].p50, bins[k].p99 = percentile(l, 50), percentile(l, 99)
-	}
-	return bins
+	return timeBins(samples, bin, span, func(i int, b *chartBin) {
+		b.mixed += btoi(verdicts[i].mixed)
+		b.stale += btoi(verdicts[i].stale)
+	})
 }
 
 // wayResult is what one way's run measured.

@@ -382,6 +382,32 @@ func openLoopEach(ctx context.Context, t target, rate float64, d time.Duration, 
 	return p, nil
 }
 
+// timeBins puts samples into buckets of bin by their intended start, over
+// span: each bucket's count, failures, p50 and p99. mark, when not nil, is
+// called with each sample's index and its bucket, for what else a bucket
+// counts.
+func timeBins(samples []sample, bin, span time.Duration, mark func(i int, b *chartBin)) []chartBin {
+	bins := make([]chartBin, int((span+bin-1)/bin))
+	lats := make([][]time.Duration, len(bins))
+	for i, s := range samples {
+		k := int(s.intended / bin)
+		if k < 0 || k >= len(bins) {
+			continue
+		}
+		lats[k] = append(lats[k], s.lat)
+		bins[k].n++
+		bins[k].failed += btoi(s.failed)
+		if mark != nil {
+			mark(i, &bins[k])
+		}
+	}
+	for k, l := range lats {
+		slices.Sort(l)
+		bins[k].p50, bins[k].p99 = percentile(l, 50), percentile(l, 99)
+	}
+	return bins
+}
+
 // percentile returns the nearest-rank pct-th percentile of sorted: the
 // smallest recorded value such that at least pct percent of the values are
 // at or below it (sorted[ceil(pct/100*n)-1]). No interpolation: every

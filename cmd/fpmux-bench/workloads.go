@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"slices"
 	"strings"
 	"time"
 )
@@ -294,25 +293,12 @@ func logTimeline(section string, lp openPhase, bucket time.Duration) {
 	if len(lp.samples) == 0 {
 		return
 	}
-	var cur []time.Duration
-	from, failed := time.Duration(0), 0
-	flush := func() {
-		if len(cur) > 0 {
-			slices.Sort(cur)
+	for k, b := range timeBins(lp.samples, bucket, lp.samples[len(lp.samples)-1].intended+bucket, nil) {
+		if from := time.Duration(k) * bucket; b.n > 0 {
 			logf("%s: %5.1fs-%5.1fs  %5d requests  p50 %8.2f ms  p99 %8.2f ms  failed %d", section,
-				from.Seconds(), (from + bucket).Seconds(), len(cur), ms(percentile(cur, 50)), ms(percentile(cur, 99)), failed)
+				from.Seconds(), (from + bucket).Seconds(), b.n, ms(b.p50), ms(b.p99), b.failed)
 		}
-		cur, failed = cur[:0], 0
 	}
-	for _, s := range lp.samples {
-		for s.intended >= from+bucket {
-			flush()
-			from += bucket
-		}
-		cur = append(cur, s.lat)
-		failed += btoi(s.failed)
-	}
-	flush()
 }
 
 var modeNames = [2]string{"direct", "fpmux"}
