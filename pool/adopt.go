@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/fpmux/fpmux/internal/proc"
 )
 
 // Adopt takes over the pool another fpmux runs in o.Dir: the master its pid
@@ -43,7 +45,7 @@ func Adopt(ctx context.Context, o Options, out *os.File) (*Pool, error) {
 	if !isOurMaster(pid, o.Dir) {
 		return nil, fmt.Errorf("adopt pool %s: pid %d is not a php-fpm master on %s", o.ID, pid, filepath.Join(o.Dir, confName))
 	}
-	if _, pgrp, ok := procStat(pid); !ok || pgrp != pid {
+	if st, err := proc.ReadStat(pid); err != nil || st.Pgrp != pid {
 		return nil, fmt.Errorf("adopt pool %s: php-fpm master %d does not lead its process group", o.ID, pid)
 	}
 	m, err := adoptMaster(pid, out, p.log, p.o.OnPHPError)

@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fpmux/fpmux/fcgiclient"
+	"github.com/fpmux/fpmux/internal/proc"
 )
 
 // phpFPM returns the php-fpm binary; without one the test fails on CI and
@@ -170,18 +170,10 @@ func groupGoneESRCH(t *testing.T, pgid int) {
 // line contains s.
 func liveProcs(s string) []int {
 	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || !bytes.Contains(cmd, []byte(s)) {
-			continue
-		}
-		if state, _, ok := procStat(pid); ok && state != 'Z' && state != 'X' {
-			pids = append(pids, pid)
+	ps, _ := proc.Processes()
+	for _, p := range ps {
+		if p.Pid != os.Getpid() && strings.Contains(p.Cmdline, s) {
+			pids = append(pids, p.Pid)
 		}
 	}
 	return pids
@@ -190,22 +182,18 @@ func liveProcs(s string) []int {
 // groupMembers returns the live processes of group pgid other than pgid.
 func groupMembers(pgid int) []int {
 	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == pgid {
-			continue
-		}
-		if state, pg, ok := procStat(pid); ok && pg == pgid && state != 'Z' {
-			pids = append(pids, pid)
+	group, _ := proc.Group(pgid)
+	for _, st := range group {
+		if st.Pid != pgid {
+			pids = append(pids, st.Pid)
 		}
 	}
 	return pids
 }
 
 func alive(pid int) bool {
-	state, _, ok := procStat(pid)
-	return ok && state != 'Z' && state != 'X'
+	st, err := proc.ReadStat(pid)
+	return err == nil && st.Live()
 }
 
 // writeScript writes an executable shell script.

@@ -3,11 +3,9 @@
 package pool
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"os"
-	"strconv"
+
+	"github.com/fpmux/fpmux/internal/proc"
 )
 
 // Memory is what the processes of a pool (its master and every worker)
@@ -28,20 +26,13 @@ func (p *Pool) Memory() (Memory, error) {
 	if pgid == 0 {
 		return Memory{}, fmt.Errorf("memory of pool %s: no master running", p.o.ID)
 	}
-	entries, err := os.ReadDir("/proc")
+	group, err := proc.Group(pgid)
 	if err != nil {
 		return Memory{}, fmt.Errorf("memory of pool %s: %w", p.o.ID, err)
 	}
 	var m Memory
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if state, pg, ok := procStat(pid); !ok || pg != pgid || state == 'Z' || state == 'X' {
-			continue
-		}
-		rss, pss, err := smapsRollup(pid)
+	for _, st := range group {
+		rss, pss, err := proc.SmapsRollup(st.Pid)
 		if err != nil {
 			continue // exited meanwhile
 		}
@@ -53,44 +44,4 @@ func (p *Pool) Memory() (Memory, error) {
 		return m, fmt.Errorf("memory of pool %s: no process in group %d", p.o.ID, pgid)
 	}
 	return m, nil
-}
-
-// smapsRollup returns the Rss and Pss lines of /proc/<pid>/smaps_rollup, in
-// bytes.
-func smapsRollup(pid int) (rss, pss uint64, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
-	if err != nil {
-		return 0, 0, err
-	}
-	return parseSmapsRollup(b)
-}
-
-func parseSmapsRollup(b []byte) (rss, pss uint64, err error) {
-	found := 0
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := bytes.Fields(sc.Bytes())
-		if len(f) != 3 || string(f[2]) != "kB" {
-			continue
-		}
-		var dst *uint64
-		switch string(f[0]) {
-		case "Rss:":
-			dst = &rss
-		case "Pss:":
-			dst = &pss
-		default:
-			continue
-		}
-		kb, err := strconv.ParseUint(string(f[1]), 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("smaps_rollup: %q: %w", sc.Bytes(), err)
-		}
-		*dst = kb << 10
-		found++
-	}
-	if found != 2 {
-		return 0, 0, fmt.Errorf("smaps_rollup: no Rss and Pss lines")
-	}
-	return rss, pss, nil
 }

@@ -5,26 +5,6 @@ import (
 	"time"
 )
 
-func TestParseSmapsRollup(t *testing.T) {
-	tests := []struct {
-		name     string
-		in       string
-		rss, pss uint64
-		ok       bool
-	}{
-		{"kernel 6", "55b1135bc000-7ffcf04b6000 ---p 00000000 00:00 0  [rollup]\nRss:                1704 kB\nPss:                 519 kB\nPss_Dirty:           112 kB\n", 1704 << 10, 519 << 10, true},
-		{"no pss", "Rss: 10 kB\n", 0, 0, false},
-		{"bad number", "Rss: x kB\nPss: 1 kB\n", 0, 0, false},
-		{"empty", "", 0, 0, false},
-	}
-	for _, tt := range tests {
-		rss, pss, err := parseSmapsRollup([]byte(tt.in))
-		if (err == nil) != tt.ok || rss != tt.rss || pss != tt.pss {
-			t.Errorf("%s: got %d, %d, %v; want %d, %d, ok=%v", tt.name, rss, pss, err, tt.rss, tt.pss, tt.ok)
-		}
-	}
-}
-
 // TestPoolMemory reads the memory of a running pool: every process of the
 // group counted, PSS no more than RSS, both non-zero.
 func TestPoolMemory(t *testing.T) {

@@ -4,7 +4,6 @@
 package pool
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fpmux/fpmux/internal/proc"
 )
 
 // PingPrefix and StatusPrefix begin the ping and status paths of every
@@ -56,7 +57,7 @@ func killLeftMaster(dir string) (int, error) {
 	if perr != nil || pid <= 1 || !isOurMaster(pid, dir) {
 		return 0, nil
 	}
-	if _, pgrp, ok := procStat(pid); ok && pgrp == pid {
+	if st, err := proc.ReadStat(pid); err == nil && st.Pgrp == pid {
 		syscall.Kill(-pid, syscall.SIGKILL)
 		if err := waitGroupGone(pid, killWait); err != nil {
 			return pid, fmt.Errorf("reap pool %s: %w", dir, err)
@@ -75,10 +76,6 @@ func killLeftMaster(dir string) (int, error) {
 // dir: php-fpm titles its master "php-fpm: master process (<config>)", so a
 // recycled pid of another program is never killed.
 func isOurMaster(pid int, dir string) bool {
-	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-	if err != nil {
-		return false
-	}
-	cmdline = bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})
-	return bytes.Contains(cmdline, []byte("php-fpm")) && bytes.Contains(cmdline, []byte(filepath.Join(dir, confName)))
+	cmdline, err := proc.Cmdline(pid)
+	return err == nil && strings.Contains(cmdline, "php-fpm") && strings.Contains(cmdline, filepath.Join(dir, confName))
 }

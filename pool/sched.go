@@ -12,12 +12,12 @@ package pool
 import (
 	"errors"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/fpmux/fpmux/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -243,20 +243,16 @@ func setPolicy(pgid, policy int) error {
 		}
 		return err
 	}
-	entries, err := os.ReadDir("/proc")
+	group, err := proc.Group(pgid)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == pgid {
+	for _, st := range group {
+		if st.Pid == pgid {
 			continue
 		}
-		if state, pg, ok := procStat(pid); !ok || pg != pgid || state == 'Z' || state == 'X' {
-			continue
-		}
-		if err := set(pid); err != nil && !errors.Is(err, syscall.ESRCH) {
+		if err := set(st.Pid); err != nil && !errors.Is(err, syscall.ESRCH) {
 			errs = append(errs, err)
 		}
 	}

@@ -2,31 +2,31 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fpmux/fpmux/internal/proc"
 )
 
-// schedOf reads a process's nice value and scheduling policy from
-// /proc/<pid>/stat (fields 19 and 41); ok is false once it is gone.
+// schedOf reads a process's nice value and scheduling policy; ok is false
+// once it is gone.
 func schedOf(t *testing.T, pid int) (nice, policy int, ok bool) {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := proc.ReadStat(pid)
+	if errors.Is(err, proc.ErrMalformed) {
+		t.Fatal(err)
+	}
 	if err != nil {
 		return 0, 0, false
 	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	// f[0] is field 3 (state).
-	if len(f) < 39 {
-		t.Fatalf("stat of %d: %d fields", pid, len(f))
-	}
-	return atoiT(t, f[16]), atoiT(t, f[38]), true
+	return st.Nice, st.Policy, true
 }
 
 // groupSched returns "nice/policy" of the master and each worker.

@@ -9,10 +9,10 @@ package pool
 import (
 	"context"
 	"errors"
-	"os"
-	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/fpmux/fpmux/internal/proc"
 )
 
 // wedgePingTimeout bounds each ping of the wedge check (WedgeInterval, when
@@ -150,18 +150,13 @@ func stopped(state byte) bool { return state == 'T' || state == 't' }
 // groupStates returns the /proc state of master pid and of the other live
 // processes of its group (its workers).
 func groupStates(pid int) (master byte, workers []byte) {
-	master, _, _ = procStat(pid)
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return master, nil
+	if st, err := proc.ReadStat(pid); err == nil {
+		master = st.State
 	}
-	for _, e := range entries {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil || n == pid {
-			continue
-		}
-		if st, pg, ok := procStat(n); ok && pg == pid && st != 'Z' && st != 'X' {
-			workers = append(workers, st)
+	group, _ := proc.Group(pid)
+	for _, st := range group {
+		if st.Pid != pid {
+			workers = append(workers, st.State)
 		}
 	}
 	return master, workers

@@ -2,11 +2,11 @@ package supervisor
 
 import (
 	"errors"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fpmux/fpmux/internal/proc"
 )
 
 // TestReloadPools: a reload gives the active release a fresh pool under
@@ -67,8 +67,7 @@ func (k *keepStack) waitGone(pid int) {
 	k.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil || strings.Contains(string(b), ") Z ") {
+		if st, err := proc.ReadStat(pid); err != nil || !st.Live() {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -10,10 +10,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/fpmux/fpmux/internal/proc"
 )
 
 func clientUpgrade(args []string, stdout, stderr io.Writer) error {
@@ -65,11 +64,6 @@ func clientUpgrade(args []string, stdout, stderr io.Writer) error {
 
 // processLives tells whether pid runs (a zombie has exited).
 func processLives(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || len(s) < i+3 || s[i+2] != 'Z' && s[i+2] != 'X'
+	st, err := proc.ReadStat(pid)
+	return err == nil && st.Live()
 }

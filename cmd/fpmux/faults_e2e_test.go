@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fpmux/fpmux/internal/proc"
 )
 
 // faultClientTimeout bounds every request of a fault test: a request still
@@ -198,8 +200,8 @@ func (s *stack) fpmuxPid() int {
 // procParent returns a live process's parent pid, or 0 when it is gone or a
 // zombie.
 func procParent(pid int) int {
-	if p, ok := readProc(pid); ok && p.live() {
-		return p.ppid
+	if st, err := proc.ReadStat(pid); err == nil && st.Live() {
+		return st.PPid
 	}
 	return 0
 }
@@ -209,9 +211,10 @@ func procParent(pid int) int {
 // demand for fpmux's status requests: see pool/status.go).
 func liveChildren(pid int) []int {
 	var kids []int
-	for _, p := range liveProcs() {
-		if p.ppid == pid && !strings.HasSuffix(strings.TrimRight(p.cmdline, "\x00 "), "_status") {
-			kids = append(kids, p.pid)
+	ps, _ := proc.Processes()
+	for _, p := range ps {
+		if p.PPid == pid && !strings.HasSuffix(p.Cmdline, "_status") {
+			kids = append(kids, p.Pid)
 		}
 	}
 	return kids

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fpmux/fpmux/fleet"
+	"github.com/fpmux/fpmux/internal/proc"
 )
 
 // TestFleetSwitchSpread runs rollouts of five hosts in one batch under
@@ -81,11 +82,11 @@ func distribution(ds []time.Duration) string {
 	return fmt.Sprintf("p50 %v, p99 %v, max %v", pct(0.5), pct(0.99), pct(1))
 }
 
-// loadAverage is /proc/loadavg's first three fields.
+// loadAverage is /proc/loadavg's first three fields, or "unknown".
 func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
+	l, err := proc.LoadAverage()
 	if err != nil {
 		return "unknown"
 	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
+	return l
 }

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fpmux/fpmux/internal/proc"
 )
 
 // frontVariant is one web server with one config, as a user would run it.
@@ -338,9 +340,11 @@ func (f *front) run(t *testing.T, cmd *exec.Cmd) error {
 			return fmt.Errorf("%s exited at start: %s", f.v.server, f.logText())
 		default:
 		}
-		// The port must be listened on by this server's own process,
-		// not by one that took it between the probe and the bind.
-		if listensOn(cmd.Process.Pid, f.port) {
+		// The port must be listened on by this server's own process
+		// (the masters of nginx and Apache hold their listening sockets,
+		// as Caddy and lighttpd do), not by one that took it between the
+		// probe and the bind.
+		if ok, _ := proc.ListensOn(cmd.Process.Pid, f.port); ok {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -371,39 +375,6 @@ func groupGone(t *testing.T, what string, pgid int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// listensOn tells whether process pid holds a socket listening on
-// 127.0.0.1:port (the masters of nginx and Apache hold theirs, as Caddy
-// and lighttpd do): /proc/net/tcp names the listening socket's inode, and
-// pid's fds must include it.
-func listensOn(pid, port int) bool {
-	tcp, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		return false
-	}
-	local := fmt.Sprintf("0100007F:%04X", port)
-	inode := ""
-	for _, line := range strings.Split(string(tcp), "\n") {
-		// sl local rem st tx:rx tr:when retrnsmt uid timeout inode
-		if f := strings.Fields(line); len(f) > 9 && f[1] == local && f[3] == "0A" {
-			inode = f[9]
-			break
-		}
-	}
-	if inode == "" {
-		return false
-	}
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		return false
-	}
-	for _, fd := range fds {
-		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && l == "socket:["+inode+"]" {
-			return true
-		}
-	}
-	return false
 }
 
 func (f *front) logText() string {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/fpmux/fpmux/internal/logtest"
+	"github.com/fpmux/fpmux/internal/proc"
 	"github.com/fpmux/fpmux/pool"
 )
 
@@ -529,65 +530,16 @@ func (s *stack) notePgids() {
 	}
 }
 
-// procEntry is what the tests read of a process in /proc.
-type procEntry struct {
-	pid        int
-	state      byte // R, S, Z (zombie), X (dead)...
-	ppid, pgrp int
-	cmdline    string // as read: arguments NUL-terminated
-}
-
-// live tells whether the process is neither a zombie nor dead.
-func (p procEntry) live() bool { return p.state != 'Z' && p.state != 'X' }
-
-// readProc reads /proc/<pid>/stat and cmdline; ok is false once pid is gone.
-// It is the tests' one /proc reader.
-func readProc(pid int) (p procEntry, ok bool) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return p, false
-	}
-	// pid (comm) state ppid pgrp ...; comm may hold spaces and parens.
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return p, false
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 3 || len(f[0]) != 1 {
-		return p, false
-	}
-	p.pid, p.state = pid, f[0][0]
-	p.ppid, _ = strconv.Atoi(f[1])
-	p.pgrp, _ = strconv.Atoi(f[2])
-	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	p.cmdline = string(cmdline)
-	return p, true
-}
-
-// liveProcs returns every live process in /proc.
-func liveProcs() []procEntry {
-	var ps []procEntry
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if pid, err := strconv.Atoi(e.Name()); err == nil {
-			if p, ok := readProc(pid); ok && p.live() {
-				ps = append(ps, p)
-			}
-		}
-	}
-	return ps
-}
-
 // phpFPMProcesses lists live processes in the process groups of the pools
 // this test saw, and php-fpm masters whose config lies in its state dir.
 func (s *stack) phpFPMProcesses() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var found []string
-	for _, p := range liveProcs() {
-		cl := strings.ReplaceAll(p.cmdline, "\x00", " ")
-		if s.pgids[p.pgrp] || strings.Contains(cl, "php-fpm") && strings.Contains(cl, s.stateDir) {
-			found = append(found, fmt.Sprintf("%d %s", p.pid, cl))
+	ps, _ := proc.Processes()
+	for _, p := range ps {
+		if s.pgids[p.Pgrp] || strings.Contains(p.Cmdline, "php-fpm") && strings.Contains(p.Cmdline, s.stateDir) {
+			found = append(found, fmt.Sprintf("%d %s", p.Pid, p.Cmdline))
 		}
 	}
 	return found

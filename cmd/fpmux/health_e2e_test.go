@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fpmux/fpmux/internal/proc"
 )
 
 // poolProcesses lists the live processes of release id's php-fpm pool:
@@ -22,10 +24,10 @@ import (
 // workers (titled "php-fpm: pool <id>").
 func (s *stack) poolProcesses(id string) []string {
 	var found []string
-	for _, p := range liveProcs() {
-		cl := strings.TrimSpace(strings.ReplaceAll(p.cmdline, "\x00", " "))
-		if strings.Contains(cl, filepath.Join(s.stateDir, "pools", id)+"/") || cl == "php-fpm: pool "+id {
-			found = append(found, strconv.Itoa(p.pid)+" "+cl)
+	ps, _ := proc.Processes()
+	for _, p := range ps {
+		if strings.Contains(p.Cmdline, filepath.Join(s.stateDir, "pools", id)+"/") || p.Cmdline == "php-fpm: pool "+id {
+			found = append(found, strconv.Itoa(p.Pid)+" "+p.Cmdline)
 		}
 	}
 	return found

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fpmux/fpmux/internal/proc"
 )
 
 // soakDeploys is how many releases TestSoakDeploys deploys:
@@ -121,19 +123,6 @@ func (s *stack) settledFigures() selfFigures {
 	return least
 }
 
-// fdTargets lists what a process's open fds point to.
-func fdTargets(pid int) []string {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, _ := os.ReadDir(dir)
-	var targets []string
-	for _, e := range ents {
-		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil {
-			targets = append(targets, e.Name()+"->"+l)
-		}
-	}
-	return targets
-}
-
 // TestSoakDeploys deploys soakDeploys releases in a row, each with its own
 // content, under steady load from a few clients, then checks that no
 // request failed, none was served by two releases or by a release older
@@ -155,7 +144,7 @@ func TestSoakDeploys(t *testing.T) {
 	warmup := wait()
 	s.quiet(id(1))
 	base := s.settledFigures()
-	baseFDs := fdTargets(s.fpmuxPid())
+	baseFDs, _ := proc.FDs(s.fpmuxPid())
 	baseGoroutines := s.goroutineDump()
 	baseFPM := len(withoutStatusWorkers(s.phpFPMProcesses()))
 
@@ -218,8 +207,9 @@ func TestSoakDeploys(t *testing.T) {
 	t.Logf("soak: baseline goroutines=%v fds=%v php-fpm=%d; end goroutines=%v fds=%v php-fpm=%d; whole test %v",
 		base.goroutines, base.fds, baseFPM, end.goroutines, end.fds, len(endFPM), time.Since(began).Round(time.Millisecond))
 	if !settled {
+		endFDs, _ := proc.FDs(s.fpmuxPid())
 		t.Errorf("fpmux did not come back to its baseline: goroutines %v (baseline %v), open fds %v (baseline %v)\nfds at the baseline: %v\nfds at the end: %v",
-			end.goroutines, base.goroutines, end.fds, base.fds, baseFDs, fdTargets(s.fpmuxPid()))
+			end.goroutines, base.goroutines, end.fds, base.fds, baseFDs, endFDs)
 		t.Logf("goroutines at the baseline:\n%s\ngoroutines at the end:\n%s", baseGoroutines, s.goroutineDump())
 	}
 	if len(endFPM) != baseFPM {
