@@ -751,8 +751,10 @@ func lineIs(want string) func(string) bool {
 
 // goroutineDump returns fpmux's goroutines grouped by stack (pprof's
 // debug=1 form), or why it could not; the stack needs stackOptions.pprof.
+// It asks on a connection of its own, closed after the answer, so that no
+// kept connection is in the next dump.
 func (s *stack) goroutineDump() string {
-	c := &http.Client{Timeout: 10 * time.Second}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get("http://" + s.metrics + "/debug/pprof/goroutine?debug=1")
 	if err != nil {
 		return "goroutine dump: " + err.Error()
