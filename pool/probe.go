@@ -32,47 +32,22 @@ func (p *Pool) Ping(ctx context.Context) error {
 // page of a large pool runs to a few hundred bytes per worker.
 const maxPage = 16 << 20
 
-// fcgiGet sends a GET for scriptName to the php-fpm socket sock, with
-// SCRIPT_FILENAME equal to scriptName (what ping.path and pm.status_path
-// need).
+// fcgiGet sends a GET of one of php-fpm's own pages, scriptName (ping.path
+// or pm.status_path), to the php-fpm socket sock.
 func fcgiGet(ctx context.Context, sock, scriptName, query string) (*fcgiclient.Response, error) {
-	return fcgiDo(ctx, sock, map[string]string{
-		"SCRIPT_FILENAME": scriptName,
-		"SCRIPT_NAME":     scriptName,
-		"QUERY_STRING":    query,
-	})
+	return fcgiDo(ctx, sock, fcgiclient.Page(scriptName, query))
 }
 
-// fcgiDo runs one FastCGI GET request, made of params and the CGI params
-// every request needs, on a fresh connection to sock, bounded by ctx
-// (probeTimeout when ctx has no deadline).
+// fcgiDo runs one FastCGI GET request, made of params on top of the CGI
+// params a web server sends (fcgiclient.GET), on a fresh connection to
+// sock, bounded by ctx (probeTimeout when ctx has no deadline).
 func fcgiDo(ctx context.Context, sock string, params map[string]string) (*fcgiclient.Response, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, probeTimeout)
 		defer cancel()
 	}
-	p := map[string]string{
-		"GATEWAY_INTERFACE": "CGI/1.1",
-		"SERVER_SOFTWARE":   "fpmux",
-		"SERVER_PROTOCOL":   "HTTP/1.1",
-		"REQUEST_METHOD":    "GET",
-		"REMOTE_ADDR":       "127.0.0.1",
-	}
-	for k, v := range params {
-		p[k] = v
-	}
-	if _, ok := p["REQUEST_URI"]; !ok {
-		uri := p["SCRIPT_NAME"]
-		if q := p["QUERY_STRING"]; q != "" {
-			uri += "?" + q
-		}
-		p["REQUEST_URI"] = uri
-	}
-	if _, ok := p["DOCUMENT_URI"]; !ok {
-		p["DOCUMENT_URI"] = p["SCRIPT_NAME"]
-	}
-	return fcgiclient.Fetch(ctx, "unix", sock, fcgiclient.Request{Params: p, MaxBody: maxPage})
+	return fcgiclient.Fetch(ctx, "unix", sock, fcgiclient.Request{Params: fcgiclient.GET(params), MaxBody: maxPage})
 }
 
 func clip(s string) string {

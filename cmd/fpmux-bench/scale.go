@@ -114,14 +114,8 @@ type idleConns struct {
 // helloParams are the CGI params nginx's fastcgi_params would send for GET
 // /hello.php under docroot.
 func helloParams(docroot string) map[string]string {
-	return map[string]string{
-		"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "fpmux-bench", "SERVER_PROTOCOL": "HTTP/1.1",
-		"SERVER_NAME": "localhost", "SERVER_ADDR": "127.0.0.1", "SERVER_PORT": "80",
-		"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "40000", "REQUEST_METHOD": "GET",
-		"REQUEST_URI": "/hello.php", "DOCUMENT_URI": "/hello.php", "QUERY_STRING": "",
-		"CONTENT_TYPE": "", "CONTENT_LENGTH": "", "SCRIPT_NAME": "/hello.php",
-		"DOCUMENT_ROOT": docroot, "SCRIPT_FILENAME": docroot + "/hello.php", "HTTP_HOST": "localhost",
-	}
+	return fcgiclient.GET(map[string]string{"SERVER_SOFTWARE": "fpmux-bench", "REMOTE_PORT": "40000",
+		"DOCUMENT_ROOT": docroot, "SCRIPT_NAME": "/hello.php", "SCRIPT_FILENAME": docroot + "/hello.php"})
 }
 
 // openIdle opens n keep-alive FastCGI connections straight to fpmux's
