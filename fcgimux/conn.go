@@ -42,6 +42,8 @@ type conn struct {
 	s  *Server
 	nc net.Conn
 	rr *recordReader // takes a buffer from bufPool only while there is input
+	// ncClose closes nc once: see closeNC.
+	ncClose sync.Once
 
 	wmu  sync.Mutex // serializes writes to nc: the relay's goroutine writes responses too
 	wbuf []byte     // records fpmux writes itself, built here; guarded by wmu
@@ -107,7 +109,7 @@ const maxKeptBuf = 16 << 10
 // serve reads records until the connection closes, fails, or is shut down.
 func (c *conn) serve() {
 	defer c.s.forget(c)
-	defer c.nc.Close()
+	defer c.closeNC()
 	defer c.endRelay()
 	c.armDeadlines()
 	for {
@@ -191,7 +193,7 @@ func (c *conn) endRelay() {
 	if !c.relActive {
 		return
 	}
-	c.nc.Close()
+	c.closeNC()
 	c.rel.abandon()
 	c.startRun()
 	c.waitRelay()
@@ -214,7 +216,7 @@ func (c *conn) reset(s *Server, nc net.Conn) {
 		rr.big = nil
 	}
 	rr.r, rr.buf, rr.rpos, rr.wpos = nc, rr.small[:], 0, 0
-	c.s, c.nc = s, nc
+	c.s, c.nc, c.ncClose = s, nc, sync.Once{}
 	c.wbuf, c.wdeadline, c.waited, c.queued = trim(c.wbuf), time.Time{}, false, 0
 	c.id, c.keepConn, c.phase = 0, false, phaseNone
 	c.params, c.out, c.ends, c.up, c.upSent, c.holding = trim(c.params), trim(c.out), c.ends[:0], trim(c.up), 0, false
@@ -228,6 +230,17 @@ func (c *conn) reset(s *Server, nc net.Conn) {
 	c.cur = current{method: c.cur.method[:0], uri: c.cur.uri[:0]}
 	c.idleDeadline, c.rdeadline = time.Now().Add(s.readTO), time.Time{}
 	c.mu.Unlock()
+}
+
+// closeNC closes the web server's connection, the first time only. A
+// connection is closed where its end is known (its response complete, a
+// cut, a failed write) and again on the serve goroutine's way out, and a
+// second Close of a net.Conn only makes an error to be dropped (an
+// allocation and about 900 instructions, twice per connection without
+// keep-alive). As with Close, nc is closed once closeNC returns, whichever
+// goroutine's call closed it.
+func (c *conn) closeNC() {
+	c.ncClose.Do(func() { c.nc.Close() })
 }
 
 // waitRelay waits for the relay's goroutine to return, and disposes of a
@@ -341,7 +354,7 @@ func (c *conn) requestEnded(keepConn bool) {
 	if !keepConn && c.bodyDone {
 		// Nothing more will come that closing could reset: the web
 		// server reads the response, then end of file.
-		c.nc.Close()
+		c.closeNC()
 		return
 	}
 	if !keepConn {
@@ -351,7 +364,7 @@ func (c *conn) requestEnded(keepConn bool) {
 		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		} else {
-			c.nc.Close()
+			c.closeNC()
 		}
 		c.idleDeadline = time.Now().Add(lingerTimeout)
 	} else {
@@ -366,7 +379,7 @@ func (c *conn) requestEnded(keepConn bool) {
 			c.closing, c.closeAt = true, time.Now()
 			c.setReadLocked(c.closeAt)
 		} else {
-			c.nc.Close()
+			c.closeNC()
 		}
 	}
 }
@@ -743,7 +756,7 @@ func (c *conn) cutAtBound() {
 	if bc := c.upConn.Load(); bc != nil {
 		bc.SetWriteDeadline(time.Now())
 	}
-	c.nc.Close() // first: the web server gets no answer made up for the cut
+	c.closeNC() // first: the web server gets no answer made up for the cut
 	if c.inline.Load() {
 		c.rel.abandon() // what the serve goroutine does for a relay of its own
 	}
@@ -834,7 +847,7 @@ func (c *conn) writeRecord(t recType, content []byte) error {
 // when the write failed, is closed. See front.
 func (c *conn) ended(err error, keepConn bool) {
 	if err != nil {
-		c.nc.Close()
+		c.closeNC()
 		return
 	}
 	c.requestEnded(keepConn)
@@ -844,7 +857,7 @@ func (c *conn) ended(err error, keepConn bool) {
 // END_REQUEST; a failed write closes the connection.
 func (c *conn) refuseBegin(id uint16, protocolStatus uint8) {
 	if c.writeEnd(id, "", 0, protocolStatus) != nil {
-		c.nc.Close()
+		c.closeNC()
 	}
 }
 
