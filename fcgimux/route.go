@@ -14,9 +14,12 @@ const (
 	paramHintToken   = "HTTP_X_FPMUX_PREVIEW_TOKEN"
 )
 
-// hintPrefix is what both hint params begin with: params without it
-// anywhere carry no hint, and are not walked a second time.
-var hintPrefix = []byte("HTTP_X_FPMUX_")
+// hintMark is in both hint params' names: params without it anywhere
+// carry no hint, and are not walked a second time. It leaves out their
+// "HTTP_" so that the search starts from a byte that is rare in params:
+// from 'H', bytes.Contains stopped at every HTTP_ param and "HTTP/1.1",
+// a dozen IndexByte calls and compares per request.
+var hintMark = []byte("X_FPMUX_")
 
 // RouteHint is what a request asks of the router: the release it names
 // and the token that may entitle it to that release. The slices point
@@ -45,10 +48,10 @@ type HintRouter interface {
 
 // routeHint finds the hint params in a request's params (encoded pairs).
 // ok is false when the request names no release. It allocates nothing,
-// and for params that hold no hint it only scans them for hintPrefix.
+// and for params that hold no hint it only scans them for hintMark.
 // Params that do not decode carry no hint: rewriteParams refuses them.
 func routeHint(params []byte) (h RouteHint, ok bool) {
-	if !bytes.Contains(params, hintPrefix) {
+	if !bytes.Contains(params, hintMark) {
 		return RouteHint{}, false
 	}
 	var sawRelease, sawToken, named bool
