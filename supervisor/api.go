@@ -229,6 +229,16 @@ func statusOf(kind error) int {
 	return http.StatusInternalServerError // ErrNotRecorded, and any other
 }
 
+// writeRelease answers a request about one release: rel with status, or
+// err when the request failed.
+func writeRelease(w http.ResponseWriter, status int, rel Release, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, status, rel)
+}
+
 func writeError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	var e *Error
@@ -244,11 +254,7 @@ func (s *Supervisor) handleList(w http.ResponseWriter, r *http.Request) {
 
 func (s *Supervisor) handleGet(w http.ResponseWriter, r *http.Request) {
 	rel, err := s.get(r.Context(), r.PathValue("id"), r.URL.Query().Has("full"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 200, rel)
+	writeRelease(w, 200, rel, err)
 }
 
 // deployBody is POST /v1/releases.
@@ -316,38 +322,22 @@ func (s *Supervisor) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	}
 	activate := body.Activate == nil || *body.Activate
 	rel, err := s.Deploy(ctx, DeployRequest{ID: body.ID, Root: body.Root, Activate: activate, Warmup: body.Warmup, Guard: body.Guard, Health: checks})
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 201, rel)
+	writeRelease(w, 201, rel, err)
 }
 
 func (s *Supervisor) handleActivate(w http.ResponseWriter, r *http.Request) {
 	rel, err := s.Activate(r.PathValue("id"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 200, rel)
+	writeRelease(w, 200, rel, err)
 }
 
 func (s *Supervisor) handleRetire(w http.ResponseWriter, r *http.Request) {
 	rel, err := s.Retire(r.PathValue("id"))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 202, rel)
+	writeRelease(w, 202, rel, err)
 }
 
 func (s *Supervisor) handleRollback(w http.ResponseWriter, r *http.Request) {
 	rel, err := s.Rollback(r.Context())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 200, rel)
+	writeRelease(w, 200, rel, err)
 }
 
 func (s *Supervisor) handleHealthz(w http.ResponseWriter, r *http.Request) {

@@ -92,13 +92,11 @@ func (s *Supervisor) keepDrained(r *release) bool {
 // one) and lets its pool take requests again; false when the pool cannot
 // (its master died while draining).
 func (s *Supervisor) undrainLocked(r *release, maxInFlight int) bool {
-	// Pin reads the Backend of a release whose pool it entered without
-	// Supervisor.mu: set it before the pool takes requests again.
 	old := r.backend
-	r.backend = poolBackend(r.pool, maxInFlight)
+	s.attachLocked(r, r.pool, poolBackend(r.pool, maxInFlight))
 	if !r.pool.Undrain() {
 		r.backend.Close()
-		r.backend = old
+		s.attachLocked(r, r.pool, old)
 		s.log.Warn("release not kept: its php-fpm master is gone", "release", r.id)
 		return false
 	}

@@ -148,7 +148,8 @@ func (s *Supervisor) ReloadPools(ctx context.Context) (Release, error) {
 		return Release{}, newError(ErrConflict, "reload the pool of release %s: the active release changed while the fresh pool started; it was stopped", a.id)
 	}
 	defer s.mu.Unlock()
-	nr.pool, nr.backend, nr.health, nr.warmup = p, backend, checked, warmed
+	s.attachLocked(nr, p, backend)
+	nr.health, nr.warmup = checked, warmed
 	nr.readyIn = time.Since(nr.createdAt)
 	s.step(nr, "ready", nr.createdAt, "generation", gen)
 	// The release is the same: its age, activation and request count go
@@ -213,11 +214,7 @@ func (s *Supervisor) handleReloadPools(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rel, err := s.ReloadPools(r.Context())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, 200, rel)
+	writeRelease(w, 200, rel, err)
 }
 
 // OnReloadConfig makes POST /v1/reload-pools read the configuration file

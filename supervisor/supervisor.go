@@ -338,57 +338,78 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 		p.Foreground()
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	r.health, r.warmup = checked, warmed
 	if err == nil && s.stopping {
 		// Close has already collected the pools to stop; this one is ours.
-		s.mu.Unlock()
-		p.Stop(true)
-		s.mu.Lock()
 		err = errors.New("fpmux shut down while the release started")
 	}
 	if err != nil {
-		r.state, r.err = StateFailed, err.Error()
-		close(r.gone)
-		s.m.deploys.WithLabelValues("failed").Inc()
-		s.log.Error("release failed", "release", r.id, "err", err)
-		return r.snapshot(), rewrap(err, ErrPoolFailed, "release %s: %v", r.id, err)
+		s.mu.Unlock()
+		return s.fail(r, p, backend, err), rewrap(err, ErrPoolFailed, "release %s: %v", r.id, err)
 	}
-	r.pool = p
-	r.backend = backend
+	err = s.readyLocked(r, p, backend, req, restoring)
+	snap := r.snapshot()
+	s.mu.Unlock()
+	if err != nil {
+		hook(s.hooks.activationFailed, r.id)
+		return s.fail(r, p, backend, err), err
+	}
+	return snap, nil
+}
+
+// readyLocked attaches p, reached through backend, to r, whose pool
+// started and passed its checks, and makes r ready or, if req asks,
+// active. When that activation fails (its switch could not be recorded,
+// say), r gets the error but stays starting and p is no longer r's: the
+// caller stops p (fail) before r fails. Until then a deploy of the same id
+// is refused (409) and cannot start a pool in the directory that stop
+// removes, nor can r be activated or rolled back to; Close, which may run
+// meanwhile, leaves p to that stop.
+func (s *Supervisor) readyLocked(r *release, p *pool.Pool, backend *fcgimux.Backend, req DeployRequest, restoring bool) error {
+	s.attachLocked(r, p, backend)
 	r.readyIn = time.Since(r.createdAt)
 	s.step(r, "ready", r.createdAt)
 	if !req.Activate {
 		r.state = StateReady
 	} else if err := s.activateGuardedLocked(r, req.Guard, restoring); err != nil {
-		return s.failActivationLocked(r, err)
+		s.attachLocked(r, nil, nil)
+		r.err = err.Error()
+		return err
 	}
 	close(r.ready)
 	s.m.deploys.WithLabelValues("ok").Inc()
-	return r.snapshot(), nil
+	return nil
 }
 
-// failActivationLocked fails r, a deploy whose activation could not be
-// recorded, once its pool is stopped. Until then r stays starting, so a
-// deploy of the same id is refused (409) and cannot start a pool in the
-// directory this stop removes, nor can r be activated or rolled back to.
-// Its pool is not r's meanwhile: Close, which may run now, leaves it to
-// this stop. Called and returns with s.mu held.
-func (s *Supervisor) failActivationLocked(r *release, err error) (Release, error) {
-	p := r.pool
-	r.backend.Close()
-	r.pool, r.backend, r.err = nil, nil, err.Error()
-	s.mu.Unlock()
-	hook(s.hooks.activationFailed, r.id)
-	if serr := p.Stop(true); serr != nil {
-		s.log.Error("stop the pool of a release not activated", "release", r.id, "err", serr)
+// fail ends a deploy that did not make r ready or active, with err: it
+// stops p, the pool the deploy started and no one else stops (nil when
+// there is none, or it is stopped already), with backend, and only then
+// marks r failed. Called without s.mu; it returns r's snapshot.
+func (s *Supervisor) fail(r *release, p *pool.Pool, backend *fcgimux.Backend, err error) Release {
+	if backend != nil {
+		backend.Close()
+	}
+	if p != nil {
+		if serr := p.Stop(true); serr != nil {
+			s.log.Error("stop the pool of a release that failed", "release", r.id, "err", serr)
+		}
 	}
 	s.mu.Lock()
-	r.state = StateFailed
+	defer s.mu.Unlock()
+	r.state, r.err = StateFailed, err.Error()
 	close(r.gone)
 	s.m.deploys.WithLabelValues("failed").Inc()
 	s.log.Error("release failed", "release", r.id, "err", err)
-	return r.snapshot(), err
+	return r.snapshot()
+}
+
+// attachLocked makes p, reached through backend, the pool r's requests go
+// to (both nil: r has none). Pin reads the Backend of a release whose pool
+// it entered without Supervisor.mu, so a pool gets its Backend here before
+// it takes requests: before r is made active, or before a drained pool is
+// let take requests again (undrainLocked).
+func (s *Supervisor) attachLocked(r *release, p *pool.Pool, backend *fcgimux.Backend) {
+	r.pool, r.backend = p, backend
 }
 
 func (s *Supervisor) startPool(ctx context.Context, id, root string, rm *releaseMetrics) (*pool.Pool, error) {
@@ -570,57 +591,62 @@ func (s *Supervisor) retireLocked(r *release) {
 	close(r.gone)
 }
 
+// withKnown calls f, under s.mu, with the release of that id in the
+// registry, and returns what f returns; a release not known is a
+// not-found error naming it, and f is not called.
+func (s *Supervisor) withKnown(id string, f func(r *release) (Release, error)) (Release, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.releases[id]
+	if !ok {
+		return Release{}, newError(ErrNotFound, "release %s is not known", id)
+	}
+	return f(r)
+}
+
 // Activate switches new requests to a ready release.
 func (s *Supervisor) Activate(id string) (Release, error) { return s.activate(id, false) }
 
 // activate is Activate; with hold, the release it replaces stays ready
 // (see ActivateKeeping).
 func (s *Supervisor) activate(id string, hold bool) (Release, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.releases[id]
-	if !ok {
-		return Release{}, newError(ErrNotFound, "release %s is not known", id)
-	}
-	switch r.state {
-	case StateActive:
-		return r.snapshot(), nil
-	case StateReady:
-		s.holdNext = hold
-		if hold {
-			r.g.pending = s.guardFor(nil)
+	return s.withKnown(id, func(r *release) (Release, error) {
+		switch r.state {
+		case StateActive:
+			return r.snapshot(), nil
+		case StateReady:
+			s.holdNext = hold
+			if hold {
+				r.g.pending = s.guardFor(nil)
+			}
+			err := s.activateLocked(r, false)
+			s.holdNext = false
+			r.g.pending = nil
+			return r.snapshot(), err
 		}
-		err := s.activateLocked(r, false)
-		s.holdNext = false
-		r.g.pending = nil
-		return r.snapshot(), err
-	}
-	return r.snapshot(), newError(ErrConflict, "release %s is %s, only a ready release can be activated; deploy it again", id, r.state)
+		return r.snapshot(), newError(ErrConflict, "release %s is %s, only a ready release can be activated; deploy it again", id, r.state)
+	})
 }
 
 // Retire drains and stops a release that is not active.
 func (s *Supervisor) Retire(id string) (Release, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.releases[id]
-	if !ok {
-		return Release{}, newError(ErrNotFound, "release %s is not known", id)
-	}
-	switch r.state {
-	case StateReady:
-		s.guardRetiredLocked(r)
-		s.noKeepLocked(r, reasonRetired)
-		s.askRetireLocked(r)
-		s.drainLocked(r)
-		return r.snapshot(), nil
-	case StateDraining:
-		s.noKeepLocked(r, reasonRetired)
-		s.askRetireLocked(r)
-		return r.snapshot(), nil
-	case StateActive:
-		return r.snapshot(), newError(ErrConflict, "release %s is active; activate or deploy another release first", id)
-	}
-	return r.snapshot(), newError(ErrConflict, "release %s is %s", id, r.state)
+	return s.withKnown(id, func(r *release) (Release, error) {
+		switch r.state {
+		case StateReady:
+			s.guardRetiredLocked(r)
+			s.noKeepLocked(r, reasonRetired)
+			s.askRetireLocked(r)
+			s.drainLocked(r)
+			return r.snapshot(), nil
+		case StateDraining:
+			s.noKeepLocked(r, reasonRetired)
+			s.askRetireLocked(r)
+			return r.snapshot(), nil
+		case StateActive:
+			return r.snapshot(), newError(ErrConflict, "release %s is active; activate or deploy another release first", id)
+		}
+		return r.snapshot(), newError(ErrConflict, "release %s is %s", id, r.state)
+	})
 }
 
 // askRetireLocked tells a rollback waiting for r that r was retired.
@@ -688,6 +714,7 @@ func (s *Supervisor) Rollback(ctx context.Context) (Release, error) {
 	return s.Deploy(ctx, DeployRequest{ID: prev.ID, Root: prev.Root, Activate: true, Guard: &noGuard})
 }
 
+// isClosed tells whether ch is closed, without waiting.
 func isClosed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
@@ -704,16 +731,15 @@ func (s *Supervisor) Get(ctx context.Context, id string) (Release, error) {
 
 // get is Get, with the pool's per-process view when full.
 func (s *Supervisor) get(ctx context.Context, id string, full bool) (Release, error) {
-	s.mu.Lock()
-	r, ok := s.releases[id]
-	var snap Release
-	if ok {
-		snap = r.snapshot()
+	var r *release
+	snap, err := s.withKnown(id, func(known *release) (Release, error) {
+		r = known
+		snap := r.snapshot()
 		s.addRollbackLocked(&snap, r, s.rollbackTargetLocked().ID)
-	}
-	s.mu.Unlock()
-	if !ok {
-		return Release{}, newError(ErrNotFound, "release %s is not known", id)
+		return snap, nil
+	})
+	if err != nil {
+		return Release{}, err
 	}
 	if st := s.addPoolFigures(ctx, &snap, r); st != nil && full {
 		snap.Pool.Processes = poolProcesses(st.Processes)

@@ -120,7 +120,7 @@ func (s *Supervisor) RestoreAdopting(ctx context.Context, id string, output *os.
 	backend := poolBackend(p, s.conf().Limits.MaxInFlight)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r.pool, r.backend = p, backend
+	s.attachLocked(r, p, backend)
 	r.readyIn = time.Since(r.createdAt)
 	r.state = StateReady
 	s.step(r, "adopted", r.createdAt, "pid", p.Pid())

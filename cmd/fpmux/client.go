@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/fpmux/fpmux/config"
+	"github.com/fpmux/fpmux/supervisor"
 )
 
 // clientDefaultAdmin is where the client looks for the admin API when -admin
@@ -79,24 +80,14 @@ type clientRollbackInfo struct {
 	RollbackTarget bool       `json:"rollback_target,omitempty"`
 }
 
-// clientPool holds a release's php-fpm figures, when the server has them.
+// clientPool holds a release's php-fpm figures as the server reports them
+// (supervisor.PoolInfo), each shown only when the server has it: pid and
+// restarts, which PoolInfo always carries, are pointers here too, so that
+// an answer without them shows none rather than 0.
 type clientPool struct {
-	PID                *int   `json:"pid,omitempty"`
-	Restarts           *int64 `json:"restarts,omitempty"`
-	Socket             string `json:"socket,omitempty"`
-	ActiveProcesses    *int64 `json:"active_processes,omitempty"`
-	IdleProcesses      *int64 `json:"idle_processes,omitempty"`
-	TotalProcesses     *int64 `json:"total_processes,omitempty"`
-	ListenQueue        *int64 `json:"listen_queue,omitempty"`
-	MaxChildrenReached *int64 `json:"max_children_reached,omitempty"`
-	HeldProcesses      *int64 `json:"held_processes,omitempty"`
-	SlowRequests       *int64 `json:"slow_requests,omitempty"`
-	StatusError        string `json:"status_error,omitempty"` // why the figures are missing
-	// Processes come with `status ID -full`: see client_status.go.
-	Processes    []clientProcess   `json:"processes,omitempty"`
-	SlowLog      []clientSlowEntry `json:"slowlog,omitempty"`
-	SlowLogPath  string            `json:"slowlog_path,omitempty"`
-	SlowLogError string            `json:"slowlog_error,omitempty"`
+	supervisor.PoolInfo
+	PID      *int   `json:"pid,omitempty"`
+	Restarts *int64 `json:"restarts,omitempty"`
 }
 
 // clientExitError carries the exit code a failed command ends with and the
@@ -126,31 +117,29 @@ type client struct {
 	fleet  bool // the last answer said this fpmux is a fleet host (fleet_client.go)
 }
 
-// runClient runs the client subcommand name (deploy, activate, rollback,
-// retire or status) with its arguments and returns the process exit code:
-// 0 on success, 1 when fpmux refused or could not be reached, 2 for bad usage.
-// Results go to stdout; usage and errors, one line each, go to stderr.
+// clientCommands are the client subcommands, by name: each a call to the
+// admin API of a running fpmux (see runClient).
+var clientCommands = map[string]func(args []string, stdout, stderr io.Writer) error{
+	"deploy":       clientDeploy,
+	"activate":     clientActivate,
+	"rollback":     clientRollback,
+	"retire":       clientRetire,
+	"status":       clientStatus,
+	"upgrade":      clientUpgrade,
+	"reload-pools": clientReloadPools,
+}
+
+// runClient runs the client subcommand name (one of clientCommands) with
+// its arguments and returns the process exit code: 0 on success, 1 when
+// fpmux refused or could not be reached, 2 for bad usage. Results go to
+// stdout; usage and errors, one line each, go to stderr.
 func runClient(name string, args []string, stdout, stderr io.Writer) int {
-	var err error
-	switch name {
-	case "deploy":
-		err = clientDeploy(args, stdout, stderr)
-	case "activate":
-		err = clientActivate(args, stdout, stderr)
-	case "rollback":
-		err = clientRollback(args, stdout, stderr)
-	case "retire":
-		err = clientRetire(args, stdout, stderr)
-	case "status":
-		err = clientStatus(args, stdout, stderr)
-	case "upgrade":
-		err = clientUpgrade(args, stdout, stderr)
-	case "reload-pools":
-		err = clientReloadPools(args, stdout, stderr)
-	default:
+	cmd, ok := clientCommands[name]
+	if !ok {
 		fmt.Fprintf(stderr, "fpmux: unknown command %q\n", name)
 		return 2
 	}
+	err := cmd(args, stdout, stderr)
 	if err == nil {
 		return 0
 	}
@@ -541,7 +530,18 @@ func clientOneID(name string, args []string, stderr io.Writer) (id string, targe
 }
 
 func clientActivate(args []string, stdout, stderr io.Writer) error {
-	id, target, err := clientOneID("activate", args, stderr)
+	return clientOnRelease("activate", http.MethodPost, "/activate", "active", args, stdout, stderr)
+}
+
+func clientRetire(args []string, stdout, stderr io.Writer) error {
+	return clientOnRelease("retire", http.MethodDelete, "", "draining", args, stdout, stderr)
+}
+
+// clientOnRelease runs subcommand name, which takes one release ID: it
+// sends method to the release's path (plus suffix) and prints the release
+// the answer shows, as in state fallback when it shows none (printRelease).
+func clientOnRelease(name, method, suffix, fallback string, args []string, stdout, stderr io.Writer) error {
+	id, target, err := clientOneID(name, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -549,11 +549,11 @@ func clientActivate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	data, err := c.do(http.MethodPost, "/v1/releases/"+clientPathEscape(id)+"/activate", nil)
+	data, err := c.do(method, "/v1/releases/"+clientPathEscape(id)+suffix, nil)
 	if err != nil {
 		return err
 	}
-	c.printRelease(data, id, "active")
+	c.printRelease(data, id, fallback)
 	return nil
 }
 
@@ -589,23 +589,6 @@ func clientRollback(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	fmt.Fprintln(stdout, "rolled back")
-	return nil
-}
-
-func clientRetire(args []string, stdout, stderr io.Writer) error {
-	id, target, err := clientOneID("retire", args, stderr)
-	if err != nil {
-		return err
-	}
-	c, err := target.client(clientTimeout, stdout)
-	if err != nil {
-		return err
-	}
-	data, err := c.do(http.MethodDelete, "/v1/releases/"+clientPathEscape(id), nil)
-	if err != nil {
-		return err
-	}
-	c.printRelease(data, id, "draining")
 	return nil
 }
 

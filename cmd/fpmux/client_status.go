@@ -10,30 +10,9 @@ import (
 	"strconv"
 	"text/tabwriter"
 	"time"
+
+	"github.com/fpmux/fpmux/supervisor"
 )
-
-// clientProcess is one php-fpm worker as GET /v1/releases/{id}?full
-// lists it.
-type clientProcess struct {
-	PID             int     `json:"pid"`
-	State           string  `json:"state"`
-	Busy            bool    `json:"busy"`
-	Held            bool    `json:"held"`
-	Requests        int64   `json:"requests"`
-	Method          string  `json:"method"`
-	URI             string  `json:"uri"`
-	DurationMS      int64   `json:"duration_ms"`
-	LastCPUPercent  float64 `json:"last_cpu_percent"`
-	LastMemoryBytes int64   `json:"last_memory_bytes"`
-}
-
-// clientSlowEntry is one request of a pool's slowlog.
-type clientSlowEntry struct {
-	Time   string   `json:"time"`
-	PID    int      `json:"pid"`
-	Script string   `json:"script"`
-	Stack  []string `json:"stack"`
-}
 
 // activeLine says since when an active release has been active, or when a
 // release that is no longer active was last, from activated_at (and
@@ -126,7 +105,7 @@ func (c *client) printSlowLog(p *clientPool) error {
 // printProcesses prints php-fpm's per-process view: for a busy worker its
 // request and how long it has run, for an idle one the last request it
 // served with its duration, CPU and memory.
-func (c *client) printProcesses(ps []clientProcess) error {
+func (c *client) printProcesses(ps []supervisor.PoolProcess) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PID\tSTATE\tREQUESTS\tDURATION\tCPU\tMEMORY\tREQUEST")
 	for _, p := range ps {
