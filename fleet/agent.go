@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fpmux/fpmux/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -69,7 +70,7 @@ type Agent struct {
 	o    Options
 	k    keys
 	log  *slog.Logger
-	m    agentMetrics
+	m    *metrics.Fleet
 	kick chan struct{} // publish now
 	// resync asks the watcher to read every key again: etcd came back.
 	resync chan struct{}
@@ -112,12 +113,6 @@ type watchUpdate struct {
 	failed   error // the first read failed: etcd is unreachable at start
 }
 
-type agentMetrics struct {
-	etcdUp   prometheus.Gauge
-	switches prometheus.Counter
-	prepares *prometheus.CounterVec
-}
-
 // New checks o and returns an Agent.
 func New(o Options) (*Agent, error) {
 	switch {
@@ -150,23 +145,14 @@ func New(o Options) (*Agent, error) {
 		kvs: map[string][]byte{}, done: map[string]bool{}, held: map[string]string{},
 		synced: make(chan struct{}),
 	}
-	a.m = agentMetrics{
-		etcdUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fpmux_fleet_etcd_up",
-			Help: "1 while this host's last write to etcd succeeded, 0 while etcd is unreachable (the host keeps serving its release)."}),
-		switches: prometheus.NewCounter(prometheus.CounterOpts{Name: "fpmux_fleet_switches_total",
-			Help: "Activations this host made as its fleet asked (batches, rollbacks, converging to the fleet's release)."}),
-		prepares: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fpmux_fleet_prepares_total",
-			Help: "Releases this host prepared for its fleet, by outcome (ready, failed)."}, []string{"outcome"}),
-	}
+	a.m = metrics.NewFleet()
 	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{a.m.etcdUp, a.m.switches, a.m.prepares} {
-			if err := o.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("fleet agent: register metrics: %w", err)
-			}
+		if err := a.m.Register(o.Registerer); err != nil {
+			return nil, fmt.Errorf("fleet agent: register metrics: %w", err)
 		}
 	}
-	a.m.prepares.WithLabelValues(PrepReady)
-	a.m.prepares.WithLabelValues(PrepFailed)
+	a.m.Prepares.WithLabelValues(PrepReady)
+	a.m.Prepares.WithLabelValues(PrepFailed)
 	return a, nil
 }
 
@@ -406,7 +392,7 @@ func (a *Agent) prepared(p prepDone) {
 		st.state = PrepReady
 		a.log.Info("fleet: ready", "rollout", p.key, "release", st.release)
 	}
-	a.m.prepares.WithLabelValues(st.state).Inc()
+	a.m.Prepares.WithLabelValues(st.state).Inc()
 	a.setPrep(st)
 }
 
@@ -440,7 +426,7 @@ func (a *Agent) activate(id string, keep bool, rollout string, batch int) {
 	if keep && prev != "" {
 		a.held[rollout] = prev
 	}
-	a.m.switches.Inc()
+	a.m.Switches.Inc()
 	a.mu.Lock()
 	a.switches = append(a.switches, Switch{Release: id, Rollout: rollout, Batch: batch, Seen: a.seen, At: at})
 	if len(a.switches) > maxSwitches {
@@ -603,9 +589,9 @@ func (a *Agent) setEtcdUp(err error) {
 	a.etcdUp = up
 	a.mu.Unlock()
 	if up {
-		a.m.etcdUp.Set(1)
+		a.m.EtcdUp.Set(1)
 	} else {
-		a.m.etcdUp.Set(0)
+		a.m.EtcdUp.Set(0)
 	}
 	switch {
 	case up && !was:

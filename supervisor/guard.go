@@ -224,7 +224,7 @@ func (s *Supervisor) guardTrip(g *guard, why string) {
 	took := time.Since(g.start)
 	r.err = fmt.Sprintf("guard rolled back to %s %s after the switch: %s", prev.id, took.Round(time.Millisecond), why)
 	g.finishLocked(guardRolledBack, why)
-	s.m.guardRollbacks.Inc()
+	s.m.GuardRollbacks.Inc()
 	s.history = slices.DeleteFunc(slices.Clone(s.history), func(h histEntry) bool { return h.ID == r.id })
 	if err := s.recordLocked(prev, s.history); err != nil {
 		s.log.Warn("state.json still lists the release rolled back from in the history", "release", r.id, "err", err)

@@ -16,7 +16,7 @@ import (
 // rollbacks reads fpmux_guard_rollbacks_total.
 func (k *keepStack) rollbacks() float64 {
 	var m dto.Metric
-	if err := k.s.m.guardRollbacks.Write(&m); err != nil {
+	if err := k.s.m.GuardRollbacks.Write(&m); err != nil {
 		k.t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()

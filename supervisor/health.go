@@ -70,7 +70,7 @@ func (s *Supervisor) checkHealth(ctx context.Context, r *release, sock string, c
 		res := s.checkOne(ctx, r, sock, h)
 		results = append(results, res)
 		if !res.OK {
-			s.m.healthFailures.Inc()
+			s.m.HealthFailures.Inc()
 			s.log.Warn("health check failed", "release", r.id, "path", h.Path, "status", res.Status, "want", h.Status, "err", res.Error)
 			return results, fmt.Errorf("health check %s failed: %s", h.Path, res.Error)
 		}

@@ -132,7 +132,7 @@ func TestCheckHealth(t *testing.T) {
 		})
 	}
 	var m dto.Metric
-	if err := s.m.healthFailures.Write(&m); err != nil {
+	if err := s.m.HealthFailures.Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	if v := m.GetCounter().GetValue(); v != 4 {

@@ -3,15 +3,16 @@ package supervisor
 import (
 	"testing"
 
+	"github.com/fpmux/fpmux/metrics"
 	"github.com/fpmux/fpmux/pool"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // phpErrorSeries returns fpmux_php_errors_total's samples by release and level.
-func phpErrorSeries(t *testing.T, m *metrics) map[[2]string]float64 {
+func phpErrorSeries(t *testing.T, m *metrics.Supervisor) map[[2]string]float64 {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(m.phpErrors)
+	reg.MustRegister(m.PHPErrors)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -39,8 +40,8 @@ func phpErrorSeries(t *testing.T, m *metrics) map[[2]string]float64 {
 // that release object alone, and forget drops the series.
 func TestPHPErrorMetrics(t *testing.T) {
 	s, _ := newTestSupervisor(t)
-	rm := s.m.forRelease("r1")
-	other := s.m.forRelease("r2")
+	rm := forRelease(s.m, "r1")
+	other := forRelease(s.m, "r2")
 	got := phpErrorSeries(t, s.m)
 	for _, id := range []string{"r1", "r2"} {
 		for _, l := range pool.PHPLevels {
@@ -63,11 +64,11 @@ func TestPHPErrorMetrics(t *testing.T) {
 	if rm.fatals() != 3 || other.fatals() != 0 {
 		t.Errorf("fatals() = %d for r1, %d for r2; want 3 and 0", rm.fatals(), other.fatals())
 	}
-	again := s.m.forRelease("r1") // the same id deployed again
+	again := forRelease(s.m, "r1") // the same id deployed again
 	if again.fatals() != 0 {
 		t.Errorf("fatals() of r1 deployed again = %d, want 0", again.fatals())
 	}
-	s.m.forget("r1")
+	s.m.Forget("r1")
 	for k := range phpErrorSeries(t, s.m) {
 		if k[0] == "r1" {
 			t.Errorf("series %v left after forget", k)

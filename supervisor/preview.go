@@ -13,21 +13,11 @@ import (
 	"time"
 
 	"github.com/fpmux/fpmux/fcgimux"
+	"github.com/fpmux/fpmux/metrics"
 	"github.com/fpmux/fpmux/pool"
 )
 
 var _ fcgimux.HintRouter = (*Supervisor)(nil)
-
-// The outcomes of a request that names a release, as counted in
-// fpmux_preview_requests_total (defined in metrics.go).
-const (
-	previewRouted   = "routed"    // pinned to the ready release it named
-	previewActive   = "active"    // it named the active release: an ordinary request
-	previewBadToken = "bad_token" // no or a wrong token: hint ignored, served by the active release
-	previewNotReady = "not_ready" // the release is unknown or in another state: 503
-	previewConflict = "conflict"  // a header came twice with different values: 503
-	previewOff      = "off"       // preview_token is empty: hint ignored
-)
 
 // PinHint implements fcgimux.HintRouter for a request that names a release.
 // With preview_token unset, or without the right token, the hint is
@@ -44,14 +34,14 @@ func (s *Supervisor) PinHint(h fcgimux.RouteHint) (fcgimux.Pin, error) {
 	want := s.conf().PreviewToken
 	switch {
 	case want == "":
-		s.m.preview.WithLabelValues(previewOff).Inc()
+		s.m.Preview.WithLabelValues(metrics.PreviewOff).Inc()
 		return s.Pin()
 	case h.Token == nil || !tokenMatches(h.Token, want):
-		s.m.preview.WithLabelValues(previewBadToken).Inc()
+		s.m.Preview.WithLabelValues(metrics.PreviewBadToken).Inc()
 		s.logBadPreviewToken(h)
 		return s.Pin()
 	case h.Conflict:
-		s.m.preview.WithLabelValues(previewConflict).Inc()
+		s.m.Preview.WithLabelValues(metrics.PreviewConflict).Inc()
 		return fcgimux.Pin{}, fmt.Errorf("preview refused: X-Fpmux-Release or X-Fpmux-Preview-Token came more than once with different values; send each once")
 	}
 	return s.pinPreview(h.Release)
@@ -70,16 +60,16 @@ func (s *Supervisor) pinPreview(id []byte) (fcgimux.Pin, error) {
 		if (state == StateReady || state == StateActive) && r.pool.Enter() {
 			s.mu.Unlock()
 			r.requests.Add(1)
-			outcome := previewRouted
+			outcome := metrics.PreviewRouted
 			if state == StateActive {
-				outcome = previewActive
+				outcome = metrics.PreviewActive
 			}
-			s.m.preview.WithLabelValues(outcome).Inc()
+			s.m.Preview.WithLabelValues(outcome).Inc()
 			return fcgimux.Pin{Release: r.id, Root: r.root, Backend: r.backend, Tracker: r}, nil
 		}
 	}
 	s.mu.Unlock()
-	s.m.preview.WithLabelValues(previewNotReady).Inc()
+	s.m.Preview.WithLabelValues(metrics.PreviewNotReady).Inc()
 	switch {
 	case !ok:
 		return fcgimux.Pin{}, fmt.Errorf("preview of release %s refused: no such release", quoteID(id))

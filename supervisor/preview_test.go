@@ -12,6 +12,7 @@ import (
 
 	"github.com/fpmux/fpmux/config"
 	"github.com/fpmux/fpmux/fcgimux"
+	"github.com/fpmux/fpmux/metrics"
 	"github.com/fpmux/fpmux/pool"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -22,7 +23,7 @@ const previewToken = "preview-0123456789abcdef"
 func previewCount(t *testing.T, s *Supervisor, outcome string) float64 {
 	t.Helper()
 	var m dto.Metric
-	if err := s.m.preview.WithLabelValues(outcome).Write(&m); err != nil {
+	if err := s.m.Preview.WithLabelValues(outcome).Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
@@ -55,7 +56,7 @@ func TestPreviewWithoutPools(t *testing.T) {
 	if err == nil || errors.Is(err, fcgimux.ErrNoRelease) || !strings.Contains(err.Error(), "release r2 refused: no such release") {
 		t.Errorf("right token, unknown release: %v, want an error naming r2", err)
 	}
-	for outcome, want := range map[string]float64{previewOff: 1, previewBadToken: 1, previewNotReady: 1, previewRouted: 0} {
+	for outcome, want := range map[string]float64{metrics.PreviewOff: 1, metrics.PreviewBadToken: 1, metrics.PreviewNotReady: 1, metrics.PreviewRouted: 0} {
 		if got := previewCount(t, s, outcome); got != want {
 			t.Errorf("fpmux_preview_requests_total{outcome=%q} = %v, want %v", outcome, got, want)
 		}
@@ -87,7 +88,7 @@ func TestBadPreviewTokenLogIsBounded(t *testing.T) {
 		!strings.Contains(lines[0], "does not match preview_token") || !strings.Contains(lines[0], "release=r2") {
 		t.Errorf("log lines:\n%s\nwant the first bad token, then the fifth with 3 not logged", logs.String())
 	}
-	if got := previewCount(t, s, previewBadToken); got != 5 {
+	if got := previewCount(t, s, metrics.PreviewBadToken); got != 5 {
 		t.Errorf("fpmux_preview_requests_total{outcome=\"bad_token\"} = %v, want 5 (all counted)", got)
 	}
 	if strings.Contains(logs.String(), "wrong-0123456789abcdef") {
@@ -167,20 +168,20 @@ func TestPreviewRouting(t *testing.T) {
 		words   string // in the refusal
 		outcome string
 	}{
-		{"right token, ready", hint("r2", previewToken), "r2", "", previewRouted},
-		{"right token, active", hint("r1", previewToken), "r1", "", previewActive},
-		{"wrong token", hint("r2", "preview-0123456789abcdeX"), "r1", "", previewBadToken},
-		{"wrong token, shorter", hint("r2", previewToken[:len(previewToken)-1]), "r1", "", previewBadToken},
-		{"no token", hint("r2", ""), "r1", "", previewBadToken},
-		{"empty token", fcgimux.RouteHint{Release: []byte("r2"), Token: []byte{}}, "r1", "", previewBadToken},
-		{"right token, draining", hint("r3", previewToken), "", "release r3 refused: it is draining", previewNotReady},
-		{"right token, retired", hint("r4", previewToken), "", "release r4 refused: it is retired", previewNotReady},
-		{"right token, unknown", hint("r9", previewToken), "", "release r9 refused: no such release", previewNotReady},
-		{"right token, not an id", hint("../r2\n", previewToken), "", `release "../r2\n" refused: no such release`, previewNotReady},
+		{"right token, ready", hint("r2", previewToken), "r2", "", metrics.PreviewRouted},
+		{"right token, active", hint("r1", previewToken), "r1", "", metrics.PreviewActive},
+		{"wrong token", hint("r2", "preview-0123456789abcdeX"), "r1", "", metrics.PreviewBadToken},
+		{"wrong token, shorter", hint("r2", previewToken[:len(previewToken)-1]), "r1", "", metrics.PreviewBadToken},
+		{"no token", hint("r2", ""), "r1", "", metrics.PreviewBadToken},
+		{"empty token", fcgimux.RouteHint{Release: []byte("r2"), Token: []byte{}}, "r1", "", metrics.PreviewBadToken},
+		{"right token, draining", hint("r3", previewToken), "", "release r3 refused: it is draining", metrics.PreviewNotReady},
+		{"right token, retired", hint("r4", previewToken), "", "release r4 refused: it is retired", metrics.PreviewNotReady},
+		{"right token, unknown", hint("r9", previewToken), "", "release r9 refused: no such release", metrics.PreviewNotReady},
+		{"right token, not an id", hint("../r2\n", previewToken), "", `release "../r2\n" refused: no such release`, metrics.PreviewNotReady},
 		{"right token, repeated headers", fcgimux.RouteHint{Release: []byte("r2"), Token: []byte(previewToken), Conflict: true},
-			"", "more than once with different values", previewConflict},
+			"", "more than once with different values", metrics.PreviewConflict},
 		{"wrong token, repeated headers", fcgimux.RouteHint{Release: []byte("r2"), Token: []byte("x"), Conflict: true},
-			"r1", "", previewBadToken},
+			"r1", "", metrics.PreviewBadToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

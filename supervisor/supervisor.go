@@ -22,6 +22,7 @@ import (
 
 	"github.com/fpmux/fpmux/config"
 	"github.com/fpmux/fpmux/fcgimux"
+	"github.com/fpmux/fpmux/metrics"
 	"github.com/fpmux/fpmux/pool"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -66,7 +67,7 @@ type Supervisor struct {
 	// requests lists the requests in flight on a release (the FastCGI
 	// front's InFlight), for status; set once by ListRequestsWith.
 	requests atomic.Pointer[func(release string) []fcgimux.Request]
-	m        *metrics
+	m        *metrics.Supervisor
 	// previewLog bounds the lines logged for bad preview tokens (preview.go).
 	previewLog previewLog
 	stateFS    stateFS // how state.json is written (state.go)
@@ -197,7 +198,7 @@ func New(o Options) (*Supervisor, error) {
 	s.cfg.Store(o.Config)
 	s.m = newMetrics(s)
 	if o.Registerer != nil {
-		if err := s.m.register(o.Registerer); err != nil {
+		if err := s.m.Register(o.Registerer); err != nil {
 			return nil, fmt.Errorf("supervisor: register metrics: %w", err)
 		}
 	}
@@ -212,7 +213,7 @@ func (s *Supervisor) Pin() (fcgimux.Pin, error) {
 	for range 100 {
 		r := s.active.Load()
 		if r == nil {
-			s.m.unrouted.Inc()
+			s.m.Unrouted.Inc()
 			return fcgimux.Pin{}, fcgimux.ErrNoRelease
 		}
 		if !r.pool.Enter() {
@@ -263,12 +264,12 @@ func (s *Supervisor) Deploy(ctx context.Context, req DeployRequest) (Release, er
 // which state.json names already, so its activation needs no record.
 func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bool) (Release, error) {
 	if err := pool.ValidateID(req.ID); err != nil {
-		s.m.deploys.WithLabelValues("refused").Inc()
+		s.m.Deploys.WithLabelValues(metrics.DeployRefused).Inc()
 		return Release{}, newError(ErrInvalid, "release id %q: %v", req.ID, err)
 	}
 	root, err := s.checkRoot(req.Root)
 	if err != nil {
-		s.m.deploys.WithLabelValues("refused").Inc()
+		s.m.Deploys.WithLabelValues(metrics.DeployRefused).Inc()
 		return Release{}, err
 	}
 	s.mu.Lock()
@@ -289,7 +290,7 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 		return Release{}, newError(ErrConflict, "release %s is already known (%s); %s", req.ID, old.state, hint)
 	}
 	r := &release{id: req.ID, root: root, createdAt: time.Now(), state: StateStarting,
-		gone: make(chan struct{}), ready: make(chan struct{}), retireAsked: make(chan struct{}), metrics: s.m.forRelease(req.ID)}
+		gone: make(chan struct{}), ready: make(chan struct{}), retireAsked: make(chan struct{}), metrics: forRelease(s.m, req.ID)}
 	s.releases[req.ID] = r
 	s.pruneLocked()
 	s.mu.Unlock()
@@ -377,7 +378,7 @@ func (s *Supervisor) readyLocked(r *release, p *pool.Pool, backend *fcgimux.Back
 		return err
 	}
 	close(r.ready)
-	s.m.deploys.WithLabelValues("ok").Inc()
+	s.m.Deploys.WithLabelValues(metrics.DeployOK).Inc()
 	return nil
 }
 
@@ -398,7 +399,7 @@ func (s *Supervisor) fail(r *release, p *pool.Pool, backend *fcgimux.Backend, er
 	defer s.mu.Unlock()
 	r.state, r.err = StateFailed, err.Error()
 	close(r.gone)
-	s.m.deploys.WithLabelValues("failed").Inc()
+	s.m.Deploys.WithLabelValues(metrics.DeployFailed).Inc()
 	s.log.Error("release failed", "release", r.id, "err", err)
 	return r.snapshot()
 }
@@ -432,10 +433,10 @@ func (s *Supervisor) poolOptions(id, root string, rm *releaseMetrics) pool.Optio
 		StartTimeout:  time.Duration(s.conf().PHPFPM.StartTimeout),
 		StopTimeout:   time.Duration(s.conf().PHPFPM.StopTimeout),
 		Logger:        s.log,
-		OnRestart:     func() { s.m.restarts.WithLabelValues(id).Inc() },
+		OnRestart:     func() { s.m.Restarts.WithLabelValues(id).Inc() },
 		WedgeInterval: time.Duration(s.conf().PHPFPM.WedgeCheckInterval),
 		WedgeMisses:   s.conf().PHPFPM.WedgeMisses,
-		OnWedged:      func() { s.m.wedged.WithLabelValues(id).Inc() },
+		OnWedged:      func() { s.m.Wedged.WithLabelValues(id).Inc() },
 		OnPHPError:    rm.phpError,
 	}
 }
@@ -556,18 +557,18 @@ func (s *Supervisor) retireWhenIdle(r *release) {
 		s.step(r, "drained", start)
 		if s.keepDrained(r) {
 			// Its drain ended here; the pool runs on, kept.
-			s.m.drainSeconds.Observe(time.Since(start).Seconds())
+			s.m.DrainSeconds.Observe(time.Since(start).Seconds())
 			return
 		}
 	}
 	stopStart := time.Now()
 	if forced {
-		s.m.drainsForced.Inc()
+		s.m.DrainsForced.Inc()
 		s.log.Warn("drain timed out; stopping the pool by force", "release", r.id,
 			"drain_timeout", time.Duration(s.conf().DrainTimeout), "in_flight", r.pool.InFlight())
 	}
 	err := r.pool.Stop(forced)
-	s.m.drainSeconds.Observe(time.Since(start).Seconds())
+	s.m.DrainSeconds.Observe(time.Since(start).Seconds())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.retireLocked(r)
@@ -803,7 +804,7 @@ func (s *Supervisor) pruneLocked() {
 	slices.SortFunc(gone, func(a, b *release) int { return a.createdAt.Compare(b.createdAt) })
 	for _, r := range gone[:len(gone)-keepGone] {
 		delete(s.releases, r.id)
-		s.m.forget(r.id)
+		s.m.Forget(r.id)
 	}
 }
 

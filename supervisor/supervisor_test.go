@@ -54,7 +54,7 @@ func TestPinWithoutActiveRelease(t *testing.T) {
 		t.Fatalf("Pin with no release: %v, want ErrNoRelease", err)
 	}
 	var m dto.Metric
-	if err := s.m.unrouted.Write(&m); err != nil {
+	if err := s.m.Unrouted.Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	if v := m.GetCounter().GetValue(); v != 1 {

@@ -91,7 +91,7 @@ func (s *Supervisor) pointSymlinkLocked(r *release) {
 		return
 	}
 	if err := swapSymlink(link, r.root); err != nil {
-		s.m.symlinkErrors.Inc()
+		s.m.SymlinkErrors.Inc()
 		s.log.Error("the symlink could not be pointed at the active release; the web server's static files are not in step",
 			"release", r.id, "symlink", link, "target", r.root, "err", err)
 		return

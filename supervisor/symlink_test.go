@@ -166,7 +166,7 @@ func TestPointSymlinkFailureIsCountedNotFatal(t *testing.T) {
 	reconfigure(t, s, func(c *config.Config) { c.Symlink = link })
 	counted := func() float64 {
 		var m dto.Metric
-		if err := s.m.symlinkErrors.Write(&m); err != nil {
+		if err := s.m.SymlinkErrors.Write(&m); err != nil {
 			t.Fatal(err)
 		}
 		return m.GetCounter().GetValue()

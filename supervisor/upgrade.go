@@ -101,7 +101,7 @@ func (s *Supervisor) RestoreAdopting(ctx context.Context, id string, output *os.
 	if err != nil {
 		return fmt.Errorf("adopt release %s: %w", id, err)
 	}
-	r := &release{id: id, root: root, createdAt: time.Now(), state: StateStarting, gone: make(chan struct{}), metrics: s.m.forRelease(id)}
+	r := &release{id: id, root: root, createdAt: time.Now(), state: StateStarting, gone: make(chan struct{}), metrics: forRelease(s.m, id)}
 	s.mu.Lock()
 	s.history = st.History
 	s.releases[id] = r

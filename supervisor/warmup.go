@@ -285,7 +285,7 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, b *fcgimux.Backend
 					"failed", res.Failed, "of", res.Requests, "err", res.Error)
 			}
 		}
-		s.m.warmupFailures.Add(float64(failed))
+		s.m.WarmupFailures.Add(float64(failed))
 		s.step(r, "warmed_app", start, "paths", len(paths), "workers", workers, "requests", requests, "failed", failed)
 	}
 	switch {

@@ -173,7 +173,7 @@ func TestWarmApp(t *testing.T) {
 		t.Errorf("%d connections, want 1", n)
 	}
 	var m dto.Metric
-	if err := s.m.warmupFailures.Write(&m); err != nil {
+	if err := s.m.WarmupFailures.Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	if v := m.GetCounter().GetValue(); v != 2 {

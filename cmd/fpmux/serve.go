@@ -31,10 +31,9 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/fpmux/fpmux/config"
 	"github.com/fpmux/fpmux/fcgimux"
+	"github.com/fpmux/fpmux/metrics"
 	"github.com/fpmux/fpmux/pool"
 	"github.com/fpmux/fpmux/supervisor"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -288,8 +287,7 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := metrics.NewRegistry()
 	sup, err := supervisor.New(supervisor.Options{Config: cfg, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
@@ -309,7 +307,7 @@ func serve(cfg *config.Config, load func() (*config.Config, error), log *slog.Lo
 	if err != nil {
 		return err
 	}
-	registerFrontMetrics(reg, front)
+	metrics.RegisterFront(reg, front)
 	sup.ListRequestsWith(front.InFlight) // status shows what holds a drain
 	// Started by an upgrade: the fpmux before passed its listeners, the
 	// lifeline and the active pool (see upgrade.go).
