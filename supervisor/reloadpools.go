@@ -121,8 +121,8 @@ func (s *Supervisor) ReloadPools(ctx context.Context) (Release, error) {
 	}
 	s.reloading = true
 	gen := a.gen + 1
-	nr := &release{id: a.id, root: a.root, createdAt: time.Now(), state: StateStarting, gen: gen,
-		gone: make(chan struct{}), ready: make(chan struct{}), retireAsked: make(chan struct{}), metrics: a.metrics}
+	nr := newRelease(a.id, a.root, a.metrics)
+	nr.gen = gen
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()

@@ -160,6 +160,15 @@ type release struct {
 	reloadedAt time.Time
 }
 
+// newRelease returns a release of id at root, starting now, with every
+// channel its life closes made: whichever way it comes (a deploy, an
+// adoption, a pool reload), a release then goes through the same states.
+// rm counts its requests.
+func newRelease(id, root string, rm *releaseMetrics) *release {
+	return &release{id: id, root: root, createdAt: time.Now(), state: StateStarting,
+		gone: make(chan struct{}), ready: make(chan struct{}), retireAsked: make(chan struct{}), metrics: rm}
+}
+
 // Done implements fcgimux.Tracker: a request pinned by Supervisor.Pin ended.
 // The pool is the one Pin entered: a release's pool is replaced only after
 // it drained, when no pinned request is left.
@@ -289,8 +298,7 @@ func (s *Supervisor) deploy(ctx context.Context, req DeployRequest, restoring bo
 		}
 		return Release{}, newError(ErrConflict, "release %s is already known (%s); %s", req.ID, old.state, hint)
 	}
-	r := &release{id: req.ID, root: root, createdAt: time.Now(), state: StateStarting,
-		gone: make(chan struct{}), ready: make(chan struct{}), retireAsked: make(chan struct{}), metrics: forRelease(s.m, req.ID)}
+	r := newRelease(req.ID, root, forRelease(s.m, req.ID))
 	s.releases[req.ID] = r
 	s.pruneLocked()
 	s.mu.Unlock()

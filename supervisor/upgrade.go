@@ -101,7 +101,7 @@ func (s *Supervisor) RestoreAdopting(ctx context.Context, id string, output *os.
 	if err != nil {
 		return fmt.Errorf("adopt release %s: %w", id, err)
 	}
-	r := &release{id: id, root: root, createdAt: time.Now(), state: StateStarting, gone: make(chan struct{}), metrics: forRelease(s.m, id)}
+	r := newRelease(id, root, forRelease(s.m, id))
 	s.mu.Lock()
 	s.history = st.History
 	s.releases[id] = r
@@ -123,6 +123,7 @@ func (s *Supervisor) RestoreAdopting(ctx context.Context, id string, output *os.
 	s.attachLocked(r, p, backend)
 	r.readyIn = time.Since(r.createdAt)
 	r.state = StateReady
+	close(r.ready)
 	s.step(r, "adopted", r.createdAt, "pid", p.Pid())
 	return s.activateLocked(r, true)
 }
