@@ -109,38 +109,48 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 	// The pairs that pass as they are (most of them) are copied a run at
 	// a time: run is where the pairs not copied yet begin in src, and a
 	// pair that is dropped or mapped first copies the run before it. The
-	// walk is eachPair's, written out, so that a pair costs no call.
+	// walk is eachPair's, written out so that a pair costs no call, with
+	// a shortcut for the lengths web servers send, a byte each.
 	run := 0
-	for b := src; len(b) > 0; {
-		at := len(src) - len(b)
-		nl, s1, ok := readLen(b)
-		if !ok {
+	for i := 0; i < len(src); {
+		at, nl, vl, h, recode := i, 0, 0, 2, false
+		if i+1 < len(src) && src[i] < 0x80 && src[i+1] < 0x80 {
+			nl, vl = int(src[i]), int(src[i+1])
+		} else {
+			n1, s1, ok := readLen(src[i:])
+			if !ok {
+				return dst, ends, errParamsFormat
+			}
+			n2, s2, ok := readLen(src[i+s1:])
+			if !ok {
+				return dst, ends, errParamsFormat
+			}
+			nl, vl, h = n1, n2, s1+s2
+			// A length in four bytes that fits in one is sent in one,
+			// as a pair encoded anew is.
+			recode = s1 == 4 && nl < 128 || s2 == 4 && vl < 128
+		}
+		i += h
+		if nl > len(src)-i || vl > len(src)-i-nl {
 			return dst, ends, errParamsFormat
 		}
-		vl, s2, ok := readLen(b[s1:])
-		if !ok {
-			return dst, ends, errParamsFormat
-		}
-		h := s1 + s2
-		if nl > len(b)-h || vl > len(b)-h-nl {
-			return dst, ends, errParamsFormat
-		}
-		name, value := b[h:h+nl], b[h+nl:h+nl+vl]
-		b = b[h+nl+vl:]
-		end := len(src) - len(b)
-		var err error
+		name, value := src[i:i+nl], src[i+nl:i+nl+vl]
+		i += nl + vl
 		switch string(name) {
 		case "FPMUX_RELEASE", // fpmux's to set; a client's value is dropped
 			paramHintRelease, paramHintToken: // for fpmux alone (route.go), honoured or not
-			dst, run = append(dst, src[run:at]...), end
+			dst, run = append(dst, src[run:at]...), i
 			continue
-		case "SCRIPT_FILENAME":
-			sawScript = true
-			dst, run = append(dst, src[run:at]...), end
-			dst, err = confinePath(dst, name, value, p, true)
-		case "PATH_TRANSLATED", "DOCUMENT_ROOT":
-			dst, run = append(dst, src[run:at]...), end
-			dst, err = confinePath(dst, name, value, p, false)
+		case "SCRIPT_FILENAME", "PATH_TRANSLATED", "DOCUMENT_ROOT":
+			apache := string(name) == "SCRIPT_FILENAME"
+			sawScript = sawScript || apache
+			var err error
+			dst, run = append(dst, src[run:at]...), i
+			if dst, err = confinePath(dst, name, value, p, apache); err != nil {
+				return dst, ends, err
+			}
+			ends = append(ends, len(dst))
+			continue
 		case "SCRIPT_NAME", "PATH_INFO", "REDIRECT_URL":
 			// php-fpm takes the URI it matches its ping and status
 			// paths against from any of these.
@@ -150,22 +160,13 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 				}
 			}
 		}
-		if err != nil {
-			return dst, ends, err
-		}
-		if run == end {
-			ends = append(ends, len(dst)) // mapped
-			continue
-		}
-		if s1 == 4 && nl < 128 || s2 == 4 && vl < 128 {
-			// A length in four bytes that fits in one is sent in one, as
-			// a pair encoded anew is.
-			dst, run = append(dst, src[run:at]...), end
+		if recode {
+			dst, run = append(dst, src[run:at]...), i
 			dst = appendBytesPair(dst, name, value)
 			ends = append(ends, len(dst))
 			continue
 		}
-		ends = append(ends, len(dst)+end-run) // where it will end once its run is copied
+		ends = append(ends, len(dst)+i-run) // where it will end once its run is copied
 	}
 	dst = append(dst, src[run:]...)
 	if !sawScript {
