@@ -39,9 +39,10 @@ const lingerTimeout = 5 * time.Second
 var errDone = errors.New("connection done")
 
 type conn struct {
-	s  *Server
-	nc net.Conn
-	rr *recordReader // takes a buffer from bufPool only while there is input
+	s    *Server
+	nc   net.Conn
+	slot int           // index in s.conns; guarded by s.mu
+	rr   *recordReader // takes a buffer from bufPool only while there is input
 	// ncClose closes nc once: see closeNC.
 	ncClose sync.Once
 
