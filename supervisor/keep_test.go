@@ -244,7 +244,7 @@ func TestKeptReleaseRollsBackInstantly(t *testing.T) {
 	ping := func(_ int, c net.Conn) error {
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
-		_, err := fcgiclient.Do(ctx, c, fcgiclient.Request{Params: pingParams(p1.PingPath())})
+		_, err := fcgiclient.Do(ctx, c, fcgiclient.Request{Params: fcgiclient.Page(p1.PingPath(), "")})
 		return err
 	}
 	if err := pin.Backend.Warm(1, nil, ping); err != nil {

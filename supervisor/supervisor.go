@@ -660,7 +660,9 @@ func (s *Supervisor) Retire(id string) (Release, error) {
 
 // askRetireLocked tells a rollback waiting for r that r was retired.
 func (s *Supervisor) askRetireLocked(r *release) {
-	if !isClosed(r.retireAsked) {
+	select {
+	case <-r.retireAsked: // asked already
+	default:
 		close(r.retireAsked)
 	}
 }
@@ -702,8 +704,10 @@ func (s *Supervisor) Rollback(ctx context.Context) (Release, error) {
 		if state == StateDraining {
 			wake = s.keptSignalLocked(r)
 		}
-		if isClosed(retired) {
+		select {
+		case <-retired:
 			retired = nil // retired before this rollback: it starts the release again
+		default:
 		}
 		s.mu.Unlock()
 		hook(s.hooks.rollbackWaits, prev.ID)
@@ -721,16 +725,6 @@ func (s *Supervisor) Rollback(ctx context.Context) (Release, error) {
 	s.log.Info("rolling back", "release", prev.ID, "root", prev.Root)
 	noGuard := false // the operator goes back to a release known to serve
 	return s.Deploy(ctx, DeployRequest{ID: prev.ID, Root: prev.Root, Activate: true, Guard: &noGuard})
-}
-
-// isClosed tells whether ch is closed, without waiting.
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 // Get returns one release.

@@ -87,30 +87,17 @@ func warmupParams(target, root, id string) map[string]string {
 		script, pathInfo = decoded[:i], decoded[i:]
 	}
 	script = path.Clean("/" + script)
-	p := map[string]string{
-		"GATEWAY_INTERFACE":   "CGI/1.1",
-		"SERVER_SOFTWARE":     "fpmux",
-		"SERVER_PROTOCOL":     "HTTP/1.1",
-		"REQUEST_METHOD":      "GET",
-		"REQUEST_SCHEME":      "http",
+	p := fcgiclient.GET(map[string]string{
 		"REQUEST_URI":         target,
 		"DOCUMENT_URI":        script,
 		"DOCUMENT_ROOT":       root,
 		"SCRIPT_NAME":         script,
 		"SCRIPT_FILENAME":     filepath.Join(root, filepath.FromSlash(script)),
 		"QUERY_STRING":        query,
-		"SERVER_NAME":         "localhost",
-		"SERVER_ADDR":         "127.0.0.1",
-		"SERVER_PORT":         "80",
-		"REMOTE_ADDR":         "127.0.0.1",
-		"REMOTE_PORT":         "0",
-		"CONTENT_TYPE":        "",
-		"CONTENT_LENGTH":      "",
-		"HTTP_HOST":           "localhost",
 		"HTTP_USER_AGENT":     "fpmux-warmup",
 		"HTTP_X_FPMUX_WARMUP": "1",
 		"FPMUX_RELEASE":       id,
-	}
+	})
 	if pathInfo != "" {
 		p["PATH_INFO"] = pathInfo
 	}
@@ -259,7 +246,7 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, b *fcgimux.Backend
 		}
 		pctx, cancel := context.WithTimeout(ctx, warmTimeout)
 		defer cancel()
-		if _, err := fcgiclient.Do(pctx, c, fcgiclient.Request{Params: pingParams(ping)}); err != nil {
+		if _, err := fcgiclient.Do(pctx, c, fcgiclient.Request{Params: fcgiclient.Page(ping, "")}); err != nil {
 			mu.Lock()
 			pingErrs = append(pingErrs, err)
 			mu.Unlock()
@@ -300,15 +287,6 @@ func (s *Supervisor) warmApp(ctx context.Context, r *release, b *fcgimux.Backend
 		s.step(r, "warmed", start)
 	}
 	return results
-}
-
-// pingParams are the params of php-fpm's ping, path being the pool's
-// ping.path.
-func pingParams(path string) map[string]string {
-	return map[string]string{
-		"SCRIPT_NAME": path, "SCRIPT_FILENAME": path,
-		"REQUEST_METHOD": "GET", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
-	}
 }
 
 // warmupFailed tells whether a warm-up answer's status fails its path: a
