@@ -580,7 +580,8 @@ func (c *conn) startRelay() {
 		return
 	}
 	p := pinnedPaths{docroot: c.s.docroot, root: pin.Root, release: pin.Release, reserved: c.s.reserved, scripts: &c.s.scripts}
-	c.out, c.ends, err = rewriteParams(c.out[:0], c.ends[:0], c.params, p)
+	var line requestLine
+	c.out, c.ends, line, err = rewriteParams(c.out[:0], c.ends[:0], c.params, p)
 	if err != nil {
 		var rej *rejectError
 		if errors.As(err, &rej) {
@@ -611,7 +612,7 @@ func (c *conn) startRelay() {
 	c.phase = phaseRelaying
 	c.rel.reset(c.s, c.id, c.keepConn, c.params, c.started, pin, bc)
 	c.relActive = true
-	c.record(pin.Release)
+	c.record(pin.Release, line)
 }
 
 // refuse answers a request fpmux will not relay, counts it under reason
@@ -625,12 +626,11 @@ func (c *conn) refuse(pin Pin, reason Refusal, status int, msg string, attrs ...
 }
 
 // record notes the request now relayed, for InFlight.
-func (c *conn) record(release string) {
-	method, uri := requestLine(c.params)
+func (c *conn) record(release string, line requestLine) {
 	c.mu.Lock()
 	c.cur.release, c.cur.started = release, c.started
-	c.cur.method = append(c.cur.method[:0], method...)
-	c.cur.uri = append(c.cur.uri[:0], uri...)
+	c.cur.method = append(c.cur.method[:0], line.method...)
+	c.cur.uri = append(c.cur.uri[:0], line.uri...)
 	c.mu.Unlock()
 }
 

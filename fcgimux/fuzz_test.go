@@ -148,7 +148,7 @@ var fuzzPaths = pinnedPaths{docroot: testDocroot, root: "/srv/releases/42", rele
 func FuzzRewriteParams(f *testing.F) {
 	p := fuzzPaths
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, ends, err := rewriteParams(nil, nil, in, p)
+		out, ends, _, err := rewriteParams(nil, nil, in, p)
 		if err != nil {
 			var rej *rejectError
 			if !errors.Is(err, errParamsFormat) && !(errors.As(err, &rej) && rej.status == 404) {

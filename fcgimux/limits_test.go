@@ -51,7 +51,7 @@ func TestParamsLengthClaimsAllocateNothing(t *testing.T) {
 			if !errors.Is(err, errParamsFormat) {
 				t.Errorf("eachPair: %v, want errParamsFormat", err)
 			}
-			if n := allocated(func() { _, _, err = rewriteParams(nil, nil, tt.params, fuzzPaths) }); n > allocBound {
+			if n := allocated(func() { _, _, _, err = rewriteParams(nil, nil, tt.params, fuzzPaths) }); n > allocBound {
 				t.Errorf("rewriteParams allocated %d bytes", n)
 			}
 			if !errors.Is(err, errParamsFormat) {

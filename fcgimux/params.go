@@ -103,9 +103,12 @@ func (e *rejectError) Error() string { return e.reason }
 // value that does not lie under the docroot once cleaned, or whose real
 // path leaves the release, is refused with a 404 and PHP never runs. It
 // returns the params as a list of encoded pairs (dst) and the offsets
-// where each pair ends, so the caller can cut records between pairs.
-func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, []int, error) {
+// where each pair ends, so the caller can cut records between pairs, and
+// the request line, picked up on the way.
+func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, []int, requestLine, error) {
 	sawScript := false
+	var line requestLine
+	lineDone := false // the first pair after which both were seen is passed
 	// The pairs that pass as they are (most of them) are copied a run at
 	// a time: run is where the pairs not copied yet begin in src, and a
 	// pair that is dropped or mapped first copies the run before it. The
@@ -119,11 +122,11 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 		} else {
 			n1, s1, ok := readLen(src[i:])
 			if !ok {
-				return dst, ends, errParamsFormat
+				return dst, ends, line, errParamsFormat
 			}
 			n2, s2, ok := readLen(src[i+s1:])
 			if !ok {
-				return dst, ends, errParamsFormat
+				return dst, ends, line, errParamsFormat
 			}
 			nl, vl, h = n1, n2, s1+s2
 			// A length in four bytes that fits in one is sent in one,
@@ -132,7 +135,7 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 		}
 		i += h
 		if nl > len(src)-i || vl > len(src)-i-nl {
-			return dst, ends, errParamsFormat
+			return dst, ends, line, errParamsFormat
 		}
 		name, value := src[i:i+nl], src[i+nl:i+nl+vl]
 		i += nl + vl
@@ -147,16 +150,24 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 			var err error
 			dst, run = append(dst, src[run:at]...), i
 			if dst, err = confinePath(dst, name, value, p, apache); err != nil {
-				return dst, ends, err
+				return dst, ends, line, err
 			}
 			ends = append(ends, len(dst))
 			continue
+		case "REQUEST_METHOD":
+			if !lineDone {
+				line.method, lineDone = value, line.uri != nil
+			}
+		case "REQUEST_URI":
+			if !lineDone {
+				line.uri, lineDone = value, line.method != nil
+			}
 		case "SCRIPT_NAME", "PATH_INFO", "REDIRECT_URL":
 			// php-fpm takes the URI it matches its ping and status
 			// paths against from any of these.
 			for _, r := range p.reserved {
 				if len(value) >= len(r) && string(value[:len(r)]) == r {
-					return dst, ends, &rejectError{404, fmt.Sprintf("%s %q names php-fpm's own pages (%s...)", name, value, r)}
+					return dst, ends, line, &rejectError{404, fmt.Sprintf("%s %q names php-fpm's own pages (%s...)", name, value, r)}
 				}
 			}
 		}
@@ -170,11 +181,11 @@ func rewriteParams(dst []byte, ends []int, src []byte, p pinnedPaths) ([]byte, [
 	}
 	dst = append(dst, src[run:]...)
 	if !sawScript {
-		return dst, ends, &rejectError{status: 404, reason: "no SCRIPT_FILENAME param"}
+		return dst, ends, line, &rejectError{status: 404, reason: "no SCRIPT_FILENAME param"}
 	}
 	dst = appendPair(dst, "FPMUX_RELEASE", p.release)
 	ends = append(ends, len(dst))
-	return dst, ends, nil
+	return dst, ends, line, nil
 }
 
 // confinePath appends the pair name=value with value mapped onto the
@@ -335,22 +346,11 @@ func idempotent(params []byte) bool {
 	return ok
 }
 
-// requestLine returns the REQUEST_METHOD and REQUEST_URI params, slices of
-// params.
-func requestLine(params []byte) (method, uri []byte) {
-	eachPair(params, func(name, value []byte) error {
-		switch string(name) {
-		case "REQUEST_METHOD":
-			method = value
-		case "REQUEST_URI":
-			uri = value
-		}
-		if method != nil && uri != nil {
-			return errStop
-		}
-		return nil
-	})
-	return method, uri
+// requestLine is a request's REQUEST_METHOD and REQUEST_URI params, slices
+// of its params, for InFlight: rewriteParams picks them up as it walks the
+// params, reading no more of them once it has passed both (nil: absent).
+type requestLine struct {
+	method, uri []byte
 }
 
 // errStop ends an eachPair walk early.

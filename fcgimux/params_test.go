@@ -194,7 +194,7 @@ func TestRewriteParams(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, ends, err := rewriteParams(nil, nil, encodePairs(tt.in...), p)
+			out, ends, _, err := rewriteParams(nil, nil, encodePairs(tt.in...), p)
 			if tt.wantStatus != 0 {
 				var rej *rejectError
 				if !errors.As(err, &rej) || rej.status != tt.wantStatus {
@@ -378,7 +378,7 @@ func TestConfinePathFollowsSymlinks(t *testing.T) {
 	}
 	for range 2 { // the second time from the remembered verdicts
 		for _, tt := range tests {
-			_, _, err := rewriteParams(nil, nil, encodePairs(tt.in...), p)
+			_, _, _, err := rewriteParams(nil, nil, encodePairs(tt.in...), p)
 			var rej *rejectError
 			if tt.ok && err != nil || !tt.ok && !(errors.As(err, &rej) && rej.status == 404) {
 				t.Errorf("%s: got %v, want accepted %v", tt.name, err, tt.ok)

@@ -107,7 +107,7 @@ func TestRewriteParamsDropsHints(t *testing.T) {
 		phpParams("/a.php", paramHintToken, "t", paramHintRelease, "r2", paramHintRelease, "r3", paramHintToken, "u"),
 		append([]string{paramHintRelease, strings.Repeat("x", 200)}, phpParams("/a.php")...),
 	} {
-		out, _, err := rewriteParams(nil, nil, encodePairs(in...), p)
+		out, _, _, err := rewriteParams(nil, nil, encodePairs(in...), p)
 		if err != nil {
 			t.Fatalf("%q: %v", in, err)
 		}
