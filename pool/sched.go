@@ -42,8 +42,9 @@ const (
 	// at nice 5, 16 workers' module shutdown (50 to 60 ms of CPU within
 	// about 40 ms) took the serving release's workers' CPU, and the p99
 	// of fpmux-bench's switch section (16 workers, 1000 req/s, a quiet
-	// machine) rose to 20 ms in the 40 ms after each switch, 2.4 to 3.1
-	// times steady over the 2 s after a deploy (1.1 with the idle stop).
+	// machine) rose to 20 ms in the 40 ms after each switch, 2.4 to 3.2
+	// times steady over the 2 s after a deploy (1.7 to 1.9 with the idle
+	// stop, in three alternating pairs).
 	// It is bounded: unbounded, on a busy machine an idle stop held the
 	// old pool 130 to 140 ms after the switch instead of 70 to 110, the
 	// pools' PSS over a 2.5 s deploy cycle 1.08 to 1.10 of steady instead
