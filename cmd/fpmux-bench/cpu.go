@@ -73,7 +73,7 @@ func (s *stack) takeCPU() cpuSnap { return takeCPU(s.nginx, s.fpmux) }
 func takeCPU(nginx *proc, fpmuxes ...*proc) cpuSnap {
 	sn := cpuSnap{procs: map[int]procCPU{}}
 	add := func(pid int, group string) {
-		if d, err := statTicks(pid, 14); err == nil {
+		if d, err := cpuTime(pid, false); err == nil {
 			sn.procs[pid] = procCPU{group, d}
 		}
 	}

@@ -13,10 +13,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	procfs "github.com/fpmux/fpmux/internal/proc"
 )
 
 // procKB returns the figure after key in /proc/<pid>/<file>, a line such
-// as status's "VmRSS:  1234 kB" or smaps_rollup's "Pss:": KiB.
+// as status's "VmRSS:  1234 kB": KiB.
 func procKB(pid int, file, key string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
 	if err != nil {
@@ -32,41 +34,22 @@ func procKB(pid int, file, key string) (int64, error) {
 	return 0, fmt.Errorf("read %s of pid %d: no %s line", file, pid, key)
 }
 
-// statFields returns the fields of /proc/<pid>/stat after the
-// parenthesised command name: field n of proc(5) is at n-3 (state at 0).
-func statFields(pid int) ([]string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, fmt.Errorf("read stat of pid %d: %w", pid, err)
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return nil, fmt.Errorf("read stat of pid %d: no command name", pid)
-	}
-	return strings.Fields(string(b[i+1:])), nil
-}
-
-// statTicks sums stat fields n and n+1, in clock ticks: utime and stime
-// (14), or the reaped children's cutime and cstime (16).
-func statTicks(pid, n int) (time.Duration, error) {
-	f, err := statFields(pid)
+// cpuTime is pid's user and system time; with reaped, that of the
+// children it reaped instead (a pool's master, once fpmux reaped it, with
+// every worker it reaped).
+func cpuTime(pid int, reaped bool) (time.Duration, error) {
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		return 0, err
 	}
-	if len(f) < n-1 {
-		return 0, fmt.Errorf("read stat of pid %d: %d fields", pid, len(f))
+	if reaped {
+		return time.Duration(st.CUTime+st.CSTime) * clockTick, nil
 	}
-	a, err1 := strconv.ParseInt(f[n-3], 10, 64)
-	b, err2 := strconv.ParseInt(f[n-2], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("read stat of pid %d: bad times %q %q", pid, f[n-3], f[n-2])
-	}
-	return time.Duration(a+b) * clockTick, nil
+	return time.Duration(st.UTime+st.STime) * clockTick, nil
 }
 
-// childrenCPU returns the user and system time of pid's reaped children:
-// a pool's master, once fpmux reaped it, with every worker it reaped.
-func childrenCPU(pid int) (time.Duration, error) { return statTicks(pid, 16) }
+// childrenCPU returns the user and system time of pid's reaped children.
+func childrenCPU(pid int) (time.Duration, error) { return cpuTime(pid, true) }
 
 // schedRuntime is the first field of /proc/<pid>/schedstat: the time the
 // process has run on a CPU, in nanoseconds.
@@ -162,38 +145,10 @@ func unixSockets() (map[string]unixSocket, error) {
 	return m, nil
 }
 
-// procInfo is one live process.
-type procInfo struct {
-	pid, ppid, pgrp int
-	cmdline         string // NUL-separated arguments joined with spaces
-}
-
 // processes lists the live processes (zombies left out).
-func processes() []procInfo {
-	ents, _ := os.ReadDir("/proc")
-	var ps []procInfo
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		// state, ppid and pgrp follow the command name.
-		f, err := statFields(pid)
-		if err != nil || len(f) < 3 || f[0] == "Z" {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		pgrp, _ := strconv.Atoi(f[2])
-		ps = append(ps, procInfo{pid: pid, ppid: ppid, pgrp: pgrp, cmdline: cmdline(pid)})
-	}
+func processes() []procfs.Process {
+	ps, _ := procfs.Processes()
 	return ps
-}
-
-// cmdline is pid's command line, its NUL-separated arguments joined with
-// spaces.
-func cmdline(pid int) string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
 }
 
 // children lists the children of pid, from every thread's
@@ -228,7 +183,7 @@ func descendants(pid int) []int {
 func phpFPMBelow(pid int) []int {
 	var out []int
 	for _, p := range descendants(pid) {
-		if strings.HasPrefix(cmdline(p), "php-fpm") {
+		if cl, _ := procfs.Cmdline(p); strings.HasPrefix(cl, "php-fpm") {
 			out = append(out, p)
 		}
 	}

@@ -24,6 +24,8 @@ import (
 
 	"github.com/fpmux/fpmux/pool"
 	"github.com/fpmux/fpmux/supervisor"
+
+	procfs "github.com/fpmux/fpmux/internal/proc"
 )
 
 // stackOptions configures a stack.
@@ -604,7 +606,7 @@ func (s *stack) close() error {
 
 // leftovers lists live processes of this run: in a php-fpm master's or
 // nginx's process group, or with the temp dir on their command line.
-func (s *stack) leftovers() []procInfo {
+func (s *stack) leftovers() []procfs.Process {
 	s.mu.Lock()
 	groups := map[int]bool{}
 	for g := range s.pgids {
@@ -615,9 +617,9 @@ func (s *stack) leftovers() []procInfo {
 		groups[s.nginx.pid()] = true
 	}
 	self := os.Getpid()
-	var left []procInfo
+	var left []procfs.Process
 	for _, p := range processes() {
-		if p.pid != self && (groups[p.pgrp] || strings.Contains(p.cmdline, s.dir)) {
+		if p.Pid != self && (groups[p.Pgrp] || strings.Contains(p.Cmdline, s.dir)) {
 			left = append(left, p)
 		}
 	}
@@ -627,7 +629,7 @@ func (s *stack) leftovers() []procInfo {
 // reapLeftovers waits up to 10 s for the run's processes to go, then kills
 // the process groups of any still there and reports them.
 func (s *stack) reapLeftovers() error {
-	var left []procInfo
+	var left []procfs.Process
 	if waitFor(context.Background(), "the run's processes to go", 10*time.Second, func() (bool, error) {
 		left = s.leftovers()
 		return len(left) == 0, nil
@@ -636,11 +638,11 @@ func (s *stack) reapLeftovers() error {
 	}
 	var desc []string
 	for _, p := range left {
-		desc = append(desc, fmt.Sprintf("%d (pgrp %d) %s", p.pid, p.pgrp, p.cmdline))
-		if p.pgrp > 1 && p.pgrp != syscall.Getpgrp() {
-			syscall.Kill(-p.pgrp, syscall.SIGKILL)
+		desc = append(desc, fmt.Sprintf("%d (pgrp %d) %s", p.Pid, p.Pgrp, p.Cmdline))
+		if p.Pgrp > 1 && p.Pgrp != syscall.Getpgrp() {
+			syscall.Kill(-p.Pgrp, syscall.SIGKILL)
 		}
-		syscall.Kill(p.pid, syscall.SIGKILL)
+		syscall.Kill(p.Pid, syscall.SIGKILL)
 	}
 	return fmt.Errorf("processes outlived the run and were killed: %s", strings.Join(desc, "; "))
 }

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	procfs "github.com/fpmux/fpmux/internal/proc"
 )
 
 // pssEvery is how often switchcost sums the PSS of the pools: reading
@@ -21,8 +23,8 @@ const pssEvery = 100 * time.Millisecond
 func poolsPSS(fpmuxPid int) uint64 {
 	var sum uint64
 	for _, p := range phpFPMBelow(fpmuxPid) {
-		if kb, err := procKB(p, "smaps_rollup", "Pss:"); err == nil {
-			sum += uint64(kb)
+		if _, pss, err := procfs.SmapsRollup(p); err == nil {
+			sum += pss / 1024
 		}
 	}
 	return sum
@@ -160,7 +162,7 @@ func (b *bench) switchCost(ctx context.Context) (*table, error) {
 		// The old pool retires: wait for its master to be reaped.
 		gone := time.Now()
 		if err := waitFor(ctx, "the old pool to stop", 30*time.Second, func() (bool, error) {
-			return !slices.ContainsFunc(processes(), func(p procInfo) bool { return p.pgrp == oldPid }), nil
+			return !slices.ContainsFunc(processes(), func(p procfs.Process) bool { return p.Pgrp == oldPid }), nil
 		}); err != nil {
 			return err
 		}

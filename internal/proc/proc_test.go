@@ -26,12 +26,12 @@ func TestParseStat(t *testing.T) {
 		want Stat
 		bad  bool // ErrMalformed
 	}{
-		{file: "master", want: Stat{Pid: 4021, Comm: "php-fpm8.2", State: 'S', PPid: 1, Pgrp: 4021}},
-		{file: "idle-worker", want: Stat{Pid: 4025, Comm: "php-fpm8.2", State: 'R', PPid: 4021, Pgrp: 4021, Nice: 19, Policy: 5}},
+		{file: "master", want: Stat{Pid: 4021, Comm: "php-fpm8.2", State: 'S', PPid: 1, Pgrp: 4021, UTime: 2, STime: 1, CUTime: 30, CSTime: 12}},
+		{file: "idle-worker", want: Stat{Pid: 4025, Comm: "php-fpm8.2", State: 'R', PPid: 4021, Pgrp: 4021, Nice: 19, Policy: 5, UTime: 2, STime: 1}},
 		// comm is whatever a program calls itself: only the last ')' ends it.
-		{file: "comm-with-parens", want: Stat{Pid: 77, Comm: "a) (b c) )d", State: 't', PPid: 12, Pgrp: 70, Nice: 5, Policy: 3}},
-		{file: "zombie", want: Stat{Pid: 4030, Comm: "sh", State: 'Z', PPid: 4021, Pgrp: 4021}},
-		{file: "negative-nice", want: Stat{Pid: 9, Comm: "nginx", State: 'S', PPid: 1, Pgrp: 9, Nice: -5}},
+		{file: "comm-with-parens", want: Stat{Pid: 77, Comm: "a) (b c) )d", State: 't', PPid: 12, Pgrp: 70, Nice: 5, Policy: 3, UTime: 2, STime: 1}},
+		{file: "zombie", want: Stat{Pid: 4030, Comm: "sh", State: 'Z', PPid: 4021, Pgrp: 4021, UTime: 2, STime: 1}},
+		{file: "negative-nice", want: Stat{Pid: 9, Comm: "nginx", State: 'S', PPid: 1, Pgrp: 9, Nice: -5, UTime: 2, STime: 1}},
 		{file: "kernel-6.18-cat", want: Stat{Pid: 19679, Comm: "cat", State: 'R', PPid: 19674, Pgrp: 19674}},
 		{file: "truncated", bad: true},
 		{file: "no-comm", bad: true},

@@ -22,11 +22,15 @@ type Stat struct {
 	Comm string // field 2, without its parentheses: the executable's name, cut to 15 bytes
 	// State is field 3: R running, S sleeping, D disk sleep, T stopped
 	// (SIGSTOP), t stopped by a tracer, Z zombie, X dead...
-	State  byte
-	PPid   int // field 4
-	Pgrp   int // field 5: the process group
-	Nice   int // field 19: -20 (first) to 19 (last)
-	Policy int // field 41: the scheduling policy, SCHED_OTHER 0, SCHED_BATCH 3, SCHED_IDLE 5...
+	State byte
+	PPid  int // field 4
+	Pgrp  int // field 5: the process group
+	// UTime and STime (fields 14 and 15) are the CPU time the process has
+	// run in user and kernel mode, CUTime and CSTime (16 and 17) that of
+	// its children it reaped, all in clock ticks (USER_HZ, 100 a second).
+	UTime, STime, CUTime, CSTime int
+	Nice                         int // field 19: -20 (first) to 19 (last)
+	Policy                       int // field 41: the scheduling policy, SCHED_OTHER 0, SCHED_BATCH 3, SCHED_IDLE 5...
 }
 
 // Live tells whether the process runs: it is neither a zombie (exited, not
@@ -72,7 +76,8 @@ func parseStat(b []byte) (Stat, error) {
 	for _, n := range []struct {
 		dst   *int
 		field int
-	}{{&st.PPid, 4}, {&st.Pgrp, 5}, {&st.Nice, 19}, {&st.Policy, 41}} {
+	}{{&st.PPid, 4}, {&st.Pgrp, 5}, {&st.UTime, 14}, {&st.STime, 15}, {&st.CUTime, 16}, {&st.CSTime, 17},
+		{&st.Nice, 19}, {&st.Policy, 41}} {
 		if *n.dst, err = strconv.Atoi(f[n.field-3]); err != nil {
 			return Stat{}, fmt.Errorf("%w: field %d: %q", ErrMalformed, n.field, f[n.field-3])
 		}
